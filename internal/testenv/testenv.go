@@ -68,7 +68,7 @@ func LockAudit(t testing.TB) {
 	if _, err := os.Stat(filepath.Dir(path)); err != nil {
 		path = filepath.Join(os.TempDir(), filepath.Base(LockPath))
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_CLOEXEC, 0o600)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		t.Fatalf("audit test lock %s: %v", path, err)
 	}
