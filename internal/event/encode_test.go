@@ -1,0 +1,127 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func sample() *Event {
+	return &Event{
+		Schema: Schema,
+		Event: Meta{ID: "b:97", Sequence: 97, Created: time.Date(2026, 11, 28, 12, 2, 37, 994000000, time.UTC),
+			Kind: KindEvent, Category: []string{"process"}, Action: "executed", Outcome: "success", Type: "SYSCALL"},
+		Host:      Host{Name: "web-1", Boot: Boot{ID: "b"}, Kernel: "6.18.44"},
+		Tags:      []string{"exec"},
+		Process:   &Process{PID: 3218, Parent: &Parent{PID: 3210}, Name: "unshare", Executable: "/usr/bin/unshare", Args: []string{"unshare", "-n"}, ArgsCount: 2, WorkingDirectory: "/tmp", Title: "unshare -n"},
+		User:      &User{ID: "0", Name: "root", Audit: &Entity{ID: "4294967295"}, Effective: &Entity{ID: "0", Name: "root"}},
+		Group:     &Entity{ID: "0", Name: "root"},
+		Syscall:   &Syscall{Name: "unshare", Nr: 272, Arch: "x86_64", Exit: -1, Args: []string{"0x40000000"}},
+		NS:        &NS{IPC: NSRef{1, 4026531839}, Net: NSRef{13, 4026532177}},
+		NSSrc:     "observed",
+		NSChange:  &NSChange{Op: "unshare", Types: []string{"net"}},
+		Container: &Container{ID: "abc", Runtime: "docker"},
+		File:      &File{Path: "/etc/passwd", Inode: "12"},
+		Source:    &Endpoint{IP: "127.0.0.1", Port: 22},
+		Dest:      &Endpoint{Path: "/run/x.sock"},
+		Loss:      &Loss{Reason: "sequence_gap", Count: 3, From: 4, To: 6},
+		Auditd: &Auditd{Result: "success", Session: "1", Summary: &Summary{Actor: Actor{Primary: "root"}, Action: "ran", Object: Object{Type: "file", Primary: "/bin/x"}},
+			Paths: []Fields{{{"item", "0"}, {"name", "/bin/x"}}}, Data: Fields{{"a0", "1"}, {"weird\"key", "v"}},
+			Records: []string{"type=SYSCALL msg=audit(1:2): x"}},
+	}
+}
+
+// The hand-written encoder and encoding/json (used by tail and replay to
+// decode) must describe the same JSON.
+func TestAppendJSONRoundTripsThroughEncodingJSON(t *testing.T) {
+	e := sample()
+	b := e.AppendJSON(nil)
+	if !json.Valid(b) {
+		t.Fatalf("invalid JSON: %s", b)
+	}
+	var got Event
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&got, e) {
+		t.Fatalf("round trip differs:\n got %+v\nwant %+v\njson %s", got, *e, b)
+	}
+	// Same object as encoding/json would produce (key order aside).
+	std, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, c map[string]any
+	json.Unmarshal(b, &a)
+	json.Unmarshal(std, &c)
+	// Times are compared by the round trip above; the text differs only in
+	// that ours always has microseconds.
+	delete(a["event"].(map[string]any), "created")
+	delete(c["event"].(map[string]any), "created")
+	if !reflect.DeepEqual(a, c) {
+		t.Fatalf("encoders disagree:\nours %s\nstd  %s", b, std)
+	}
+}
+
+func TestAppendStringHostileBytes(t *testing.T) {
+	cases := map[string]string{
+		"plain":             `"plain"`,
+		"a\"b\\c":           `"a\"b\\c"`,
+		"\x1b[31mred\n\x00": `"\u001b[31mred\n\u0000"`,
+		"\xff\xfeok":        `"\\xff\\xfeok"`,
+		"é✓":                `"é✓"`,
+		"\x7f":              `"\u007f"`,
+		"half\xe2\x9c":      `"half\\xe2\\x9c"`,
+	}
+	for in, want := range cases {
+		got := string(AppendString(nil, in))
+		if got != want {
+			t.Errorf("AppendString(%q) = %s, want %s", in, got, want)
+		}
+		if !json.Valid([]byte(got)) || !utf8.ValidString(got) {
+			t.Errorf("AppendString(%q) = %s is not valid UTF-8 JSON", in, got)
+		}
+	}
+}
+
+func FuzzAppendString(f *testing.F) {
+	f.Add("\x1b]0;title\x07")
+	f.Add("\xc3\x28")
+	f.Fuzz(func(t *testing.T, s string) {
+		b := AppendString(nil, s)
+		if !json.Valid(b) || !utf8.Valid(b) {
+			t.Fatalf("invalid output %q for %q", b, s)
+		}
+		if bytes.ContainsAny(b, "\x00\x1b\n\r") {
+			t.Fatalf("control byte passed through: %q", b)
+		}
+		var back string
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		if utf8.ValidString(s) && back != s {
+			t.Fatalf("valid UTF-8 altered: %q -> %q", s, back)
+		}
+	})
+}
+
+func BenchmarkAppendJSON(b *testing.B) {
+	e := sample()
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = e.AppendJSON(buf[:0])
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+func BenchmarkEncodingJSONBaseline(b *testing.B) {
+	e := sample()
+	b.ReportAllocs()
+	for b.Loop() {
+		json.Marshal(e)
+	}
+}

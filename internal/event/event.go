@@ -1,0 +1,252 @@
+// Package event defines the objects auditns publishes, auditns.event/1, and
+// their JSON encoding.
+//
+// The encoder is append-based and written for this fixed schema: it is on the
+// hot path of every audit event, so it neither reflects nor allocates beyond
+// the caller's buffer. The struct tags describe the same JSON for
+// encoding/json, which the consumers (tail, replay) use to decode; a test
+// keeps the two in agreement.
+package event
+
+import "time"
+
+// Schema is the value of the "schema" field of every event.
+const Schema = "auditns.event/1"
+
+// Kinds of event (event.kind).
+const (
+	KindEvent = "event"
+	KindLoss  = "loss"
+	KindState = "state"
+)
+
+// Event is one audit event: every record of one audit serial, or a message
+// auditns writes about itself (Meta.Kind loss or state).
+type Event struct {
+	Schema    string     `json:"schema"`
+	Event     Meta       `json:"event"`
+	Host      Host       `json:"host"`
+	Tags      []string   `json:"tags,omitempty"`
+	Message   string     `json:"message,omitempty"`
+	Process   *Process   `json:"process,omitempty"`
+	User      *User      `json:"user,omitempty"`
+	Group     *Entity    `json:"group,omitempty"`
+	Syscall   *Syscall   `json:"syscall,omitempty"`
+	NS        *NS        `json:"ns,omitempty"`
+	NSSrc     string     `json:"ns_src,omitempty"`
+	NSChange  *NSChange  `json:"ns_change,omitempty"`
+	Container *Container `json:"container,omitempty"`
+	File      *File      `json:"file,omitempty"`
+	Source    *Endpoint  `json:"source,omitempty"`
+	Dest      *Endpoint  `json:"destination,omitempty"`
+	Loss      *Loss      `json:"loss,omitempty"`
+	Auditd    *Auditd    `json:"auditd,omitempty"`
+}
+
+// Meta is the ECS "event" object.
+type Meta struct {
+	ID       string    `json:"id"`
+	Sequence uint32    `json:"sequence"`
+	Created  time.Time `json:"created"`
+	Kind     string    `json:"kind"`
+	Category []string  `json:"category,omitempty"`
+	Action   string    `json:"action,omitempty"`
+	Outcome  string    `json:"outcome,omitempty"`
+	// Type is the audit record type of the event's primary record
+	// (SYSCALL, USER_LOGIN, ...).
+	Type string `json:"type,omitempty"`
+}
+
+// Host identifies the machine and its boot.
+type Host struct {
+	Name   string `json:"name"`
+	Boot   Boot   `json:"boot"`
+	Kernel string `json:"kernel,omitempty"`
+}
+
+// Boot is host.boot.
+type Boot struct {
+	ID string `json:"id"`
+}
+
+// Process is the subject process.
+type Process struct {
+	PID        int      `json:"pid,omitempty"`
+	Parent     *Parent  `json:"parent,omitempty"`
+	Name       string   `json:"name,omitempty"`
+	Executable string   `json:"executable,omitempty"`
+	Args       []string `json:"args,omitempty"`
+	// ArgsCount is the argc the kernel reported; it differs from len(Args)
+	// only when the kernel could not record every argument.
+	ArgsCount        int    `json:"args_count,omitempty"`
+	WorkingDirectory string `json:"working_directory,omitempty"`
+	Title            string `json:"title,omitempty"`
+	TTY              string `json:"tty,omitempty"`
+}
+
+// Parent is process.parent.
+type Parent struct {
+	PID int `json:"pid"`
+}
+
+// Entity is an id with its resolved name.
+type Entity struct {
+	ID   string `json:"id,omitempty"`
+	Name string `json:"name,omitempty"`
+}
+
+// User is the subject's identities: the real uid (ID/Name), the login uid
+// (Audit) and the effective uid.
+type User struct {
+	ID        string  `json:"id,omitempty"`
+	Name      string  `json:"name,omitempty"`
+	Audit     *Entity `json:"audit,omitempty"`
+	Effective *Entity `json:"effective,omitempty"`
+	Saved     *Entity `json:"saved,omitempty"`
+	FS        *Entity `json:"filesystem,omitempty"`
+	Target    *Entity `json:"target,omitempty"`
+}
+
+// Syscall is the SYSCALL record's call.
+type Syscall struct {
+	Name string   `json:"name,omitempty"`
+	Nr   int      `json:"nr"`
+	Arch string   `json:"arch,omitempty"`
+	Exit int64    `json:"exit"`
+	Args []string `json:"args,omitempty"`
+}
+
+// NSRef is one namespace of the subject: its per-boot serial and nsfs inode.
+type NSRef struct {
+	Serial uint64 `json:"serial"`
+	Inum   uint64 `json:"inum"`
+}
+
+// NS holds the subject's namespaces, one per type; a zero NSRef is unknown
+// and left out. Field order is the SPEC's type order.
+type NS struct {
+	IPC    NSRef `json:"ipc,omitzero"`
+	UTS    NSRef `json:"uts,omitzero"`
+	User   NSRef `json:"user,omitzero"`
+	PID    NSRef `json:"pid,omitzero"`
+	Cgroup NSRef `json:"cgroup,omitzero"`
+	Time   NSRef `json:"time,omitzero"`
+	Net    NSRef `json:"net,omitzero"`
+	Mnt    NSRef `json:"mnt,omitzero"`
+}
+
+// NSTypes are the namespace type names in the SPEC's order.
+var NSTypes = [8]string{"ipc", "uts", "user", "pid", "cgroup", "time", "net", "mnt"}
+
+// At returns a pointer to the namespace of type index i (NSTypes order).
+func (n *NS) At(i int) *NSRef {
+	switch i {
+	case 0:
+		return &n.IPC
+	case 1:
+		return &n.UTS
+	case 2:
+		return &n.User
+	case 3:
+		return &n.PID
+	case 4:
+		return &n.Cgroup
+	case 5:
+		return &n.Time
+	case 6:
+		return &n.Net
+	case 7:
+		return &n.Mnt
+	}
+	return nil
+}
+
+// NSChange describes a syscall that changes namespaces.
+type NSChange struct {
+	Op    string   `json:"op"`
+	Types []string `json:"types,omitempty"`
+	// ChildrenOnly lists types that affect only children created later
+	// (CLONE_NEWPID and CLONE_NEWTIME with unshare/setns).
+	ChildrenOnly []string `json:"children_only,omitempty"`
+}
+
+// Container identifies the container of the subject, from its cgroup path.
+type Container struct {
+	ID      string `json:"id"`
+	Runtime string `json:"runtime,omitempty"`
+}
+
+// File is the object file of the event.
+type File struct {
+	Path   string `json:"path,omitempty"`
+	Device string `json:"device,omitempty"`
+	Inode  string `json:"inode,omitempty"`
+	Mode   string `json:"mode,omitempty"`
+	UID    string `json:"uid,omitempty"`
+	GID    string `json:"gid,omitempty"`
+	Owner  string `json:"owner,omitempty"`
+	Group  string `json:"group,omitempty"`
+}
+
+// Endpoint is a network peer (source or destination).
+type Endpoint struct {
+	IP   string `json:"ip,omitempty"`
+	Port int    `json:"port,omitempty"`
+	Path string `json:"path,omitempty"`
+}
+
+// Loss describes what was lost, on events of kind "loss".
+type Loss struct {
+	// Reason is kernel_lost, sequence_gap, queue_full, spool_full or
+	// dead_letter.
+	Reason string `json:"reason"`
+	Count  uint64 `json:"count"`
+	// From and To bound a gap in audit sequence numbers (inclusive).
+	From uint32 `json:"from,omitempty"`
+	To   uint32 `json:"to,omitempty"`
+	// KernelLost is the kernel's lost counter when this was observed.
+	KernelLost uint32 `json:"kernel_lost,omitempty"`
+}
+
+// Auditd carries what has no ECS field.
+type Auditd struct {
+	Result   string   `json:"result,omitempty"`
+	Session  string   `json:"session,omitempty"`
+	Summary  *Summary `json:"summary,omitempty"`
+	Paths    []Fields `json:"paths,omitempty"`
+	Data     Fields   `json:"data,omitempty"`
+	Records  []string `json:"records,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Summary is aucoalesce's actor/action/object sentence.
+type Summary struct {
+	Actor  Actor  `json:"actor"`
+	Action string `json:"action,omitempty"`
+	Object Object `json:"object"`
+	How    string `json:"how,omitempty"`
+}
+
+// Actor is the subject of the summary.
+type Actor struct {
+	Primary   string `json:"primary,omitempty"`
+	Secondary string `json:"secondary,omitempty"`
+}
+
+// Object is the object of the summary.
+type Object struct {
+	Type      string `json:"type,omitempty"`
+	Primary   string `json:"primary,omitempty"`
+	Secondary string `json:"secondary,omitempty"`
+}
+
+// Fields are the fields of a record, sorted by key. A sorted list of pairs
+// keeps the output deterministic and is cheaper to build than a map; it
+// encodes as a JSON object.
+type Fields []KV
+
+// KV is one field of a record.
+type KV struct {
+	Key   string
+	Value string
+}
