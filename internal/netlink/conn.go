@@ -1,0 +1,271 @@
+// Package netlink is auditns's connection to the kernel's audit subsystem:
+// the unicast daemon socket (auditns is the audit daemon: it sets the kernel's
+// audit settings and loads rules) or the read-only multicast group (auditns
+// reads beside auditd or journald), and the reader that moves records from
+// the socket to the rest of the pipeline without ever waiting on it.
+package netlink
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	libaudit "github.com/elastic/go-libaudit/v2"
+)
+
+// Mode is how auditns attaches to the kernel.
+type Mode string
+
+const (
+	// Unicast makes auditns the audit daemon (the kernel's audit pid). It
+	// needs CAP_AUDIT_CONTROL in the initial user and pid namespaces.
+	Unicast Mode = "unicast"
+	// Multicast reads the audit multicast group beside another daemon. It
+	// needs CAP_AUDIT_READ and the initial network namespace, and it cannot
+	// change kernel settings or rules.
+	Multicast Mode = "multicast"
+)
+
+// FailureMode is the kernel's reaction to a critical audit error (auditctl -f).
+type FailureMode = libaudit.FailureMode
+
+// Options configure a Conn. The zero value of each field means its default.
+type Options struct {
+	// Mode is Unicast (default) or Multicast.
+	Mode Mode
+	// BacklogLimit is the kernel's queue of records not yet read (auditctl
+	// -b). Default 16384: bursts of exec storms overflow the kernel's 64.
+	BacklogLimit uint32
+	// RateLimit caps records per second in the kernel (auditctl -r); 0 (the
+	// default) is no limit.
+	RateLimit uint32
+	// BacklogWaitTime is how long, in jiffies, an audited process waits when
+	// the backlog is full (auditctl --backlog_wait_time). The default, 0,
+	// never stalls audited processes: the kernel drops and counts in "lost",
+	// which auditns reports. Set SetBacklogWaitTime to apply it.
+	BacklogWaitTime int32
+	// Failure is the kernel's failure mode (auditctl -f); default 1 (printk).
+	Failure FailureMode
+	// Immutable locks the configuration until reboot (auditctl -e 2), applied
+	// last. auditns then cannot remove its rules on exit.
+	Immutable bool
+	// Rules are the rules to load, in auditctl syntax, already parsed
+	// (see ParseRules). Unicast only.
+	Rules []Rule
+	// ExcludeSelf adds a rule, first, that stops the kernel auditing
+	// auditns's own syscalls, which would otherwise feed back into the
+	// stream. Default true through config.
+	ExcludeSelf bool
+	// ReceiveBuffer is the socket receive buffer in bytes; default 8 MiB so
+	// a burst is absorbed while the pipeline catches up.
+	ReceiveBuffer int
+	// Logger receives start-up and shutdown lines; default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.Mode == "" {
+		o.Mode = Unicast
+	}
+	if o.BacklogLimit == 0 {
+		o.BacklogLimit = 16384
+	}
+	if o.Failure == 0 {
+		o.Failure = libaudit.LogOnFailure
+	}
+	if o.ReceiveBuffer == 0 {
+		o.ReceiveBuffer = 8 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Conn is an open connection to the kernel's audit subsystem. Close restores
+// the host: it removes the rules Conn added, puts back the enabled flag it
+// found and releases the audit pid.
+type Conn struct {
+	opts    Options
+	sock    *socket
+	client  *libaudit.AuditClient
+	control *libaudit.AuditClient // status queries, so replies never mix with events
+	log     *slog.Logger
+
+	initial *libaudit.AuditStatus
+	added   [][]byte // wire rules to delete on Close, in load order
+	closeMu sync.Mutex
+	closed  bool
+}
+
+// Open connects to the kernel. In unicast mode it becomes the audit daemon,
+// applies the kernel settings and loads the rules; any failure undoes what
+// was done so far.
+func Open(opts Options) (*Conn, error) {
+	opts.defaults()
+	c := &Conn{opts: opts, log: opts.Logger}
+	switch opts.Mode {
+	case Unicast, Multicast:
+	default:
+		return nil, fmt.Errorf("invalid mode %q: expected unicast or multicast", opts.Mode)
+	}
+	if opts.Mode == Multicast && (len(opts.Rules) > 0 || opts.Immutable) {
+		return nil, errors.New("multicast mode cannot load rules or change kernel settings: remove the rules file (audit.rules_file) or use mode unicast")
+	}
+
+	var err error
+	c.control, err = libaudit.NewAuditClient(nil)
+	if err != nil {
+		return nil, err
+	}
+	c.initial, err = c.control.GetStatus()
+	if err != nil {
+		c.control.Close()
+		return nil, fmt.Errorf("read kernel audit status: %w", err)
+	}
+
+	groups := uint32(0)
+	if opts.Mode == Multicast {
+		groups = libaudit.NetlinkGroupReadLog
+	}
+	c.sock, err = newSocket(groups, opts.ReceiveBuffer)
+	if err != nil {
+		c.control.Close()
+		return nil, err
+	}
+	c.client = &libaudit.AuditClient{Netlink: c.sock}
+	if opts.Mode == Unicast {
+		if err := c.becomeDaemon(); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *Conn) becomeDaemon() error {
+	o := c.opts
+	if c.initial.Enabled == 2 {
+		return errors.New("kernel audit configuration is immutable (auditctl -e 2) until reboot: use mode multicast")
+	}
+	if c.initial.PID != 0 && c.initial.PID != uint32(os.Getpid()) && processExists(int(c.initial.PID)) {
+		return fmt.Errorf("another audit daemon (pid %d) holds the kernel's audit pid: stop it or use mode multicast", c.initial.PID)
+	}
+	steps := []struct {
+		what string
+		do   func() error
+	}{
+		{"set backlog_limit", func() error { return c.client.SetBacklogLimit(o.BacklogLimit, libaudit.WaitForReply) }},
+		{"set rate_limit", func() error { return c.client.SetRateLimit(o.RateLimit, libaudit.WaitForReply) }},
+		{"set backlog_wait_time", func() error { return c.client.SetBacklogWaitTime(o.BacklogWaitTime, libaudit.WaitForReply) }},
+		{"set failure_mode", func() error { return c.client.SetFailure(o.Failure, libaudit.WaitForReply) }},
+		{"become the audit daemon (set audit pid)", func() error { return c.client.SetPID(libaudit.WaitForReply) }},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			return permissionHint(fmt.Errorf("%s: %w", s.what, err))
+		}
+	}
+	rules := o.Rules
+	if o.ExcludeSelf {
+		self, err := selfExclusionRules(os.Getpid())
+		if err != nil {
+			return err
+		}
+		rules = append(self, rules...)
+	}
+	for _, r := range rules {
+		if err := c.client.AddRule(r.wire); err != nil {
+			if err.Error() == "rule exists" {
+				// Left by an instance that died before it could clean up,
+				// or a duplicate line: adopt it so that Close removes it.
+				c.log.Warn("audit rule already loaded; adopting it", "rule", r.Text, "source", r.Source)
+			} else {
+				return permissionHint(fmt.Errorf("load audit rule %s (%q): %w", r.Source, r.Text, err))
+			}
+		}
+		c.added = append(c.added, r.wire)
+	}
+	if err := c.client.SetEnabled(true, libaudit.WaitForReply); err != nil {
+		return permissionHint(fmt.Errorf("enable auditing: %w", err))
+	}
+	if o.Immutable {
+		if err := c.client.SetImmutable(libaudit.WaitForReply); err != nil {
+			return fmt.Errorf("make audit configuration immutable: %w", err)
+		}
+	}
+	return nil
+}
+
+// Initial is the kernel's audit status as Open found it.
+func (c *Conn) Initial() libaudit.AuditStatus { return *c.initial }
+
+// RulesLoaded is how many rules Conn loaded (including its own).
+func (c *Conn) RulesLoaded() int { return len(c.added) }
+
+// Mode is the connection's mode.
+func (c *Conn) Mode() Mode { return c.opts.Mode }
+
+// Status asks the kernel for its audit status on a separate control socket,
+// so it is safe while the reader runs.
+func (c *Conn) Status() (*libaudit.AuditStatus, error) {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed {
+		return nil, errors.New("audit connection closed")
+	}
+	return c.control.GetStatus()
+}
+
+// Close removes the rules Conn added, restores the enabled flag it found and
+// releases the audit pid. It is safe to call more than once and from any
+// goroutine, but the reader must have stopped first.
+func (c *Conn) Close() error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	var errs []error
+	if c.opts.Mode == Unicast && c.client != nil && !c.opts.Immutable {
+		// Rules are deleted on the control socket: the event socket may be
+		// full of records whose replies would have to be skipped.
+		for i := len(c.added) - 1; i >= 0; i-- {
+			if err := c.control.DeleteRule(c.added[i]); err != nil {
+				errs = append(errs, fmt.Errorf("remove audit rule: %w", err))
+			}
+		}
+		c.log.Info("removed audit rules", "count", len(c.added)-len(errs))
+		if c.initial.Enabled == 0 {
+			if err := c.control.SetEnabled(false, libaudit.WaitForReply); err != nil {
+				errs = append(errs, fmt.Errorf("restore audit enabled=0: %w", err))
+			}
+		}
+	}
+	if c.client != nil {
+		// Close clears the audit pid when SetPID succeeded.
+		if err := c.client.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("release audit pid: %w", err))
+		}
+	} else if c.sock != nil {
+		c.sock.Close()
+	}
+	if c.control != nil {
+		c.control.Close()
+	}
+	return errors.Join(errs...)
+}
+
+func processExists(pid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return err == nil
+}
+
+func permissionHint(err error) error {
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("%w (unicast mode needs CAP_AUDIT_CONTROL in the initial user and pid namespaces)", err)
+	}
+	return err
+}

@@ -1,0 +1,128 @@
+package netlink
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	libaudit "github.com/elastic/go-libaudit/v2"
+
+	"github.com/auditns/auditns/internal/testenv"
+)
+
+func kernelRules(t *testing.T) int {
+	t.Helper()
+	c, err := libaudit.NewAuditClient(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r, err := c.GetRules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(r)
+}
+
+// Unicast: rules load, the marker's EXECVE record arrives, and Close leaves
+// the kernel with the rules and pid it had.
+func TestUnicastReadsMarkerAndRestoresHost(t *testing.T) {
+	testenv.RequireKernelAudit(t)
+	before := kernelRules(t)
+	key := fmt.Sprintf("auditns-test-%d", rand.Uint32())
+	rl, err := BuildRule("-a always,exit -F arch=b64 -S execve -F key=" + key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(Options{Rules: []Rule{rl}, ExcludeSelf: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			c.Close()
+		}
+	})
+	if got := kernelRules(t); got != before+c.RulesLoaded() {
+		t.Fatalf("kernel has %d rules, want %d", got, before+c.RulesLoaded())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan []Record, 64)
+	var stats ReaderStats
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, out, &stats) }()
+
+	marker := fmt.Sprintf("auditns-marker-%d", rand.Uint64())
+	if err := exec.Command("/bin/true", marker).Run(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second)
+	found := false
+	for !found {
+		select {
+		case batch := <-out:
+			for _, r := range batch {
+				if r.Type == 1309 && strings.Contains(string(r.Data), marker) { // AUDIT_EXECVE
+					found = true
+				}
+			}
+		case <-deadline:
+			t.Fatalf("no EXECVE record with %s within 10s (records read %d)", marker, stats.Records.Load())
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed = true
+	if got := kernelRules(t); got != before {
+		t.Fatalf("after Close the kernel has %d rules, want %d", got, before)
+	}
+	st := status(t)
+	if st.PID != 0 {
+		t.Fatalf("audit pid %d still set after Close", st.PID)
+	}
+}
+
+func status(t *testing.T) *libaudit.AuditStatus {
+	c, err := libaudit.NewAuditClient(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := c.GetStatus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestMulticastRefusesRules(t *testing.T) {
+	rl, err := BuildRule("-w /etc/passwd -p wa -k x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(Options{Mode: Multicast, Rules: []Rule{rl}})
+	if err == nil || !strings.Contains(err.Error(), "multicast mode cannot load rules") {
+		t.Fatalf("got %v, want a refusal", err)
+	}
+}
+
+func TestParseRulesNamesTheLine(t *testing.T) {
+	_, _, err := ParseRules(strings.NewReader("# c\n-w /etc/passwd -p wa -k id\n-a always,exit -S nosuchcall\n"), "x.rules")
+	if err == nil || !strings.HasPrefix(err.Error(), "x.rules:3: ") {
+		t.Fatalf("got %v, want an error naming x.rules:3", err)
+	}
+	rules, control, err := ParseRules(strings.NewReader("-D\n-b 8192\n-w /etc/shadow -p wa -k id\n"), "y")
+	if err != nil || len(rules) != 1 || len(control) != 2 || rules[0].Source != "y:3" {
+		t.Fatalf("rules %v control %v err %v", rules, control, err)
+	}
+}
