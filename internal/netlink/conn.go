@@ -31,6 +31,14 @@ const (
 // FailureMode is the kernel's reaction to a critical audit error (auditctl -f).
 type FailureMode = libaudit.FailureMode
 
+// The kernel's failure modes. go-libaudit's own constants all equal 0 (an
+// iota slip), so auditns defines them.
+const (
+	FailureSilent FailureMode = 0
+	FailurePrintk FailureMode = 1
+	FailurePanic  FailureMode = 2
+)
+
 // Options configure a Conn. The zero value of each field means its default.
 type Options struct {
 	// Mode is Unicast (default) or Multicast.
@@ -46,7 +54,9 @@ type Options struct {
 	// never stalls audited processes: the kernel drops and counts in "lost",
 	// which auditns reports. Set SetBacklogWaitTime to apply it.
 	BacklogWaitTime int32
-	// Failure is the kernel's failure mode (auditctl -f); default 1 (printk).
+	// Failure is the kernel's failure mode (auditctl -f): FailureSilent,
+	// FailurePrintk or FailurePanic. Set it explicitly; config defaults it to
+	// printk.
 	Failure FailureMode
 	// Immutable locks the configuration until reboot (auditctl -e 2), applied
 	// last. auditns then cannot remove its rules on exit.
@@ -71,9 +81,6 @@ func (o *Options) defaults() {
 	}
 	if o.BacklogLimit == 0 {
 		o.BacklogLimit = 16384
-	}
-	if o.Failure == 0 {
-		o.Failure = libaudit.LogOnFailure
 	}
 	if o.ReceiveBuffer == 0 {
 		o.ReceiveBuffer = 8 << 20
@@ -241,6 +248,18 @@ func (c *Conn) Close() error {
 		if c.initial.Enabled == 0 {
 			if err := c.control.SetEnabled(false, libaudit.WaitForReply); err != nil {
 				errs = append(errs, fmt.Errorf("restore audit enabled=0: %w", err))
+			}
+		}
+		// Put the kernel settings back as they were found.
+		in := c.initial
+		for _, err := range []error{
+			c.control.SetBacklogLimit(in.BacklogLimit, libaudit.WaitForReply),
+			c.control.SetRateLimit(in.RateLimit, libaudit.WaitForReply),
+			c.control.SetBacklogWaitTime(int32(in.BacklogWaitTime), libaudit.WaitForReply),
+			c.control.SetFailure(FailureMode(in.Failure), libaudit.WaitForReply),
+		} {
+			if err != nil {
+				errs = append(errs, fmt.Errorf("restore kernel audit settings: %w", err))
 			}
 		}
 	}

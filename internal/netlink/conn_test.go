@@ -38,7 +38,7 @@ func TestUnicastReadsMarkerAndRestoresHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Open(Options{Rules: []Rule{rl}, ExcludeSelf: true})
+	c, err := Open(Options{Rules: []Rule{rl}, ExcludeSelf: true, Failure: FailurePrintk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,5 +124,25 @@ func TestParseRulesNamesTheLine(t *testing.T) {
 	rules, control, err := ParseRules(strings.NewReader("-D\n-b 8192\n-w /etc/shadow -p wa -k id\n"), "y")
 	if err != nil || len(rules) != 1 || len(control) != 2 || rules[0].Source != "y:3" {
 		t.Fatalf("rules %v control %v err %v", rules, control, err)
+	}
+}
+
+func TestSettingsAppliedAndRestored(t *testing.T) {
+	testenv.RequireKernelAudit(t)
+	before := status(t)
+	c, err := Open(Options{BacklogLimit: 12345, RateLimit: 0, Failure: FailurePrintk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	during := status(t)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after := status(t)
+	if during.BacklogLimit != 12345 || during.Failure != 1 || during.Enabled != 1 || during.BacklogWaitTime != 0 {
+		t.Fatalf("settings not applied: %+v", during)
+	}
+	if after.BacklogLimit != before.BacklogLimit || after.Failure != before.Failure || after.Enabled != before.Enabled || after.PID != 0 || after.BacklogWaitTime != before.BacklogWaitTime {
+		t.Fatalf("host not restored:\nbefore %+v\nafter  %+v", before, after)
 	}
 }

@@ -127,4 +127,3 @@ func (s *socket) wait(timeoutMs int) (bool, error) {
 }
 
 func (s *socket) Close() error { return unix.Close(s.fd) }
-
