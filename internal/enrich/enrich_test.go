@@ -1,0 +1,219 @@
+package enrich
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/elastic/go-libaudit/v2/auparse"
+
+	"github.com/auditns/auditns/internal/assemble"
+	"github.com/auditns/auditns/internal/event"
+)
+
+// loadEvents reads recorded records ("TYPE text" as netlink delivers them,
+// or "type=NAME msg=..." as audit.log has them) and assembles them.
+func loadEvents(t testing.TB, path string) [][]*auparse.AuditMessage {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out [][]*auparse.AuditMessage
+	a := assemble.New(assemble.Options{}, func(msgs []*auparse.AuditMessage) {
+		out = append(out, append([]*auparse.AuditMessage(nil), msgs...))
+	}, nil)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "type=") {
+			m, err := auparse.ParseLogLine(line)
+			if err != nil {
+				continue
+			}
+			a.Push(uint16(m.RecordType), []byte(m.RawData))
+			continue
+		}
+		typ, text, _ := strings.Cut(line, " ")
+		n, _ := strconv.Atoi(typ)
+		a.Push(uint16(n), []byte(text))
+	}
+	a.Close()
+	return out
+}
+
+func newTestEnricher(t testing.TB, raw bool) *Enricher {
+	e, err := New(Options{HostName: "h", BootID: "boot", Kernel: "6.18", Raw: raw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+func enrichAll(t *testing.T, path string, raw bool) map[uint32]*event.Event {
+	e := newTestEnricher(t, raw)
+	out := map[uint32]*event.Event{}
+	for _, msgs := range loadEvents(t, path) {
+		ev := new(event.Event)
+		if err := e.Enrich(msgs, ev); err != nil {
+			t.Fatalf("seq %d: %v", msgs[0].Sequence, err)
+		}
+		b := ev.AppendJSON(nil)
+		if !json.Valid(b) {
+			t.Fatalf("invalid JSON: %s", b)
+		}
+		out[ev.Event.Sequence] = ev
+	}
+	return out
+}
+
+func TestExecveEventFromRealRecords(t *testing.T) {
+	evs := enrichAll(t, "testdata/kernel-6.18-exec-unshare.txt", true)
+	ev := evs[21] // /bin/echo 'hé "q"' ESC[31m  (args hex-encoded by the kernel)
+	if ev == nil {
+		t.Fatal("no event 21")
+	}
+	p := ev.Process
+	if p == nil || p.PID != 14900 || p.Parent.PID != 14898 || p.Executable != "/usr/bin/echo" || p.WorkingDirectory != "/tmp" {
+		t.Fatalf("process %+v", p)
+	}
+	wantArgs := []string{"/bin/echo", "hé \"q\"", "\x1b[31m"}
+	if strings.Join(p.Args, "|") != strings.Join(wantArgs, "|") || p.ArgsCount != 3 {
+		t.Fatalf("args %q (argc %d), want %q", p.Args, p.ArgsCount, wantArgs)
+	}
+	if ev.Event.ID != "boot:21" || ev.Event.Type != "SYSCALL" || ev.Event.Outcome != "success" {
+		t.Fatalf("meta %+v", ev.Event)
+	}
+	if ev.Syscall.Name != "execve" || ev.Syscall.Nr != 59 || ev.Syscall.Arch != "x86_64" || ev.Syscall.Exit != 0 {
+		t.Fatalf("syscall %+v", ev.Syscall)
+	}
+	if len(ev.Tags) != 1 || ev.Tags[0] != "exec" {
+		t.Fatalf("tags %v", ev.Tags)
+	}
+	if ev.User.ID != "0" || ev.User.Name != "root" || ev.User.Audit.ID != "4294967295" {
+		t.Fatalf("user %+v", ev.User)
+	}
+	if len(ev.Auditd.Records) != 7 || len(ev.Auditd.Paths) != 2 {
+		t.Fatalf("records %d paths %d", len(ev.Auditd.Records), len(ev.Auditd.Paths))
+	}
+	b := string(ev.AppendJSON(nil))
+	if strings.Contains(b, "\x1b") {
+		t.Fatalf("raw ESC in JSON: %s", b)
+	}
+}
+
+func TestUnshareDecodedAndFailedExecHasErrno(t *testing.T) {
+	evs := enrichAll(t, "testdata/kernel-6.18-exec-unshare.txt", false)
+	u := evs[23]
+	if u.Syscall.Name != "unshare" || u.NSChange == nil || u.NSChange.Op != "unshare" ||
+		strings.Join(u.NSChange.Types, ",") != "uts,net" {
+		t.Fatalf("unshare: syscall %+v change %+v", u.Syscall, u.NSChange)
+	}
+	f := evs[24]
+	if f.Syscall.Exit != -2 || f.Event.Outcome != "failure" {
+		t.Fatalf("failed exec: exit %d outcome %q", f.Syscall.Exit, f.Event.Outcome)
+	}
+	w := evs[37]
+	if w.File == nil || w.File.Path != "/etc/hostname" || w.Tags[0] != "ident" {
+		t.Fatalf("file watch: %+v tags %v", w.File, w.Tags)
+	}
+}
+
+// Records from go-libaudit's own corpus (a RHEL host): user-space messages
+// and sockets become events too.
+func TestUserSpaceAndSocketRecords(t *testing.T) {
+	evs := enrichAll(t, "testdata/rhel7-normal.log", false)
+	if len(evs) < 10 {
+		t.Fatalf("only %d events", len(evs))
+	}
+	login := evs[421]
+	if login == nil || login.Event.Type != "USER_LOGIN" || login.Event.Action != "logged-in" ||
+		login.Source == nil || login.Source.IP != "96.241.146.97" || login.User.Audit.Name != "cloudsdk" && login.User.Audit.ID != "1000" {
+		t.Fatalf("USER_LOGIN: %s", login.AppendJSON(nil))
+	}
+	conn := evs[58]
+	if conn == nil || conn.Syscall.Name != "connect" || conn.Dest == nil || conn.Dest.IP != "169.254.169.254" || conn.Dest.Port != 80 {
+		t.Fatalf("connect: %s", conn.AppendJSON(nil))
+	}
+	// A SOCKADDR whose SYSCALL is missing is still published, raw.
+	lone := evs[517647]
+	if lone == nil || len(lone.Auditd.Records) != 1 || len(lone.Auditd.Warnings) == 0 {
+		t.Fatalf("lone SOCKADDR: %+v", lone)
+	}
+}
+
+func TestMalformedRecordsDoNotStopAssembly(t *testing.T) {
+	var got int
+	a := assemble.New(assemble.Options{}, func([]*auparse.AuditMessage) { got++ }, nil)
+	a.Push(1300, []byte("garbage without a header"))
+	a.Push(1300, []byte("audit(1.0:): nothing"))
+	a.Push(1305, []byte(`audit(1795868665.170:50): op=set audit_enabled=1 old=1 auid=4294967295 ses=4294967295 res=1`))
+	a.Close()
+	if got != 1 || a.Stats().Malformed.Load() != 2 {
+		t.Fatalf("events %d malformed %d", got, a.Stats().Malformed.Load())
+	}
+}
+
+func TestContainerFromCgroup(t *testing.T) {
+	id := strings.Repeat("ab12", 16)
+	cases := map[string]*event.Container{
+		"0::/system.slice/docker-" + id + ".scope\n": {ID: id, Runtime: "docker"},
+		"12:pids:/docker/" + id + "\n0::/\n":         {ID: id, Runtime: "docker"},
+		"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/cri-containerd-" + id + ".scope": {ID: id, Runtime: "containerd"},
+		"0::/kubepods/besteffort/pod1/" + id:                  {ID: id, Runtime: "containerd"},
+		"0::/machine.slice/libpod-" + id + ".scope/container": {ID: id, Runtime: "podman"},
+		"0::/kubepods.slice/crio-" + id + ".scope":            {ID: id, Runtime: "cri-o"},
+		"0::/user.slice/user-0.slice/session-1.scope\n":       nil,
+	}
+	for in, want := range cases {
+		got := containerFromCgroup([]byte(in))
+		if (got == nil) != (want == nil) || got != nil && *got != *want {
+			t.Errorf("%q: got %+v want %+v", in, got, want)
+		}
+	}
+}
+
+func TestDecodeNSChange(t *testing.T) {
+	c := decodeNSChange(&event.Syscall{Name: "unshare", Args: []string{"0x7e020080"}})
+	if strings.Join(c.Types, ",") != "ipc,uts,user,pid,cgroup,time,net,mnt" || strings.Join(c.ChildrenOnly, ",") != "pid,time" {
+		t.Fatalf("%+v", c)
+	}
+	if decodeNSChange(&event.Syscall{Name: "clone", Args: []string{"0x1200011"}}) != nil {
+		t.Fatal("plain fork reported as a namespace change")
+	}
+	if c := decodeNSChange(&event.Syscall{Name: "clone", Args: []string{"0x40000000"}, Exit: 99}); c == nil || c.Types[0] != "net" || c.ChildrenOnly != nil {
+		t.Fatalf("clone: %+v", c)
+	}
+	if decodeNSChange(&event.Syscall{Name: "unshare", Args: []string{"0x40000000"}, Exit: -1}) != nil {
+		t.Fatal("failed unshare reported as a change")
+	}
+}
+
+func FuzzEnrich(f *testing.F) {
+	f.Add(uint16(1300), `audit(1795868665.170:20): arch=c000003e syscall=59 success=yes exit=0 a0=1 items=2 ppid=1 pid=2 comm="sh" exe="/usr/bin/dash" key="exec"`)
+	f.Add(uint16(1309), `audit(1795868665.170:20): argc=3 a0="/bin/sh" a1=6364 a2=ZZ`)
+	f.Add(uint16(1327), `audit(1795868665.170:20): proctitle=2F62696E2F7368002D63`)
+	e, err := New(Options{BootID: "b"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, typ uint16, text string) {
+		msg, err := auparse.Parse(auparse.AuditMessageType(typ), text)
+		if err != nil {
+			return
+		}
+		var ev event.Event
+		if e.Enrich([]*auparse.AuditMessage{msg}, &ev) != nil {
+			return
+		}
+		if b := ev.AppendJSON(nil); !json.Valid(b) {
+			t.Fatalf("invalid JSON %s", b)
+		}
+	})
+}
