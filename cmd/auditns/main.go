@@ -1,0 +1,74 @@
+// Command auditns is a Linux audit daemon that tags every event with the
+// identity of its subject's namespaces and publishes JSON to stdout, a file
+// or Kafka. This file only parses flags and wires packages.
+//
+// cobra was chosen for the command line because it is the companion of
+// viper: pflag flags bind straight to configuration keys, which gives the
+// flag > env > file > default precedence without glue code, and each
+// subcommand gets its own help and flag set.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// usageError is bad input: exit status 2, one line.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+func badInput(err error) error { return usageError{err} }
+
+func main() {
+	root := &cobra.Command{
+		Use:           "auditns",
+		Short:         "Linux audit events with namespace identity, to stdout, a file or Kafka",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return badInput(err) })
+	root.AddCommand(runCmd(), statusCmd(), nsCmd(), versionCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "auditns:", oneLine(err.Error()))
+		var u usageError
+		if errors.As(err, &u) || isCobraUsage(err) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+func oneLine(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' {
+			return s[:i]
+		}
+	}
+	return s
+}
+
+// isCobraUsage recognises cobra's own errors for unknown commands and
+// wrong argument counts.
+func isCobraUsage(err error) bool {
+	s := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "accepts ", "requires ", "invalid argument"} {
+		if len(s) >= len(p) && contains(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/auditns/auditns/internal/config"
+	"github.com/auditns/auditns/internal/daemon"
+)
+
+// loadConfig binds the given flags to their keys and loads the
+// configuration; errors are bad input.
+func loadConfig(cmd *cobra.Command, file string, flagKeys map[string]string) (*config.Config, error) {
+	l := config.NewLoader()
+	for flag, key := range flagKeys {
+		if f := cmd.Flags().Lookup(flag); f != nil {
+			l.BindFlag(key, f)
+		}
+	}
+	c, err := l.Load(file)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	return c, nil
+}
+
+func newLogger(c *config.Config) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Log.Level))
+	o := &slog.HandlerOptions{Level: level}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, o))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, o))
+}
+
+func runCmd() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Read kernel audit events and publish them (stdout by default)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := loadConfig(cmd, file, map[string]string{
+				"output":        "output.sink",
+				"rules":         "audit.rules_file",
+				"mode":          "mode",
+				"state-dir":     "state_dir",
+				"kafka-brokers": "kafka.brokers",
+				"raw":           "output.raw",
+				"metrics":       "metrics.listen",
+			})
+			if err != nil {
+				return err
+			}
+			log := newLogger(c)
+			slog.SetDefault(log)
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			d, err := daemon.Start(ctx, c, log)
+			if err != nil {
+				return err
+			}
+			return d.Run(ctx, 10*time.Second)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&file, "config", "", "configuration file (YAML); see configs/auditns.yaml")
+	f.String("output", "", "stdout | file:PATH | kafka (output.sink)")
+	f.String("rules", "", "audit rules file in auditctl syntax (audit.rules_file)")
+	f.String("mode", "", "unicast | multicast (mode)")
+	f.String("state-dir", "", "state directory (state_dir)")
+	f.String("kafka-brokers", "", "Kafka bootstrap brokers H:P,... (kafka.brokers)")
+	f.Bool("raw", false, "include the kernel's records in auditd.records (output.raw)")
+	f.String("metrics", "", "serve /metrics and /healthz on this address (metrics.listen)")
+	return cmd
+}

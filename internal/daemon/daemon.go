@@ -1,0 +1,339 @@
+// Package daemon assembles `auditns run` from its parts: the namespace
+// registry, the kernel connection, the enricher, a sink and the pipeline;
+// it logs what it does at start-up and takes it all down in the right order.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/auditns/auditns/configs"
+	"github.com/auditns/auditns/internal/assemble"
+	"github.com/auditns/auditns/internal/config"
+	"github.com/auditns/auditns/internal/enrich"
+	"github.com/auditns/auditns/internal/event"
+	"github.com/auditns/auditns/internal/netlink"
+	"github.com/auditns/auditns/internal/pipeline"
+	"github.com/auditns/auditns/internal/publish"
+	"github.com/auditns/auditns/internal/serial"
+)
+
+// NSRuleKey is the key of the rules auditns adds to see namespace changes.
+const NSRuleKey = "auditns-ns"
+
+// nsRules are installed when enrich.ns_rules is on: unshare and setns
+// always, clone only with a CLONE_NEW* flag (a plain fork is not a change,
+// and auditing every fork would be costly). clone3 hides its flags from
+// audit and cannot be matched.
+var nsRules = []string{
+	"-a always,exit -F arch=b64 -S unshare,setns -F key=" + NSRuleKey,
+	"-a always,exit -F arch=b64 -S clone -F a0&0x7e020080 -F key=" + NSRuleKey,
+	"-a always,exit -F arch=b32 -S unshare,setns -F key=" + NSRuleKey,
+	"-a always,exit -F arch=b32 -S clone -F a0&0x7e020080 -F key=" + NSRuleKey,
+}
+
+// Daemon is a running auditns.
+type Daemon struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	conn     *netlink.Conn
+	reg      *serial.Registry
+	enricher *enrich.Enricher
+	sink     publish.Sink
+	pipe     *pipeline.Pipeline
+
+	mu      sync.Mutex
+	early   []publish.Message // registry records from before the pipeline existed
+	started bool
+}
+
+// Start opens everything `run` needs. On error, what was opened is closed
+// again (the kernel left as it was found).
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
+	d = &Daemon{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			d.closeAll(context.Background())
+			d = nil
+		}
+	}()
+	bootID, err := readBootID()
+	if err != nil {
+		return nil, err
+	}
+	kernel := kernelRelease()
+	log.Info("auditns starting", "version", Version, "mode", cfg.Mode, "host", cfg.HostName, "boot_id", bootID, "kernel", kernel, "pid", os.Getpid())
+
+	var observer enrich.Observer
+	if cfg.Enrich.Namespaces {
+		d.reg, err = serial.Open(serial.Options{
+			Dir:      cfg.StateDir,
+			Method:   serial.IDSource(cfg.Enrich.IDMethod),
+			Logger:   log,
+			HostName: cfg.HostName,
+			OnRecord: d.onRecord,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("namespace registry (state_dir %s): %w", cfg.StateDir, err)
+		}
+		bootID = d.reg.BootID()
+		observer = registryObserver{d.reg}
+		log.Info("namespace identity", "method", d.reg.Method(), "state_dir", cfg.StateDir, "known", len(d.reg.Records()))
+	} else {
+		log.Info("namespace identity off (enrich.namespaces: false)")
+	}
+
+	opts, err := d.kernelOptions()
+	if err != nil {
+		return nil, err
+	}
+	d.conn, err = netlink.Open(opts)
+	if err != nil {
+		return nil, err
+	}
+	in := d.conn.Initial()
+	log.Info("kernel audit", "mode", cfg.Mode, "rules_loaded", d.conn.RulesLoaded(),
+		"backlog_limit", opts.BacklogLimit, "rate_limit", opts.RateLimit, "backlog_wait_time", opts.BacklogWaitTime,
+		"failure_mode", cfg.Audit.FailureMode, "immutable", opts.Immutable,
+		"found_enabled", in.Enabled, "found_pid", in.PID, "lost_so_far", in.Lost)
+
+	d.enricher, err = enrich.New(enrich.Options{
+		HostName:   cfg.HostName,
+		BootID:     bootID,
+		Kernel:     kernel,
+		Raw:        cfg.Output.Raw,
+		Namespaces: observer,
+		CacheSize:  cfg.Enrich.ProcessCache,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.sink, err = OpenSink(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("sink", "output", d.sink.Name())
+
+	d.pipe = pipeline.New(pipeline.Options{
+		Conn:           d.conn,
+		Enricher:       d.enricher,
+		Sink:           d.sink,
+		Assemble:       assemble.Options{MaxInFlight: cfg.Audit.MaxInFlight, Timeout: cfg.Audit.ReassemblyTimeout, Logger: log},
+		QueueSize:      cfg.Audit.QueueSize,
+		StatusInterval: cfg.Audit.StatusInterval,
+		Key:            cfg.Kafka.Key,
+		HostName:       cfg.HostName,
+		BootID:         bootID,
+		Kernel:         kernel,
+		Logger:         log,
+	})
+	d.mu.Lock()
+	for _, m := range d.early {
+		d.pipe.Publish(m)
+	}
+	d.early = nil
+	d.started = true
+	d.mu.Unlock()
+	d.pipe.State("started", fmt.Sprintf("auditns %s started: mode %s, %d rules, output %s", Version, cfg.Mode, d.conn.RulesLoaded(), d.sink.Name()))
+	return d, nil
+}
+
+// kernelOptions turns the configuration into the kernel connection's
+// options, loading the rules.
+func (d *Daemon) kernelOptions() (netlink.Options, error) {
+	a := d.cfg.Audit
+	o := netlink.Options{
+		Mode:            netlink.Mode(d.cfg.Mode),
+		BacklogLimit:    a.BacklogLimit,
+		RateLimit:       a.RateLimit,
+		BacklogWaitTime: a.BacklogWaitTime,
+		Immutable:       a.Immutable,
+		ExcludeSelf:     a.ExcludeSelf,
+		ReceiveBuffer:   a.ReceiveBuffer,
+		Logger:          d.log,
+	}
+	switch a.FailureMode {
+	case "silent":
+		o.Failure = netlink.FailureSilent
+	case "panic":
+		o.Failure = netlink.FailurePanic
+	default:
+		o.Failure = netlink.FailurePrintk
+	}
+	if o.Mode == netlink.Multicast {
+		if a.RulesFile != "" {
+			return o, errors.New("audit.rules_file: multicast mode cannot load rules; remove it or use mode unicast")
+		}
+		o.ExcludeSelf = false
+		return o, nil
+	}
+	var rules []netlink.Rule
+	var control []netlink.ControlLine
+	var err error
+	source := a.RulesFile
+	if source == "" {
+		source = "embedded configs/audit.rules"
+		rules, control, err = netlink.ParseRules(strings.NewReader(configs.DefaultRules), source)
+	} else {
+		rules, control, err = netlink.ParseRulesFile(source)
+	}
+	if err != nil {
+		return o, fmt.Errorf("audit.rules_file: %w", err)
+	}
+	for _, c := range control {
+		d.log.Info("rules file line ignored: kernel settings come from the audit.* configuration", "line", c.Text, "at", c.Source)
+	}
+	if d.cfg.Enrich.NSRules {
+		for i, text := range nsRules {
+			r, err := netlink.BuildRule(text)
+			if err != nil {
+				if strings.Contains(text, "arch=b32") {
+					continue
+				}
+				return o, err
+			}
+			r.Source = fmt.Sprintf("enrich.ns_rules #%d", i+1)
+			rules = append(rules, r)
+		}
+	}
+	d.log.Info("audit rules", "source", source, "rules", len(rules), "ns_rules", d.cfg.Enrich.NSRules)
+	o.Rules = rules
+	return o, nil
+}
+
+// onRecord publishes a namespace registry record; before the pipeline
+// exists, records are held.
+func (d *Daemon) onRecord(rec *serial.Record) {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		d.log.Error("encode registry record", "error", err)
+		return
+	}
+	m := publish.Message{
+		Topic:  publish.TopicNamespaces,
+		Key:    []byte(rec.ID),
+		Value:  b,
+		ID:     rec.ID,
+		Schema: rec.Schema,
+		BootID: rec.Host.BootID,
+		Time:   time.Now(),
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.started {
+		d.early = append(d.early, m)
+		return
+	}
+	d.pipe.Publish(m)
+}
+
+// Pipeline is the running pipeline (stats, tests).
+func (d *Daemon) Pipeline() *pipeline.Pipeline { return d.pipe }
+
+// Registry is the namespace registry, nil when namespaces are off.
+func (d *Daemon) Registry() *serial.Registry { return d.reg }
+
+// Run processes events until ctx is done, reopening a file sink on SIGHUP,
+// then shuts down: the kernel connection first (rules removed, audit pid
+// released), then the sink is flushed within shutdownTimeout.
+func (d *Daemon) Run(ctx context.Context, shutdownTimeout time.Duration) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if r, ok := d.sink.(interface{ Reopen() error }); ok {
+					if err := r.Reopen(); err != nil {
+						d.log.Error("reopen output", "error", err)
+					} else {
+						d.log.Info("output reopened (SIGHUP)")
+					}
+				}
+			}
+		}
+	}()
+	err := d.pipe.Run(ctx)
+	d.log.Info("auditns stopping", "events", d.pipe.Stats().Events.Load(), "loss_events", d.pipe.Stats().Loss.Load())
+	d.pipe.State("stopped", "auditns stopped")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if cerr := d.closeAll(sctx); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// closeAll releases everything, kernel first: the host must not be left
+// with rules loaded or an audit pid that no longer reads.
+func (d *Daemon) closeAll(ctx context.Context) error {
+	var errs []error
+	if d.conn != nil {
+		errs = append(errs, d.conn.Close())
+	}
+	if d.pipe != nil {
+		d.pipe.Flush()
+	}
+	if d.enricher != nil {
+		d.enricher.Close()
+	}
+	if d.reg != nil {
+		errs = append(errs, d.reg.Close())
+	}
+	if d.pipe != nil {
+		// Records the registry emitted while closing.
+		d.pipe.Flush()
+	}
+	if d.sink != nil {
+		errs = append(errs, d.sink.Close(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// registryObserver adapts serial.Registry to enrich.Observer.
+type registryObserver struct{ r *serial.Registry }
+
+func (o registryObserver) Observe(pid int, c enrich.Cause) ([8]event.NSRef, error) {
+	set, err := o.r.Observe(pid, serial.Cause{EventID: c.EventID, Time: c.Time, Op: c.Op, PID: c.PID, Exe: c.Exe})
+	var out [8]event.NSRef
+	for i := range set {
+		out[i] = event.NSRef{Serial: set[i].Serial, Inum: set[i].Inum}
+	}
+	return out, err
+}
+
+func (o registryObserver) Exited(pid int, when time.Time) { o.r.Exited(pid, when) }
+
+func readBootID() (string, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "", fmt.Errorf("read boot id: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// Version is set at build time (-ldflags "-X .../daemon.Version=...").
+var Version = "dev"

@@ -1,0 +1,331 @@
+// Package pipeline runs auditns's stages: the kernel reader goroutine feeds
+// a bounded queue; one processing goroutine assembles records into events,
+// enriches and encodes them and hands them to the sink in batches. What is
+// lost on the way (kernel lost counter, sequence gaps, queue overflow,
+// sink drops) is written into the stream as events of kind "loss".
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	libaudit "github.com/elastic/go-libaudit/v2"
+	"github.com/elastic/go-libaudit/v2/auparse"
+
+	"github.com/auditns/auditns/internal/assemble"
+	"github.com/auditns/auditns/internal/enrich"
+	"github.com/auditns/auditns/internal/event"
+	"github.com/auditns/auditns/internal/netlink"
+	"github.com/auditns/auditns/internal/publish"
+)
+
+// Options configure a Pipeline.
+type Options struct {
+	Conn     *netlink.Conn
+	Enricher *enrich.Enricher
+	Sink     publish.Sink
+	Assemble assemble.Options
+	// QueueSize is how many record batches wait between the reader and
+	// the processing goroutine; default 4096.
+	QueueSize int
+	// StatusInterval is how often the kernel's lost counter is polled;
+	// default 1s.
+	StatusInterval time.Duration
+	// Key chooses the Kafka message key: "host" (default), "pidns",
+	// "event" or "none".
+	Key      string
+	HostName string
+	BootID   string
+	Kernel   string
+	Logger   *slog.Logger
+	// OnEvent, if set, sees every event after it is encoded (metrics).
+	OnEvent func(ev *event.Event)
+}
+
+// Stats are the pipeline's counters, safe to read while it runs.
+type Stats struct {
+	Reader     netlink.ReaderStats
+	Events     atomic.Uint64 // events written to the sink
+	Registry   atomic.Uint64 // namespace registry records written
+	Loss       atomic.Uint64 // loss events written
+	SinkErrors atomic.Uint64
+	SinkDrops  atomic.Uint64
+	KernelLost atomic.Uint64 // growth of the kernel's lost counter since start
+	Backlog    atomic.Uint64 // kernel backlog at the last poll
+	Gaps       atomic.Uint64 // sequence numbers missing
+}
+
+// Pipeline moves events from the kernel to a sink.
+type Pipeline struct {
+	o     Options
+	log   *slog.Logger
+	stats Stats
+	asm   *assemble.Assembler
+
+	pendMu  sync.Mutex
+	pending []publish.Message // registry records waiting for the next write
+
+	batch   []publish.Message
+	arena   []byte
+	ev      event.Event
+	lossSeq uint64
+	started int64
+
+	lastLost    uint32
+	haveLost    bool
+	lastDropped uint64
+	owedDrops   uint64 // sink drops not yet reported in the stream
+	lastErrLog  time.Time
+}
+
+// New returns a Pipeline; call Run.
+func New(o Options) *Pipeline {
+	if o.QueueSize <= 0 {
+		o.QueueSize = 4096
+	}
+	if o.StatusInterval <= 0 {
+		o.StatusInterval = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	p := &Pipeline{o: o, log: o.Logger, started: time.Now().UnixNano()}
+	p.asm = assemble.New(o.Assemble, p.onEvent, p.onGap)
+	return p
+}
+
+// Stats returns the live counters.
+func (p *Pipeline) Stats() *Stats { return &p.stats }
+
+// Assembler exposes the assembler's counters.
+func (p *Pipeline) Assembler() *assemble.Assembler { return p.asm }
+
+// Publish queues a message produced outside the event flow (a namespace
+// registry record); it is written before the next event, so a record always
+// precedes the first event that carries its serial. Safe from any
+// goroutine.
+func (p *Pipeline) Publish(m publish.Message) {
+	p.pendMu.Lock()
+	p.pending = append(p.pending, m)
+	p.pendMu.Unlock()
+}
+
+// Run reads, processes and publishes until ctx is done, then drains what
+// was read and returns. It does not close the sink or the connection.
+func (p *Pipeline) Run(ctx context.Context) error {
+	queue := make(chan []netlink.Record, p.o.QueueSize)
+	readCtx, stopReader := context.WithCancel(ctx)
+	defer stopReader()
+	readErr := make(chan error, 1)
+	go func() {
+		err := p.o.Conn.Run(readCtx, queue, &p.stats.Reader)
+		close(queue)
+		readErr <- err
+	}()
+
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	status := time.NewTicker(p.o.StatusInterval)
+	defer status.Stop()
+	p.pollStatus()
+
+	for {
+		select {
+		case batch, ok := <-queue:
+			if !ok {
+				// Reader finished: flush what is held and report.
+				p.asm.Close()
+				p.checkDrops()
+				p.flush()
+				err := <-readErr
+				if err != nil && ctx.Err() == nil {
+					return fmt.Errorf("kernel connection: %w", err)
+				}
+				return nil
+			}
+			for _, r := range batch {
+				p.asm.Push(r.Type, r.Data)
+			}
+			// Write when the queue is momentarily empty or the batch is
+			// big: batches grow under load and stay small when idle.
+			if len(queue) == 0 || len(p.batch) >= 512 {
+				p.flush()
+			}
+		case <-tick.C:
+			p.asm.Flush()
+			p.checkDrops()
+			p.flush()
+		case <-status.C:
+			p.pollStatus()
+			p.flush()
+		}
+	}
+}
+
+// onEvent is the assembler's callback: enrich, encode, queue.
+func (p *Pipeline) onEvent(msgs []*auparse.AuditMessage) {
+	ev := &p.ev
+	if err := p.o.Enricher.Enrich(msgs, ev); err != nil {
+		p.log.Warn("event not enriched", "error", err)
+		return
+	}
+	p.takePending()
+	p.add(ev, publish.TopicEvents)
+	p.stats.Events.Add(1)
+}
+
+func (p *Pipeline) takePending() {
+	p.pendMu.Lock()
+	if len(p.pending) > 0 {
+		for _, m := range p.pending {
+			start := len(p.arena)
+			p.arena = append(p.arena, m.Value...)
+			m.Value = p.arena[start:len(p.arena):len(p.arena)]
+			p.batch = append(p.batch, m)
+			p.stats.Registry.Add(1)
+		}
+		p.pending = p.pending[:0]
+	}
+	p.pendMu.Unlock()
+}
+
+func (p *Pipeline) add(ev *event.Event, topic publish.Topic) {
+	start := len(p.arena)
+	p.arena = ev.AppendJSON(p.arena)
+	p.batch = append(p.batch, publish.Message{
+		Topic:  topic,
+		Key:    p.key(ev),
+		Value:  p.arena[start:len(p.arena):len(p.arena)],
+		ID:     ev.Event.ID,
+		Schema: event.Schema,
+		BootID: p.o.BootID,
+		Time:   ev.Event.Created,
+	})
+	if p.o.OnEvent != nil {
+		p.o.OnEvent(ev)
+	}
+}
+
+func (p *Pipeline) key(ev *event.Event) []byte {
+	switch p.o.Key {
+	case "none":
+		return nil
+	case "event":
+		return []byte(ev.Event.ID)
+	case "pidns":
+		if ev.NS != nil && ev.NS.PID.Serial != 0 {
+			return strconv.AppendUint([]byte(p.o.BootID+"/"), ev.NS.PID.Serial, 10)
+		}
+	}
+	return []byte(p.o.HostName)
+}
+
+// flush writes the batch. The arena is reused: sinks do not retain what
+// they are given.
+func (p *Pipeline) flush() {
+	p.takePending()
+	if len(p.batch) == 0 {
+		return
+	}
+	dropped, err := p.o.Sink.Write(p.batch)
+	if err != nil {
+		p.stats.SinkErrors.Add(1)
+		if time.Since(p.lastErrLog) > 10*time.Second {
+			p.lastErrLog = time.Now()
+			p.log.Error("sink write failed", "sink", p.o.Sink.Name(), "error", err, "events", len(p.batch))
+		}
+	}
+	if dropped > 0 {
+		p.stats.SinkDrops.Add(uint64(dropped))
+		p.owedDrops += uint64(dropped)
+	}
+	clear(p.batch)
+	p.batch = p.batch[:0]
+	if cap(p.arena) > 8<<20 {
+		p.arena = nil // a burst grew it; give the memory back
+	} else {
+		p.arena = p.arena[:0]
+	}
+	if p.owedDrops > 0 {
+		n := p.owedDrops
+		p.owedDrops = 0
+		p.loss(event.Loss{Reason: "spool_full", Count: n}, "the sink dropped events (spool full)")
+		// Written with the next batch; if that is dropped too, the count
+		// comes back through owedDrops.
+	}
+}
+
+// onGap reports audit sequence numbers that never arrived.
+func (p *Pipeline) onGap(g assemble.Gap) {
+	p.stats.Gaps.Add(g.Count())
+	p.loss(event.Loss{Reason: "sequence_gap", Count: g.Count(), From: g.From, To: g.To},
+		"audit sequence numbers missing")
+}
+
+// checkDrops reports records the reader dropped because the queue was full.
+func (p *Pipeline) checkDrops() {
+	d := p.stats.Reader.Dropped.Load()
+	if d > p.lastDropped {
+		p.loss(event.Loss{Reason: "queue_full", Count: d - p.lastDropped}, "records dropped: pipeline queue full")
+		p.lastDropped = d
+	}
+}
+
+// pollStatus reads the kernel's lost counter and backlog.
+func (p *Pipeline) pollStatus() {
+	st, err := p.o.Conn.Status()
+	if err != nil {
+		p.log.Debug("kernel audit status", "error", err)
+		return
+	}
+	p.observeStatus(st)
+}
+
+func (p *Pipeline) observeStatus(st *libaudit.AuditStatus) {
+	p.stats.Backlog.Store(uint64(st.Backlog))
+	if p.haveLost && st.Lost > p.lastLost {
+		n := st.Lost - p.lastLost
+		p.stats.KernelLost.Add(uint64(n))
+		p.loss(event.Loss{Reason: "kernel_lost", Count: uint64(n), KernelLost: st.Lost}, "the kernel lost audit events")
+	}
+	p.lastLost, p.haveLost = st.Lost, true
+}
+
+// loss queues an event of kind "loss".
+func (p *Pipeline) loss(l event.Loss, msg string) {
+	p.lossSeq++
+	id := fmt.Sprintf("%s:auditns-loss-%d-%d", p.o.BootID, p.started, p.lossSeq)
+	if l.Reason == "sequence_gap" {
+		// Deterministic, so duplicates of the same gap de-duplicate.
+		id = fmt.Sprintf("%s:gap-%d-%d", p.o.BootID, l.From, l.To)
+	}
+	ev := &event.Event{
+		Schema:  event.Schema,
+		Event:   event.Meta{ID: id, Created: time.Now(), Kind: event.KindLoss, Action: l.Reason, Outcome: "failure"},
+		Host:    event.Host{Name: p.o.HostName, Boot: event.Boot{ID: p.o.BootID}, Kernel: p.o.Kernel},
+		Message: msg,
+		Loss:    &l,
+	}
+	p.stats.Loss.Add(1)
+	p.log.Warn(msg, "reason", l.Reason, "count", l.Count)
+	p.add(ev, publish.TopicEvents)
+}
+
+// State queues an event of kind "state" about auditns itself (start, stop).
+func (p *Pipeline) State(action, msg string) {
+	ev := &event.Event{
+		Schema:  event.Schema,
+		Event:   event.Meta{ID: fmt.Sprintf("%s:auditns-state-%d-%s", p.o.BootID, time.Now().UnixNano(), action), Created: time.Now(), Kind: event.KindState, Action: action, Outcome: "success"},
+		Host:    event.Host{Name: p.o.HostName, Boot: event.Boot{ID: p.o.BootID}, Kernel: p.o.Kernel},
+		Message: msg,
+	}
+	p.add(ev, publish.TopicEvents)
+}
+
+// Flush writes whatever is queued (for State events outside Run).
+func (p *Pipeline) Flush() { p.flush() }
