@@ -77,6 +77,11 @@ type procCache struct {
 
 	hits, misses atomic.Uint64
 	buf          []byte
+
+	// forChildren remembers, per parent pid, the unshare/setns that gave
+	// its future children new pid or time namespaces, so that the creator
+	// of those namespaces is known when a child is first observed.
+	forChildren map[int]Cause
 }
 
 // deadGrace is how long an exited process's entry answers late events.
@@ -92,6 +97,8 @@ func newProcCache(procRoot string, max int, obs Observer, log *slog.Logger) (*pr
 		log:     log,
 		done:    make(chan struct{}),
 		buf:     make([]byte, 0, 4096),
+
+		forChildren: make(map[int]Cause),
 	}
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err == nil {
@@ -165,6 +172,7 @@ func (c *procCache) watch() {
 				e.pidfd = -1
 				e.deadAt = now
 			}
+			delete(c.forChildren, pid)
 			exited = append(exited, pid)
 		}
 		c.sweepLocked(now)
@@ -213,6 +221,11 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 	op := ""
 	if change != nil {
 		op = change.Op
+		if len(change.ChildrenOnly) > 0 {
+			c.mu.Lock()
+			c.forChildren[pid] = c.cause(ev, op)
+			c.mu.Unlock()
+		}
 	}
 	if fresh := c.observe(ev, pid, ppid, op); fresh != nil {
 		if change != nil && len(change.Types) == 0 && e != nil && e.ns != nil {
@@ -225,12 +238,21 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 
 	// The process is gone (or is no longer the subject of this event).
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if e != nil && e.ns != nil && (ppid == 0 || e.ppid == ppid) && change == nil {
 		ev.NS, ev.Container, ev.NSSrc = e.ns, e.container, srcCached
+		c.mu.Unlock()
 		return
 	}
-	if p := c.entries[ppid]; ppid > 0 && p != nil && p.ns != nil {
+	p := c.entries[ppid]
+	c.mu.Unlock()
+	if p == nil && ppid > 1 {
+		// A short-lived child of a process auditns has not met yet: its
+		// parent, alive, tells what it was born into.
+		p = c.observe(ev, ppid, 0, "")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ppid > 0 && p != nil && p.ns != nil {
 		ns := p.ns
 		if change != nil && len(change.Types) > 0 {
 			// What the process changed cannot be known from its parent.
@@ -269,11 +291,17 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string) *procEntr
 	}
 	e := &procEntry{ppid: ppid, pidfd: pidfd}
 	if c.obs != nil {
-		exe := ""
-		if ev.Process != nil {
-			exe = ev.Process.Executable
+		cause := c.cause(ev, op)
+		if op == "" {
+			c.mu.Lock()
+			if pc, ok := c.forChildren[ppid]; ok {
+				// The first child after its parent's unshare(CLONE_NEWPID)
+				// is where the new pid namespace appears.
+				cause = pc
+			}
+			c.mu.Unlock()
 		}
-		set, err := c.obs.Observe(pid, Cause{EventID: ev.Event.ID, Time: ev.Event.Created, Op: op, PID: ev.Process.PID, Exe: exe})
+		set, err := c.obs.Observe(pid, cause)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			c.log.Debug("read namespaces", "pid", pid, "error", err)
 		}
@@ -320,6 +348,14 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string) *procEntr
 	}
 	keep = true
 	return e
+}
+
+func (c *procCache) cause(ev *event.Event, op string) Cause {
+	cause := Cause{EventID: ev.Event.ID, Time: ev.Event.Created, Op: op}
+	if ev.Process != nil {
+		cause.PID, cause.Exe = ev.Process.PID, ev.Process.Executable
+	}
+	return cause
 }
 
 // evictLocked makes room when the cache is full of live processes: it
