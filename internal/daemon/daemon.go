@@ -309,7 +309,13 @@ func (d *Daemon) closeAll(ctx context.Context) error {
 type registryObserver struct{ r *serial.Registry }
 
 func (o registryObserver) Observe(pid int, c enrich.Cause) ([8]event.NSRef, error) {
-	set, err := o.r.Observe(pid, serial.Cause{EventID: c.EventID, Time: c.Time, Op: c.Op, PID: c.PID, Exe: c.Exe})
+	var types serial.TypeMask
+	for _, name := range c.Types {
+		if t, ok := serial.ParseType(name); ok {
+			types |= serial.MaskOf(t)
+		}
+	}
+	set, err := o.r.Observe(pid, serial.Cause{EventID: c.EventID, Time: c.Time, Op: c.Op, PID: c.PID, Exe: c.Exe, Types: types})
 	var out [8]event.NSRef
 	for i := range set {
 		out[i] = event.NSRef{Serial: set[i].Serial, Inum: set[i].Inum}

@@ -32,7 +32,10 @@ type Cause struct {
 	EventID string
 	Time    time.Time
 	Op      string // "unshare", "setns", "clone" when the event created them
-	PID     int
+	// Types are the namespace types the syscall created (from its flags);
+	// nil means any type new in this observation.
+	Types []string
+	PID   int
 	Exe     string
 }
 
@@ -203,7 +206,7 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 		// The caller keeps its namespaces; the child (the return value)
 		// has the new ones: observe it now, naming this event its creator.
 		if child := int(ev.Syscall.Exit); child > 0 {
-			c.observe(ev, child, pid, change.Op)
+			c.observe(ev, child, pid, change.Op, change.Types)
 		}
 		change = nil
 	}
@@ -222,12 +225,18 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 	if change != nil {
 		op = change.Op
 		if len(change.ChildrenOnly) > 0 {
+			cause := c.cause(ev, op)
+			cause.Types = change.ChildrenOnly
 			c.mu.Lock()
-			c.forChildren[pid] = c.cause(ev, op)
+			c.forChildren[pid] = cause
 			c.mu.Unlock()
 		}
 	}
-	if fresh := c.observe(ev, pid, ppid, op); fresh != nil {
+	var types []string
+	if change != nil {
+		types = change.Types
+	}
+	if fresh := c.observe(ev, pid, ppid, op, types); fresh != nil {
 		if change != nil && len(change.Types) == 0 && e != nil && e.ns != nil {
 			// setns with nstype 0: name the types that actually changed.
 			change.Types = diffTypes(e.ns, fresh.ns)
@@ -248,7 +257,7 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 	if p == nil && ppid > 1 {
 		// A short-lived child of a process auditns has not met yet: its
 		// parent, alive, tells what it was born into.
-		p = c.observe(ev, ppid, 0, "")
+		p = c.observe(ev, ppid, 0, "", nil)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -275,7 +284,7 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 // observe reads a live process's namespaces and container and caches them
 // under pid. It returns nil when the process is gone or started after the
 // event (its pid was reused): never a wrong observed value.
-func (c *procCache) observe(ev *event.Event, pid, ppid int, op string) *procEntry {
+func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []string) *procEntry {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return nil
@@ -292,6 +301,7 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string) *procEntr
 	e := &procEntry{ppid: ppid, pidfd: pidfd}
 	if c.obs != nil {
 		cause := c.cause(ev, op)
+		cause.Types = types
 		if op == "" {
 			c.mu.Lock()
 			if pc, ok := c.forChildren[ppid]; ok {
