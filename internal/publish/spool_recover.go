@@ -1,0 +1,310 @@
+package publish
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// OpenSpool opens (creating if needed) the spool in opts.Dir and recovers it:
+// segments wholly acknowledged by the checkpoint are deleted; every record of
+// the others is checked (length and CRC-32C) and a segment is truncated at its
+// first bad record with one slog.Warn line naming the segment, the offset and
+// the bytes cut; a missing or corrupt checkpoint means delivering again from
+// the oldest segment (at-least-once). Garbage never makes it fail or panic;
+// only I/O errors (and a directory in use by another Spool) do.
+func OpenSpool(opts SpoolOptions) (*Spool, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(opts.Dir, spoolLockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("spool: directory %s is in use by another spool", opts.Dir)
+		}
+		return nil, fmt.Errorf("spool: lock %s: %w", opts.Dir, err)
+	}
+	dir, err := os.Open(opts.Dir)
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	s := &Spool{
+		opts:     opts,
+		log:      opts.Logger,
+		dir:      dir,
+		lock:     lock,
+		kick:     make(chan struct{}, 1),
+		dataCh:   make(chan struct{}, 1),
+		closedCh: make(chan struct{}),
+		quit:     make(chan struct{}),
+		bgDone:   make(chan struct{}),
+	}
+	if opts.MemoryBytes > 0 {
+		s.arena = make([]byte, opts.MemoryBytes)
+	}
+	if err := s.recover(); err != nil {
+		dir.Close()
+		lock.Close()
+		return nil, err
+	}
+	go s.background()
+	return s, nil
+}
+
+// readCheckpoint returns the acknowledged position, or why the checkpoint is
+// unusable (found reports whether a file exists).
+func readCheckpoint(path string) (pos Pos, found bool, bad string, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return Pos{}, false, "", nil
+	}
+	if err != nil {
+		return Pos{}, true, "", err
+	}
+	switch {
+	case len(b) != spoolCkptSize:
+		return Pos{}, true, fmt.Sprintf("size %d, want %d", len(b), spoolCkptSize), nil
+	case string(b[:8]) != spoolCkptMagic:
+		return Pos{}, true, "bad magic", nil
+	case crc32.Checksum(b[:24], castagnoli) != binary.LittleEndian.Uint32(b[24:]):
+		return Pos{}, true, "CRC mismatch", nil
+	}
+	pos = Pos{binary.LittleEndian.Uint64(b[8:]), int64(binary.LittleEndian.Uint64(b[16:]))}
+	if pos.Offset < 0 {
+		return Pos{}, true, "negative offset", nil
+	}
+	return pos, true, "", nil
+}
+
+// segScan is the result of checking one segment file.
+type segScan struct {
+	size     int64  // file size
+	valid    int64  // end of the last good record; 0: no valid header
+	n        int64  // good records
+	reason   string // why the scan stopped before size
+	ackBound int64  // last record boundary <= ackOff
+	ackN     int64  // records ending at or before ackBound
+}
+
+// scanSegment checks every record of f. ackOff (or -1) is the checkpoint's
+// offset in this segment.
+func scanSegment(f *os.File, br *bufio.Reader, scratch []byte, ackOff int64) (segScan, error) {
+	var r segScan
+	fi, err := f.Stat()
+	if err != nil {
+		return r, err
+	}
+	r.size = fi.Size()
+	br.Reset(io.NewSectionReader(f, 0, r.size))
+	var h [spoolFrameHeaderSize]byte
+	if r.size < spoolSegHeaderSize {
+		r.reason = "short segment header"
+		return r, nil
+	}
+	if _, err := io.ReadFull(br, h[:spoolSegHeaderSize]); err != nil {
+		return r, err
+	}
+	if string(h[:8]) != spoolSegMagic || binary.LittleEndian.Uint32(h[8:]) != spoolVersion {
+		r.reason = "bad segment header"
+		return r, nil
+	}
+	off := int64(spoolSegHeaderSize)
+	r.valid, r.ackBound = off, off
+	for off < r.size {
+		if r.size-off < spoolFrameHeaderSize {
+			r.reason = "torn record header"
+			break
+		}
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			return r, err
+		}
+		l := int64(binary.LittleEndian.Uint32(h[:]))
+		if l > r.size-off-spoolFrameHeaderSize {
+			r.reason = fmt.Sprintf("record length %d runs past the end of the file", l)
+			break
+		}
+		c := crc32.Update(0, castagnoli, h[8:])
+		for rem := l; rem > 0; {
+			k := min(rem, int64(len(scratch)))
+			if _, err := io.ReadFull(br, scratch[:k]); err != nil {
+				return r, err
+			}
+			c = crc32.Update(c, castagnoli, scratch[:k])
+			rem -= k
+		}
+		if c != binary.LittleEndian.Uint32(h[4:]) {
+			r.reason = "CRC mismatch"
+			break
+		}
+		off += spoolFrameHeaderSize + l
+		r.n++
+		r.valid = off
+		if off <= ackOff {
+			r.ackBound, r.ackN = off, r.n
+		}
+	}
+	return r, nil
+}
+
+// recover rebuilds the spool's state from Dir.
+func (s *Spool) recover() error {
+	dir := s.opts.Dir
+	if err := os.Remove(filepath.Join(dir, spoolCkptTmpName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("spool: %w", err)
+	}
+	ack, found, bad, err := readCheckpoint(filepath.Join(dir, spoolCkptName))
+	if err != nil {
+		return fmt.Errorf("spool: read checkpoint: %w", err)
+	}
+	if bad != "" {
+		s.log.Warn("spool: checkpoint unusable; delivering again from the oldest segment (at-least-once)",
+			"file", filepath.Join(dir, spoolCkptName), "reason", bad)
+	}
+	diskAck := ack
+
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	var seqs []uint64
+	for _, e := range ents {
+		name := e.Name()
+		if len(name) != spoolSegNameDigits+len(spoolSegSuffix) || !strings.HasSuffix(name, spoolSegSuffix) || !e.Type().IsRegular() {
+			continue
+		}
+		seq, err := strconv.ParseUint(name[:spoolSegNameDigits], 10, 64)
+		if err != nil || seq == 0 {
+			continue
+		}
+		seqs = append(seqs, seq)
+	}
+	slices.Sort(seqs)
+	maxSeq := ack.Segment
+	if len(seqs) > 0 {
+		maxSeq = max(maxSeq, seqs[len(seqs)-1])
+	}
+	if maxSeq == math.MaxUint64 {
+		return fmt.Errorf("spool: segment sequence exhausted in %s", dir)
+	}
+	s.nextSeq = maxSeq + 1
+
+	br := bufio.NewReaderSize(nil, 1<<20)
+	scratch := make([]byte, 64<<10)
+	removed := false
+	remove := func(seq uint64) error {
+		removed = true
+		if err := os.Remove(s.segPath(seq)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("spool: %w", err)
+		}
+		return nil
+	}
+	for _, seq := range seqs {
+		if seq < ack.Segment {
+			if err := remove(seq); err != nil { // wholly acknowledged
+				return err
+			}
+			continue
+		}
+		path := s.segPath(seq)
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		ackOff := int64(-1)
+		if seq == ack.Segment {
+			ackOff = ack.Offset
+		}
+		r, err := scanSegment(f, br, scratch, ackOff)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("spool: read %s: %w", path, err)
+		}
+		if r.valid < r.size {
+			cut := r.size - r.valid
+			s.corrupt += cut
+			if r.valid == 0 && r.size == 0 {
+				s.log.Info("spool: removing an empty segment (crash while it was created)", "segment", path)
+			} else {
+				s.log.Warn("spool: truncating torn or corrupt segment tail", "segment", path,
+					"offset", r.valid, "bytes_cut", cut, "records_kept", r.n, "reason", r.reason)
+			}
+			if r.valid > 0 {
+				if err := f.Truncate(r.valid); err != nil {
+					f.Close()
+					return fmt.Errorf("spool: truncate %s: %w", path, err)
+				}
+				if err := f.Sync(); err != nil {
+					f.Close()
+					return fmt.Errorf("spool: fsync %s: %w", path, err)
+				}
+			}
+		}
+		f.Close()
+		g := &spoolSeg{seq: seq, end: r.valid, n: r.n, sealed: true}
+		if seq == ack.Segment {
+			switch {
+			case ack.Offset > r.valid:
+				// Acknowledged records were cut (data fsync lagged the
+				// checkpoint): they were delivered, the rest is gone.
+				ack.Offset = r.valid
+				s.ackN = r.n
+			case ack.Offset != r.ackBound:
+				s.log.Warn("spool: checkpoint is not at a record boundary; delivering again from the record before it (at-least-once)",
+					"segment", path, "checkpoint_offset", ack.Offset, "restart_offset", r.ackBound)
+				ack.Offset = r.ackBound
+				s.ackN = r.ackN
+			default:
+				s.ackN = r.ackN
+			}
+			if ack.Offset < spoolSegHeaderSize {
+				ack.Offset = spoolSegHeaderSize
+			}
+		}
+		if r.n == 0 || (seq == ack.Segment && ack.Offset >= r.valid) {
+			if err := remove(seq); err != nil {
+				return err
+			}
+			if seq == ack.Segment {
+				s.ackN = 0
+			}
+			continue
+		}
+		s.segs = append(s.segs, g)
+		s.segBytes += g.end - spoolSegHeaderSize
+		s.segRecords += g.n
+	}
+	if removed {
+		if err := s.dir.Sync(); err != nil {
+			return fmt.Errorf("spool: fsync %s: %w", dir, err)
+		}
+	}
+	if !found && len(s.segs) > 0 {
+		s.log.Info("spool: no checkpoint; delivering from the oldest segment", "dir", dir)
+	}
+	s.ack = ack
+	s.readPos = ack
+	s.ckptPos = diskAck
+	if bad != "" {
+		s.ckptPos = Pos{math.MaxUint64, 0} // rewrite it at the first flush
+	}
+	return nil
+}
