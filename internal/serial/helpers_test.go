@@ -152,3 +152,15 @@ func startNS(t testing.TB, secs string, args ...string) (pid int, wait func()) {
 	t.Fatalf("unshare %v did not start sleep", args)
 	return 0, nil
 }
+
+// crash stops r as a kill -9 would leave its files: no flush, no clean
+// shutdown marker (the sweeper goroutine is stopped so the test does not
+// leak it).
+func (r testReg) crash() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	close(r.done)
+	r.wg.Wait()
+	r.releaseAll()
+}

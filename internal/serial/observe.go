@@ -123,6 +123,7 @@ func (r *Registry) Observe(pid int, ev Cause) (Set, error) {
 			e, err := r.resolve(fd, t, c, pid, wit, now, 0)
 			if err != nil {
 				firstErr = cmpErr(firstErr, err)
+				r.logErrLimited("cannot register a namespace", pid, t, err)
 				continue
 			}
 			ents[t] = e
@@ -170,7 +171,17 @@ func (r *Registry) Observe(pid int, ev Cause) (Set, error) {
 		}
 	}
 	if r.opts.OnRecord != nil {
-		r.deliver()
+		// Deliver what this call changed, and wait for the records of the
+		// serials it returns if another goroutine is still delivering them.
+		deliver := misses || r.hasPending.Load()
+		for _, e := range ents {
+			if e != nil && !e.published.Load() {
+				deliver = true
+			}
+		}
+		if deliver {
+			r.deliver()
+		}
 	}
 	n := 0
 	for t, e := range ents {
@@ -186,6 +197,20 @@ func (r *Registry) Observe(pid int, ev Cause) (Set, error) {
 		return set, fmt.Errorf("serial: reading /proc/%d/ns: %w", pid, firstErr)
 	}
 	return set, nil
+}
+
+// logErrLimited logs unexpected slow-path failures (EMFILE, a failed write)
+// at most once a minute.
+func (r *Registry) logErrLimited(msg string, pid int, t Type, err error) {
+	if isGoneErrno(err) {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := r.lastErrLog.Load()
+	if now-last < int64(time.Minute) || !r.lastErrLog.CompareAndSwap(last, now) {
+		return
+	}
+	r.log.Error("namespace registry: "+msg, "pid", pid, "type", t.String(), "error", err)
 }
 
 func cmpErr(first, err error) error {
@@ -332,6 +357,9 @@ func (r *Registry) resolve(fd int, t Type, c *Cause, pid int, wit witness, now t
 		e.rec.CreatedBy = &CreatedBy{Event: c.EventID, Op: c.Op, PID: cpid, Exe: c.Exe}
 	}
 	e.obsGen = r.gen
+	if r.opts.OnRecord == nil {
+		e.published.Store(true)
+	}
 	if e.seq = r.writeRecLocked(e, true); e.seq == 0 {
 		werr := r.writeErr
 		r.mu.Unlock()
@@ -340,6 +368,9 @@ func (r *Registry) resolve(fd int, t Type, c *Cause, pid int, wit witness, now t
 			werr = errors.New("registry log is not open")
 		}
 		return nil, errNotDurable(r.dir, werr)
+	}
+	if n := len(r.pending); n > 0 && r.pending[n-1].rec.Serial == serial {
+		r.pending[n-1].e = e
 	}
 	r.insertKey(e)
 	r.setEntry(e)

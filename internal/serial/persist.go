@@ -91,6 +91,7 @@ func (r *Registry) queueLocked(e *entry, sync bool, seq ...uint64) {
 		it.seq = seq[0]
 	}
 	r.pending = append(r.pending, it)
+	r.hasPending.Store(true)
 }
 
 // allocLocked hands out the next serial, first writing a reserve line when
@@ -161,6 +162,7 @@ func (r *Registry) deliver() {
 	r.mu.Lock()
 	items := r.pending
 	r.pending = nil
+	r.hasPending.Store(false)
 	r.mu.Unlock()
 	if len(items) == 0 {
 		return
@@ -180,6 +182,9 @@ func (r *Registry) deliver() {
 	for i := range items {
 		rec := items[i].rec
 		r.opts.OnRecord(&rec)
+		if items[i].e != nil {
+			items[i].e.published.Store(true)
+		}
 	}
 }
 

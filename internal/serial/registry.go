@@ -82,6 +82,9 @@ type entry struct {
 	lastExit time.Time
 	lastEmit time.Time // last_seen as last written
 	wit      witness
+	// published is set once OnRecord has returned for the creation record;
+	// until then an Observe returning this entry waits for the delivery.
+	published atomic.Bool
 }
 
 type pidState struct {
@@ -93,6 +96,7 @@ type emitItem struct {
 	rec  Record
 	seq  uint64
 	sync bool
+	e    *entry // set for the record that creates e
 }
 
 // Registry is the per-boot namespace registry. It is safe for concurrent use.
@@ -131,6 +135,9 @@ type Registry struct {
 	kick chan struct{}
 	done chan struct{}
 	wg   sync.WaitGroup
+
+	lastErrLog atomic.Int64 // unix nanos of the last rate-limited error log
+	hasPending atomic.Bool  // r.pending is not empty
 }
 
 // Open opens (or creates) the registry of the current boot in opts.Dir. See
@@ -217,6 +224,11 @@ func Open(opts Options) (*Registry, error) {
 	}
 	r.mu.Unlock()
 	r.deliver()
+	for _, e := range r.entries {
+		if e != nil {
+			e.published.Store(true)
+		}
+	}
 	r.wg.Add(1)
 	go r.sweeper()
 	if len(r.candidates) > 0 {

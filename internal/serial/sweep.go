@@ -107,7 +107,7 @@ func (r *Registry) sweep(full bool) bool {
 	}
 	r.mu.Unlock()
 
-	held, live := r.scan(mask, want, full)
+	held, live, unreadable := r.scan(mask, want, full)
 	now := time.Now()
 
 	r.mu.Lock()
@@ -123,6 +123,17 @@ func (r *Registry) sweep(full bool) bool {
 			}
 			if e.rec.Parent != nil {
 				ref[e.rec.Parent.Serial] = true
+			}
+		}
+	}
+	// A tracked member whose links the scan could not read (EACCES) still
+	// holds its namespaces as far as we know.
+	for pid := range unreadable {
+		if ps, ok := r.pids[pid]; ok {
+			for _, e := range ps.ents {
+				if e != nil {
+					held[inoKey{e.rec.Type, e.rec.Inum}] = true
+				}
 			}
 		}
 	}
@@ -227,9 +238,10 @@ func (r *Registry) retireLocked(e *entry, now time.Time) (int, uint64) {
 // every process's ns links (and, if still needed, every thread's, and the
 // nsfs bind mounts of every live mount namespace). With full it also
 // returns the set of live pids.
-func (r *Registry) scan(mask TypeMask, want map[inoKey]bool, full bool) (map[inoKey]bool, map[int]bool) {
-	held := map[inoKey]bool{}
-	live := map[int]bool{}
+func (r *Registry) scan(mask TypeMask, want map[inoKey]bool, full bool) (held map[inoKey]bool, live, unreadable map[int]bool) {
+	held = map[inoKey]bool{}
+	live = map[int]bool{}
+	unreadable = map[int]bool{}
 	remaining := len(want)
 	mark := func(t Type, ino uint64) {
 		k := inoKey{t, ino}
@@ -238,13 +250,15 @@ func (r *Registry) scan(mask TypeMask, want map[inoKey]bool, full bool) (map[ino
 			remaining--
 		}
 	}
-	readLinks := func(pfd int) {
+	readLinks := func(pid, pfd int) {
 		for _, t := range Types {
 			if !mask.Has(t) {
 				continue
 			}
 			if ino, err := readlinkNS(pfd, nsRel[t]); err == nil {
 				mark(t, ino)
+			} else if !isGoneErrno(err) {
+				unreadable[pid] = true
 			}
 			if rel, ok := nsChildRel[t]; ok {
 				if ino, err := readlinkNS(pfd, rel); err == nil {
@@ -264,7 +278,7 @@ func (r *Registry) scan(mask TypeMask, want map[inoKey]bool, full bool) (map[ino
 		if err != nil {
 			continue
 		}
-		readLinks(pfd)
+		readLinks(pid, pfd)
 		if ino, err := readlinkNS(pfd, nsRel[Mnt]); err == nil {
 			if _, ok := mntPid[ino]; !ok {
 				mntPid[ino] = pid
@@ -273,7 +287,7 @@ func (r *Registry) scan(mask TypeMask, want map[inoKey]bool, full bool) (map[ino
 		unix.Close(pfd)
 	}
 	if remaining == 0 {
-		return held, live
+		return
 	}
 	// Threads can be in other namespaces than their process (setns).
 	for _, pid := range pids {
@@ -289,7 +303,7 @@ func (r *Registry) scan(mask TypeMask, want map[inoKey]bool, full bool) (map[ino
 			if err != nil {
 				continue
 			}
-			readLinks(pfd)
+			readLinks(pid, pfd)
 			unix.Close(pfd)
 		}
 	}
@@ -311,7 +325,7 @@ func (r *Registry) scan(mask TypeMask, want map[inoKey]bool, full bool) (map[ino
 		}
 		f.Close()
 	}
-	return held, live
+	return
 }
 
 // parseNsfsMount recognises a mountinfo line of an nsfs bind mount, whose
