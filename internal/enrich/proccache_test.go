@@ -1,0 +1,138 @@
+package enrich
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/elastic/go-libaudit/v2/auparse"
+
+	"github.com/auditns/auditns/internal/event"
+	"github.com/auditns/auditns/internal/testenv"
+)
+
+// inodeObserver reads /proc/<pid>/ns/* inodes (the real kernel) and counts
+// how often it is asked: the enricher must not ask again for a live process
+// it already knows.
+type inodeObserver struct {
+	calls  atomic.Int64
+	exited atomic.Int64
+}
+
+func (o *inodeObserver) Observe(pid int, c Cause) ([8]event.NSRef, error) {
+	o.calls.Add(1)
+	var out [8]event.NSRef
+	for i, t := range event.NSTypes {
+		l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, t))
+		if err != nil {
+			return out, err
+		}
+		n, _ := strconv.ParseUint(l[strings.IndexByte(l, '[')+1:len(l)-1], 10, 64)
+		out[i] = event.NSRef{Serial: n % 1000, Inum: n}
+	}
+	return out, nil
+}
+
+func (o *inodeObserver) Exited(int, time.Time) { o.exited.Add(1) }
+
+// syscallRecords builds the records of one getppid() by pid, sequence seq.
+func syscallRecords(t testing.TB, pid, ppid, seq int) []*auparse.AuditMessage {
+	now := time.Now()
+	stamp := fmt.Sprintf("audit(%d.%03d:%d): ", now.Unix(), now.Nanosecond()/1e6, seq)
+	texts := []struct {
+		typ  auparse.AuditMessageType
+		text string
+	}{
+		{auparse.AUDIT_SYSCALL, fmt.Sprintf(`arch=c000003e syscall=110 success=yes exit=%d a0=0 a1=0 a2=0 a3=0 items=0 ppid=%d pid=%d auid=4294967295 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=4294967295 comm="bench" exe="/usr/bin/bench" key="bench"`, ppid, ppid, pid)},
+		{auparse.AUDIT_PROCTITLE, "proctitle=62656E6368"},
+	}
+	var out []*auparse.AuditMessage
+	for _, r := range texts {
+		m, err := auparse.Parse(r.typ, stamp+r.text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestKnownProcessIsNotReadAgainAndExitIsNoticed(t *testing.T) {
+	testenv.RequireRoot(t)
+	obs := &inodeObserver{}
+	e, err := New(Options{BootID: "b", Namespaces: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	child := exec.Command("sleep", "30")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var ev event.Event
+	for i := 0; i < 100; i++ {
+		if err := e.Enrich(syscallRecords(t, child.Process.Pid, os.Getpid(), 100+i), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.NSSrc != srcObserved || ev.NS == nil || ev.NS.Net.Inum == 0 {
+			t.Fatalf("event %d: src %s ns %+v", i, ev.NSSrc, ev.NS)
+		}
+	}
+	if n := obs.calls.Load(); n != 1 {
+		t.Fatalf("namespaces read %d times for 100 events of one live process, want 1", n)
+	}
+	child.Process.Kill()
+	child.Wait()
+	deadline := time.Now().Add(2 * time.Second)
+	for obs.exited.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("exit not noticed within 2s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A late event of the exited process: its last known namespaces.
+	if err := e.Enrich(syscallRecords(t, child.Process.Pid, os.Getpid(), 500), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.NSSrc != srcCached || ev.NS == nil {
+		t.Fatalf("late event: src %s", ev.NSSrc)
+	}
+}
+
+// The hot path: events of a process whose namespaces are known. Reported
+// beside the cost of the first observation (which reads /proc).
+func BenchmarkEnrichKnownProcess(b *testing.B) {
+	testenv.RequireRoot(b)
+	obs := &inodeObserver{}
+	e, err := New(Options{BootID: "b", HostName: "h", Namespaces: obs})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	msgs := syscallRecords(b, os.Getpid(), os.Getppid(), 1)
+	var ev event.Event
+	e.Enrich(msgs, &ev)
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Enrich(msgs, &ev)
+		buf = ev.AppendJSON(buf[:0])
+	}
+	if obs.calls.Load() != 1 {
+		b.Fatalf("namespaces read %d times", obs.calls.Load())
+	}
+}
+
+// The cost the cache avoids: observing a process's namespaces from /proc.
+func BenchmarkObserveFromProc(b *testing.B) {
+	obs := &inodeObserver{}
+	b.ReportAllocs()
+	for b.Loop() {
+		obs.Observe(os.Getpid(), Cause{})
+	}
+}
