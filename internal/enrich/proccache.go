@@ -36,7 +36,7 @@ type Cause struct {
 	// nil means any type new in this observation.
 	Types []string
 	PID   int
-	Exe     string
+	Exe   string
 }
 
 // Values of ns_src.
