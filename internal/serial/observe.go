@@ -250,6 +250,24 @@ func (r *Registry) touchLocked(e *entry, now time.Time) {
 	}
 }
 
+// attributeLocked names the creator of a namespace first seen before the
+// syscall that created it was processed: auditns reads /proc when it
+// processes an event, so an event of a process that then called unshare
+// (its execve, typically) already shows the new namespace. Only the types
+// the syscall says it created (Cause.Types, required here) are attributed,
+// and only when no creator is known.
+func (r *Registry) attributeLocked(e *entry, t Type, c *Cause, pid int) {
+	if e.rec.CreatedBy != nil || e.rec.IsInit || c.Op == "" || c.Op == "setns" || pid <= 0 || c.Types == 0 || !c.Types.Has(t) {
+		return
+	}
+	cpid := c.PID
+	if cpid == 0 {
+		cpid = pid
+	}
+	e.rec.CreatedBy = &CreatedBy{Event: c.EventID, Op: c.Op, PID: cpid, Exe: c.Exe}
+	r.writeRecLocked(e, true)
+}
+
 // trackLocked remembers which namespaces pid is in, for Exited.
 func (r *Registry) trackLocked(pid int, ents *[NumTypes]*entry) {
 	old, had := r.pids[pid]
@@ -301,6 +319,7 @@ func (r *Registry) resolve(fd int, t Type, c *Cause, pid int, wit witness, now t
 	r.mu.Lock()
 	if e := r.byKey[key]; e != nil {
 		r.touchLocked(e, now)
+		r.attributeLocked(e, t, c, pid)
 		r.mu.Unlock()
 		unix.Close(fd)
 		return e, nil
