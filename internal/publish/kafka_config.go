@@ -1,0 +1,520 @@
+package publish
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+)
+
+// Defaults of KafkaOptions. A zero field takes the default when NewKafka
+// validates the options, except CreateTopics (see there).
+const (
+	DefaultKafkaEventsTopic       = "auditns.events"
+	DefaultKafkaNamespacesTopic   = "auditns.namespaces"
+	DefaultKafkaPartitions        = 3
+	DefaultKafkaReplicationFactor = 1
+	DefaultKafkaCompression       = "lz4"
+	DefaultKafkaBatchTimeout      = 10 * time.Millisecond
+	DefaultKafkaBatchSize         = 1000
+	DefaultKafkaBatchBytes        = 1 << 20
+	DefaultKafkaWriteTimeout      = 10 * time.Second
+	// DefaultDeadLetterName is the dead-letter file's name inside the spool
+	// directory when KafkaOptions.DeadLetterPath is empty.
+	DefaultDeadLetterName = "deadletter.jsonl"
+)
+
+// KafkaOptions configures the Kafka sink. Each field names its config key.
+// Start from DefaultKafkaOptions; NewKafka fills other zero fields with their
+// defaults and rejects bad values with a one-line error naming the key.
+type KafkaOptions struct {
+	// Brokers are the bootstrap brokers, "host:port" each (kafka.brokers).
+	// Required. The sink discovers the rest of the cluster from them.
+	Brokers []string
+
+	// EventsTopic receives auditns.event/1 messages (kafka.topic).
+	// Default "auditns.events".
+	EventsTopic string
+
+	// NamespacesTopic receives auditns.namespace/1 registry records, keyed
+	// by "<boot_id>/<serial>" (kafka.namespaces_topic). It is created with
+	// cleanup.policy=compact; an existing topic that is not compacted gets a
+	// warning in the log. Default "auditns.namespaces". Must differ from
+	// EventsTopic.
+	NamespacesTopic string
+
+	// CreateTopics creates EventsTopic and NamespacesTopic when they do not
+	// exist (kafka.create_topics), through the cluster's controller, with
+	// Partitions and ReplicationFactor. Default true in DefaultKafkaOptions
+	// and in the config; the zero KafkaOptions has it false, and then
+	// missing topics are an error that is logged while events stay spooled.
+	// Existing topics are never altered. If the broker cannot be reached at
+	// start-up, creation is retried once it can.
+	CreateTopics bool
+
+	// Partitions is the partition count of topics the sink creates
+	// (kafka.partitions). Default 3.
+	Partitions int
+
+	// ReplicationFactor is the replication factor of topics the sink
+	// creates (kafka.replication_factor). Default 1; use 3 on a production
+	// cluster.
+	ReplicationFactor int
+
+	// Compression codec of produced batches (kafka.compression): none, gzip,
+	// snappy, lz4 or zstd. Default lz4.
+	Compression string
+
+	// BatchTimeout is the longest a partial batch waits before it is sent
+	// (kafka.batch_timeout). Default 10ms (kafka-go's own default of 1s is
+	// far too slow for a live audit stream). The spool already hands the
+	// sink everything that is pending, so this is mostly latency: lower
+	// it (e.g. 2ms) for lower latency at the price of more requests.
+	BatchTimeout time.Duration
+
+	// BatchSize is the most messages sent in one produce round
+	// (kafka.batch_size). Default 1000.
+	BatchSize int
+
+	// BatchBytes is the most bytes (kafka-go's message size estimate) sent
+	// in one produce round (kafka.batch_bytes). It is also the largest
+	// message the sink sends: a bigger one goes to the dead-letter file. It
+	// should not exceed the broker's message.max.bytes (default 1048588).
+	// Default 1 MiB (1048576).
+	BatchBytes int64
+
+	// WriteTimeout bounds one produce request, acknowledgement by all
+	// in-sync replicas included (kafka.write_timeout). Default 10s.
+	// RequiredAcks is always "all" and is not configurable.
+	WriteTimeout time.Duration
+
+	// TLS configures encryption and certificate verification (kafka.tls.*).
+	TLS KafkaTLS
+
+	// SASL configures authentication (kafka.sasl.*).
+	SASL KafkaSASL
+
+	// Spool configures the durable on-disk spool every message goes through
+	// (kafka.spool.*). Spool.Dir is required. A nil Spool.Logger gets
+	// Logger. Note that a zero Spool.SyncInterval makes every Write fsync;
+	// DefaultKafkaOptions sets DefaultSpoolSyncInterval (50ms).
+	Spool SpoolOptions
+
+	// DeadLetterPath is the JSON-lines file (mode 0600) that receives
+	// messages the broker refuses for good, with the reason
+	// (kafka.dead_letter). Default "<Spool.Dir>/deadletter.jsonl".
+	DeadLetterPath string
+
+	// Logger receives the sink's log lines: one per change of delivery
+	// state, never one per retry, and never a secret. Default
+	// slog.Default().
+	Logger *slog.Logger
+
+	// OnState, if set, is called when something the stream's consumers
+	// should know about happens, so that the pipeline can emit an event:
+	// kind "loss" (count messages were dead-lettered, or dropped because
+	// the dead-letter file could not be written) or kind "state" (delivery
+	// to Kafka stopped or resumed; count is the spooled backlog). Spool
+	// drops are not reported here: Write returns them. Called from the
+	// delivery goroutine: it must not block and must not call Write
+	// synchronously.
+	OnState func(kind, msg string, count int)
+
+	// ObserveLatency, if set, is called once for every message the broker
+	// acknowledged, with the time from Message.Time (when the kernel
+	// recorded the event) to the acknowledgement. Called from the delivery
+	// goroutine: it must be cheap. Messages with a zero Time are skipped.
+	ObserveLatency func(time.Duration)
+}
+
+// KafkaTLS configures TLS to the brokers (kafka.tls.*).
+type KafkaTLS struct {
+	// Enabled turns TLS on (kafka.tls.enabled). Default false. The other
+	// TLS fields are an error while it is off, so that a half-done TLS
+	// configuration never silently runs in clear text.
+	Enabled bool
+	// CAFile is a PEM bundle of the CAs that sign the brokers' certificates
+	// (kafka.tls.ca_file). Default: the system's roots.
+	CAFile string
+	// CertFile and KeyFile are the PEM client certificate and its key for
+	// mutual TLS (kafka.tls.cert_file, kafka.tls.key_file). Both or
+	// neither.
+	CertFile string
+	KeyFile  string
+	// ServerName is the name verified in the brokers' certificates
+	// (kafka.tls.server_name). Default: each broker's host name.
+	ServerName string
+	// InsecureSkipVerify turns certificate verification off
+	// (kafka.tls.insecure_skip_verify). Default false; logged as a warning
+	// when true. For tests only.
+	InsecureSkipVerify bool
+}
+
+// KafkaSASL configures SASL authentication (kafka.sasl.*). Its password is
+// never logged or printed: String, GoString and LogValue redact it.
+type KafkaSASL struct {
+	// Mechanism is "" (no SASL), "plain", "scram-sha-256" or
+	// "scram-sha-512" (kafka.sasl.mechanism; case-insensitive).
+	Mechanism string
+	// Username (kafka.sasl.username). Required with a mechanism.
+	Username string
+	// Password (kafka.sasl.password, or the environment variable
+	// AUDITNS_KAFKA_SASL_PASSWORD through the config). Exactly one of
+	// Password and PasswordFile is required with a mechanism.
+	Password string
+	// PasswordFile is a file whose content (one trailing newline removed)
+	// is the password (kafka.sasl.password_file). A file readable by group
+	// or others gets a warning.
+	PasswordFile string
+}
+
+// String describes s without the password.
+func (s KafkaSASL) String() string {
+	if s.Mechanism == "" {
+		return "sasl=none"
+	}
+	pw := "unset"
+	switch {
+	case s.Password != "":
+		pw = "[redacted]"
+	case s.PasswordFile != "":
+		pw = "file:" + s.PasswordFile
+	}
+	return fmt.Sprintf("sasl=%s user=%q password=%s", s.Mechanism, s.Username, pw)
+}
+
+// GoString is String, so that %#v does not print the password either.
+func (s KafkaSASL) GoString() string { return s.String() }
+
+// LogValue keeps the password out of slog output.
+func (s KafkaSASL) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalJSON keeps the password out of JSON (a JSON log handler marshals
+// nested structs).
+func (s KafkaSASL) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// LogValue describes the options for slog without secrets.
+func (o KafkaOptions) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("brokers", strings.Join(o.Brokers, ",")),
+		slog.String("topic", o.EventsTopic),
+		slog.String("namespaces_topic", o.NamespacesTopic),
+		slog.Bool("create_topics", o.CreateTopics),
+		slog.String("compression", o.Compression),
+		slog.Duration("batch_timeout", o.BatchTimeout),
+		slog.Bool("tls", o.TLS.Enabled),
+		slog.String("sasl", o.SASL.String()),
+		slog.String("spool", o.Spool.Dir),
+	)
+}
+
+// DefaultKafkaOptions returns the defaults, with CreateTopics true and the
+// spool's group fsync every DefaultSpoolSyncInterval; Brokers and Spool.Dir
+// are left to the caller.
+func DefaultKafkaOptions() KafkaOptions {
+	return KafkaOptions{
+		EventsTopic:       DefaultKafkaEventsTopic,
+		NamespacesTopic:   DefaultKafkaNamespacesTopic,
+		CreateTopics:      true,
+		Partitions:        DefaultKafkaPartitions,
+		ReplicationFactor: DefaultKafkaReplicationFactor,
+		Compression:       DefaultKafkaCompression,
+		BatchTimeout:      DefaultKafkaBatchTimeout,
+		BatchSize:         DefaultKafkaBatchSize,
+		BatchBytes:        DefaultKafkaBatchBytes,
+		WriteTimeout:      DefaultKafkaWriteTimeout,
+		Spool:             SpoolOptions{SyncInterval: DefaultSpoolSyncInterval},
+	}
+}
+
+// kafkaCompressions maps kafka.compression values to kafka-go codecs.
+var kafkaCompressions = map[string]kafka.Compression{
+	"none":   0,
+	"gzip":   kafka.Gzip,
+	"snappy": kafka.Snappy,
+	"lz4":    kafka.Lz4,
+	"zstd":   kafka.Zstd,
+}
+
+// kafkaConfig is what validation derives from KafkaOptions.
+type kafkaConfig struct {
+	opts        KafkaOptions // defaults filled in, password resolved
+	compression kafka.Compression
+	tls         *tls.Config
+	sasl        sasl.Mechanism
+}
+
+// configErr is a one-line configuration error naming the key.
+func configErr(key, format string, args ...any) error {
+	return fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...))
+}
+
+// validate checks opts, fills defaults and builds TLS and SASL. It logs
+// warnings (never secrets) on log.
+func (opts KafkaOptions) validate(log *slog.Logger) (*kafkaConfig, error) {
+	c := &kafkaConfig{}
+
+	if len(opts.Brokers) == 0 {
+		return nil, configErr("kafka.brokers", "required (host:port, ...)")
+	}
+	brokers := make([]string, 0, len(opts.Brokers))
+	for _, b := range opts.Brokers {
+		b = strings.TrimSpace(b)
+		host, port, err := net.SplitHostPort(b)
+		if err != nil || host == "" {
+			return nil, configErr("kafka.brokers", "expected host:port, got %q", b)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return nil, configErr("kafka.brokers", "expected a port 1-65535 in %q", b)
+		}
+		brokers = append(brokers, b)
+	}
+	opts.Brokers = brokers
+
+	if opts.EventsTopic == "" {
+		opts.EventsTopic = DefaultKafkaEventsTopic
+	}
+	if opts.NamespacesTopic == "" {
+		opts.NamespacesTopic = DefaultKafkaNamespacesTopic
+	}
+	if err := checkTopicName(opts.EventsTopic); err != nil {
+		return nil, configErr("kafka.topic", "%v", err)
+	}
+	if err := checkTopicName(opts.NamespacesTopic); err != nil {
+		return nil, configErr("kafka.namespaces_topic", "%v", err)
+	}
+	if opts.EventsTopic == opts.NamespacesTopic {
+		return nil, configErr("kafka.namespaces_topic", "must differ from kafka.topic (%q): it is compacted", opts.EventsTopic)
+	}
+
+	switch {
+	case opts.Partitions == 0:
+		opts.Partitions = DefaultKafkaPartitions
+	case opts.Partitions < 0:
+		return nil, configErr("kafka.partitions", "expected a count >= 1, got %d", opts.Partitions)
+	}
+	switch {
+	case opts.ReplicationFactor == 0:
+		opts.ReplicationFactor = DefaultKafkaReplicationFactor
+	case opts.ReplicationFactor < 0 || opts.ReplicationFactor > 32767:
+		return nil, configErr("kafka.replication_factor", "expected 1-32767, got %d", opts.ReplicationFactor)
+	}
+
+	if opts.Compression == "" {
+		opts.Compression = DefaultKafkaCompression
+	}
+	opts.Compression = strings.ToLower(opts.Compression)
+	codec, ok := kafkaCompressions[opts.Compression]
+	if !ok {
+		return nil, configErr("kafka.compression", "expected none, gzip, snappy, lz4 or zstd, got %q", opts.Compression)
+	}
+	c.compression = codec
+
+	switch {
+	case opts.BatchTimeout == 0:
+		opts.BatchTimeout = DefaultKafkaBatchTimeout
+	case opts.BatchTimeout < 0:
+		return nil, configErr("kafka.batch_timeout", "expected a positive duration, got %v", opts.BatchTimeout)
+	}
+	switch {
+	case opts.BatchSize == 0:
+		opts.BatchSize = DefaultKafkaBatchSize
+	case opts.BatchSize < 0:
+		return nil, configErr("kafka.batch_size", "expected a count >= 1, got %d", opts.BatchSize)
+	}
+	switch {
+	case opts.BatchBytes == 0:
+		opts.BatchBytes = DefaultKafkaBatchBytes
+	case opts.BatchBytes < 1024 || opts.BatchBytes > 1<<30:
+		return nil, configErr("kafka.batch_bytes", "expected 1024 to 1073741824 bytes, got %d", opts.BatchBytes)
+	}
+	switch {
+	case opts.WriteTimeout == 0:
+		opts.WriteTimeout = DefaultKafkaWriteTimeout
+	case opts.WriteTimeout < 100*time.Millisecond:
+		return nil, configErr("kafka.write_timeout", "expected at least 100ms, got %v", opts.WriteTimeout)
+	}
+
+	if opts.Spool.Dir == "" {
+		return nil, configErr("kafka.spool.dir", "required")
+	}
+	if opts.DeadLetterPath == "" {
+		opts.DeadLetterPath = filepath.Join(opts.Spool.Dir, DefaultDeadLetterName)
+	}
+
+	var err error
+	if c.tls, err = opts.TLS.build(log); err != nil {
+		return nil, err
+	}
+	if c.sasl, opts.SASL, err = opts.SASL.build(log, opts.TLS.Enabled); err != nil {
+		return nil, err
+	}
+	c.opts = opts
+	return c, nil
+}
+
+// checkTopicName applies Kafka's rules for topic names.
+func checkTopicName(t string) error {
+	if len(t) > 249 {
+		return fmt.Errorf("topic name longer than 249 characters")
+	}
+	if t == "." || t == ".." {
+		return fmt.Errorf("topic name %q is not allowed", t)
+	}
+	for _, r := range t {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("expected a topic name of [a-zA-Z0-9._-], got %q", t)
+		}
+	}
+	return nil
+}
+
+// build returns the tls.Config, or nil when TLS is off.
+func (t KafkaTLS) build(log *slog.Logger) (*tls.Config, error) {
+	if !t.Enabled {
+		for _, f := range []struct{ key, val string }{
+			{"kafka.tls.ca_file", t.CAFile},
+			{"kafka.tls.cert_file", t.CertFile},
+			{"kafka.tls.key_file", t.KeyFile},
+			{"kafka.tls.server_name", t.ServerName},
+		} {
+			if f.val != "" {
+				return nil, configErr(f.key, "set but kafka.tls.enabled is false")
+			}
+		}
+		if t.InsecureSkipVerify {
+			return nil, configErr("kafka.tls.insecure_skip_verify", "set but kafka.tls.enabled is false")
+		}
+		return nil, nil
+	}
+	cfg := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         t.ServerName,
+		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // opt-in, warned about
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, configErr("kafka.tls.ca_file", "%v", unwrapPathError(err))
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, configErr("kafka.tls.ca_file", "no PEM certificate in %s", t.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		return nil, configErr("kafka.tls.key_file", "required with kafka.tls.cert_file")
+	case t.CertFile == "" && t.KeyFile != "":
+		return nil, configErr("kafka.tls.cert_file", "required with kafka.tls.key_file")
+	case t.CertFile != "":
+		if _, err := os.Stat(t.CertFile); err != nil {
+			return nil, configErr("kafka.tls.cert_file", "%v", unwrapPathError(err))
+		}
+		if _, err := os.Stat(t.KeyFile); err != nil {
+			return nil, configErr("kafka.tls.key_file", "%v", unwrapPathError(err))
+		}
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			// The error names no file and never contains key material.
+			return nil, configErr("kafka.tls.cert_file", "with kafka.tls.key_file %s: %v", t.KeyFile, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if t.InsecureSkipVerify {
+		log.Warn("kafka: kafka.tls.insecure_skip_verify is true: broker certificates are NOT verified")
+	}
+	return cfg, nil
+}
+
+// unwrapPathError keeps "open /x: no such file or directory" on one line.
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s %s: %w", pe.Op, pe.Path, pe.Err)
+	}
+	return err
+}
+
+// build returns the SASL mechanism (nil when off) and s with the password
+// read from PasswordFile.
+func (s KafkaSASL) build(log *slog.Logger, tlsOn bool) (sasl.Mechanism, KafkaSASL, error) {
+	s.Mechanism = strings.ToLower(strings.TrimSpace(s.Mechanism))
+	if s.Mechanism == "" || s.Mechanism == "none" {
+		s.Mechanism = ""
+		for _, f := range []struct{ key, val string }{
+			{"kafka.sasl.username", s.Username},
+			{"kafka.sasl.password", s.Password},
+			{"kafka.sasl.password_file", s.PasswordFile},
+		} {
+			if f.val != "" {
+				return nil, s, configErr(f.key, "set but kafka.sasl.mechanism is empty (expected plain, scram-sha-256 or scram-sha-512)")
+			}
+		}
+		return nil, s, nil
+	}
+	switch s.Mechanism {
+	case "plain", "scram-sha-256", "scram-sha-512":
+	default:
+		return nil, s, configErr("kafka.sasl.mechanism", "expected plain, scram-sha-256 or scram-sha-512, got %q", s.Mechanism)
+	}
+	if s.Username == "" {
+		return nil, s, configErr("kafka.sasl.username", "required with kafka.sasl.mechanism=%s", s.Mechanism)
+	}
+	switch {
+	case s.Password != "" && s.PasswordFile != "":
+		return nil, s, configErr("kafka.sasl.password_file", "set together with kafka.sasl.password: use one")
+	case s.PasswordFile != "":
+		fi, err := os.Stat(s.PasswordFile)
+		if err != nil {
+			return nil, s, configErr("kafka.sasl.password_file", "%v", unwrapPathError(err))
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("kafka: kafka.sasl.password_file is readable by group or others", "path", s.PasswordFile, "mode", fi.Mode().Perm().String())
+		}
+		b, err := os.ReadFile(s.PasswordFile)
+		if err != nil {
+			return nil, s, configErr("kafka.sasl.password_file", "%v", unwrapPathError(err))
+		}
+		pw := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if pw == "" {
+			return nil, s, configErr("kafka.sasl.password_file", "%s is empty", s.PasswordFile)
+		}
+		s.Password = pw
+	case s.Password == "":
+		return nil, s, configErr("kafka.sasl.password", "required with kafka.sasl.mechanism=%s (or kafka.sasl.password_file)", s.Mechanism)
+	}
+	if s.Mechanism == "plain" && !tlsOn {
+		log.Warn("kafka: kafka.sasl.mechanism=plain without kafka.tls.enabled sends the password in clear text")
+	}
+	var m sasl.Mechanism
+	switch s.Mechanism {
+	case "plain":
+		m = plain.Mechanism{Username: s.Username, Password: s.Password}
+	case "scram-sha-256", "scram-sha-512":
+		algo := scram.SHA256
+		if s.Mechanism == "scram-sha-512" {
+			algo = scram.SHA512
+		}
+		var err error
+		if m, err = scram.Mechanism(algo, s.Username, s.Password); err != nil {
+			// SASLprep failures name neither the password nor its bytes.
+			return nil, s, configErr("kafka.sasl.password", "not usable with %s: %v", s.Mechanism, err)
+		}
+	}
+	return m, s, nil
+}
