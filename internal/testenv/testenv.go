@@ -101,3 +101,29 @@ func KafkaBrokers(t testing.TB) string {
 	conn.Close()
 	return addr
 }
+
+// LockKafka takes the host-wide Kafka test lock (an exclusive flock on
+// /run/auditns-test-kafka.lock, or in $TMPDIR without /run) and releases it
+// when t ends. Tests that stop, freeze or restart the shared test broker
+// take it, so that they run one at a time across packages and processes;
+// they are named *Outage* so that other runs can leave them out with
+// -skip Outage.
+func LockKafka(t testing.TB) {
+	t.Helper()
+	path := "/run/auditns-test-kafka.lock"
+	if _, err := os.Stat(filepath.Dir(path)); err != nil {
+		path = filepath.Join(os.TempDir(), filepath.Base(path))
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatalf("kafka test lock %s: %v", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("kafka test lock %s: %v", path, err)
+	}
+	t.Cleanup(func() {
+		unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		f.Close()
+	})
+}
