@@ -23,6 +23,7 @@ import (
 	"github.com/auditns/auditns/internal/config"
 	"github.com/auditns/auditns/internal/enrich"
 	"github.com/auditns/auditns/internal/event"
+	"github.com/auditns/auditns/internal/metrics"
 	"github.com/auditns/auditns/internal/netlink"
 	"github.com/auditns/auditns/internal/pipeline"
 	"github.com/auditns/auditns/internal/publish"
@@ -52,6 +53,8 @@ type Daemon struct {
 	enricher *enrich.Enricher
 	sink     publish.Sink
 	pipe     *pipeline.Pipeline
+
+	metrics *metrics.Server
 
 	mu      sync.Mutex
 	early   []publish.Message // registry records from before the pipeline existed
@@ -146,6 +149,12 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	d.early = nil
 	d.started = true
 	d.mu.Unlock()
+	if cfg.Metrics.Listen != "" {
+		d.metrics = metrics.New(d.metricsSource())
+		if err := d.metrics.Listen(cfg.Metrics.Listen, log); err != nil {
+			return nil, err
+		}
+	}
 	d.pipe.State("started", fmt.Sprintf("auditns %s started: mode %s, %d rules, output %s", Version, cfg.Mode, d.conn.RulesLoaded(), d.sink.Name()))
 	return d, nil
 }
@@ -239,6 +248,37 @@ func (d *Daemon) onRecord(rec *serial.Record) {
 	d.pipe.Publish(m)
 }
 
+// metricsSource points the metrics at the counters the parts keep.
+func (d *Daemon) metricsSource() metrics.Source {
+	st := d.pipe.Stats()
+	asm := d.pipe.Assembler().Stats()
+	src := metrics.Source{
+		RecordsReceived: st.Reader.Records.Load,
+		RecordsDropped:  st.Reader.Dropped.Load,
+		EventsAssembled: asm.Events.Load,
+		EventsWritten:   st.Events.Load,
+		LossEvents:      st.Loss.Load,
+		SequenceGaps:    st.Gaps.Load,
+		KernelLost:      st.KernelLost.Load,
+		KernelBacklog:   st.Backlog.Load,
+		SinkDrops:       st.SinkDrops.Load,
+		Health: func() error {
+			if st.ReaderDown.Load() {
+				return errors.New("kernel audit connection is gone")
+			}
+			return d.sinkHealth()
+		},
+	}
+	if d.reg != nil {
+		src.Namespaces = func() int { return len(d.reg.Records()) }
+	}
+	d.kafkaMetrics(&src)
+	return src
+}
+
+// Metrics is the metrics server, nil when metrics.listen is off.
+func (d *Daemon) Metrics() *metrics.Server { return d.metrics }
+
 // Pipeline is the running pipeline (stats, tests).
 func (d *Daemon) Pipeline() *pipeline.Pipeline { return d.pipe }
 
@@ -301,6 +341,9 @@ func (d *Daemon) closeAll(ctx context.Context) error {
 	}
 	if d.sink != nil {
 		errs = append(errs, d.sink.Close(ctx))
+	}
+	if d.metrics != nil {
+		d.metrics.Close(ctx)
 	}
 	return errors.Join(errs...)
 }

@@ -58,6 +58,9 @@ type Stats struct {
 	KernelLost atomic.Uint64 // growth of the kernel's lost counter since start
 	Backlog    atomic.Uint64 // kernel backlog at the last poll
 	Gaps       atomic.Uint64 // sequence numbers missing
+	// ReaderDown is set when the kernel reader has stopped (shutdown, or
+	// the connection failed): the health check reports it.
+	ReaderDown atomic.Bool
 }
 
 // Pipeline moves events from the kernel to a sink.
@@ -124,6 +127,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	readErr := make(chan error, 1)
 	go func() {
 		err := p.o.Conn.Run(readCtx, queue, &p.stats.Reader)
+		p.stats.ReaderDown.Store(true)
+		if err != nil && readCtx.Err() == nil {
+			p.log.Error("kernel audit connection failed", "error", err)
+		}
 		close(queue)
 		readErr <- err
 	}()
