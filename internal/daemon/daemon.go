@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,6 +56,12 @@ type Daemon struct {
 	pipe     *pipeline.Pipeline
 
 	metrics *metrics.Server
+	kafka   *publish.Kafka
+
+	// For callbacks from the Kafka sink's goroutine, which starts before
+	// the pipeline and metrics exist.
+	pipeRef    atomic.Pointer[pipeline.Pipeline]
+	metricsRef atomic.Pointer[metrics.Server]
 
 	mu      sync.Mutex
 	early   []publish.Message // registry records from before the pipeline existed
@@ -123,7 +130,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 	if err != nil {
 		return nil, err
 	}
-	d.sink, err = OpenSink(ctx, cfg, log)
+	d.sink, err = d.openSink(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +161,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon
 		if err := d.metrics.Listen(cfg.Metrics.Listen, log); err != nil {
 			return nil, err
 		}
+		d.metricsRef.Store(d.metrics)
 	}
+	d.pipeRef.Store(d.pipe)
 	d.pipe.State("started", fmt.Sprintf("auditns %s started: mode %s, %d rules, output %s", Version, cfg.Mode, d.conn.RulesLoaded(), d.sink.Name()))
 	return d, nil
 }

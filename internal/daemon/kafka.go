@@ -2,20 +2,87 @@ package daemon
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/auditns/auditns/internal/config"
+	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/metrics"
 	"github.com/auditns/auditns/internal/publish"
 )
 
-func openKafka(ctx context.Context, cfg *config.Config, log *slog.Logger) (publish.Sink, error) {
-	return nil, errors.New("output kafka: not built yet")
+// openKafka opens the Kafka sink. Its reports (dead letters, delivery
+// stopped or resumed) and latencies go to the pipeline and metrics through
+// the daemon, which exist only later: hence the indirection.
+func (d *Daemon) openKafka(ctx context.Context, cfg *config.Config, log *slog.Logger) (publish.Sink, error) {
+	k := cfg.Kafka
+	o := publish.DefaultKafkaOptions()
+	o.Brokers = k.Brokers
+	o.EventsTopic = k.Topic
+	o.NamespacesTopic = k.NamespacesTopic
+	o.CreateTopics = k.CreateTopics
+	o.Partitions = k.Partitions
+	o.ReplicationFactor = k.ReplicationFactor
+	o.Compression = k.Compression
+	o.BatchTimeout = k.BatchTimeout
+	o.WriteTimeout = k.WriteTimeout
+	o.TLS = publish.KafkaTLS{Enabled: k.TLS.Enabled, CAFile: k.TLS.CAFile, CertFile: k.TLS.CertFile,
+		KeyFile: k.TLS.KeyFile, ServerName: k.TLS.ServerName, InsecureSkipVerify: k.TLS.InsecureSkipVerify}
+	o.SASL = publish.KafkaSASL{Mechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password, PasswordFile: k.SASL.PasswordFile}
+	o.Spool = publish.SpoolOptions{
+		Dir:          k.Spool.Dir,
+		MaxBytes:     k.Spool.MaxBytes,
+		SegmentBytes: k.Spool.SegmentBytes,
+		Full:         publish.FullPolicy(k.Spool.FullPolicy),
+		SyncInterval: k.Spool.SyncInterval,
+		Logger:       log,
+	}
+	o.DeadLetterPath = k.DeadLetter
+	o.Logger = log
+	o.OnState = func(kind, msg string, count int) {
+		if p := d.pipeRef.Load(); p != nil {
+			reason := "delivery"
+			if kind == event.KindLoss {
+				reason = "dead_letter"
+			}
+			p.Report(kind, reason, msg, count)
+		}
+	}
+	o.ObserveLatency = func(l time.Duration) {
+		if m := d.metricsRef.Load(); m != nil {
+			m.ObserveLatency(l)
+		}
+	}
+	sink, err := publish.NewKafka(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	d.kafka = sink
+	return sink, nil
 }
 
 // kafkaMetrics adds the Kafka sink's counters to src.
-func (d *Daemon) kafkaMetrics(src *metrics.Source) {}
+func (d *Daemon) kafkaMetrics(src *metrics.Source) {
+	k := d.kafka
+	if k == nil {
+		return
+	}
+	src.Published = func() uint64 { return uint64(k.Stats().Published) }
+	src.Spooled = func() uint64 { return uint64(k.Stats().Written) }
+	src.SpoolBytes = func() int64 { return k.Stats().Spool.Bytes }
+	src.SpoolOldest = func() time.Time { return k.Stats().Spool.OldestUnacked }
+}
 
-// sinkHealth reports a sink that cannot keep what it is given.
-func (d *Daemon) sinkHealth() error { return nil }
+// sinkHealth reports a sink that cannot keep what it is given: a spool at
+// its cap drops events.
+func (d *Daemon) sinkHealth() error {
+	if d.kafka == nil {
+		return nil
+	}
+	st := d.kafka.Stats()
+	if max := d.cfg.Kafka.Spool.MaxBytes; max > 0 && st.Spool.Bytes >= max {
+		return fmt.Errorf("kafka spool is full (%d of %d bytes): events are being dropped", st.Spool.Bytes, max)
+	}
+	return nil
+}

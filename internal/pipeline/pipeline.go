@@ -72,6 +72,7 @@ type Pipeline struct {
 
 	pendMu  sync.Mutex
 	pending []publish.Message // registry records waiting for the next write
+	reports []report          // loss/state reports from other goroutines
 
 	batch   []publish.Message
 	arena   []byte
@@ -115,6 +116,20 @@ func (p *Pipeline) Assembler() *assemble.Assembler { return p.asm }
 func (p *Pipeline) Publish(m publish.Message) {
 	p.pendMu.Lock()
 	p.pending = append(p.pending, m)
+	p.pendMu.Unlock()
+}
+
+type report struct {
+	kind, reason, msg string
+	count             int
+}
+
+// Report queues a loss or state event from another goroutine (the Kafka
+// sink's delivery loop: dead-lettered messages, delivery stopped or
+// resumed). kind is event.KindLoss or event.KindState.
+func (p *Pipeline) Report(kind, reason, msg string, count int) {
+	p.pendMu.Lock()
+	p.reports = append(p.reports, report{kind, reason, msg, count})
 	p.pendMu.Unlock()
 }
 
@@ -187,6 +202,17 @@ func (p *Pipeline) onEvent(msgs []*auparse.AuditMessage) {
 }
 
 func (p *Pipeline) takePending() {
+	p.pendMu.Lock()
+	reports := p.reports
+	p.reports = nil
+	p.pendMu.Unlock()
+	for _, r := range reports {
+		if r.kind == event.KindLoss {
+			p.loss(event.Loss{Reason: r.reason, Count: uint64(r.count)}, r.msg)
+		} else {
+			p.State(r.reason, r.msg)
+		}
+	}
 	p.pendMu.Lock()
 	if len(p.pending) > 0 {
 		for _, m := range p.pending {
