@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,6 +182,12 @@ func (d *Daemon) kernelOptions() (netlink.Options, error) {
 		ExcludeSelf:     a.ExcludeSelf,
 		ReceiveBuffer:   a.ReceiveBuffer,
 		Logger:          d.log,
+	}
+	if d.cfg.Mode == "unicast" {
+		if err := os.MkdirAll(d.cfg.StateDir, 0o700); err != nil {
+			return o, fmt.Errorf("state_dir %s: %w", d.cfg.StateDir, err)
+		}
+		o.SettingsFile = filepath.Join(d.cfg.StateDir, "kernel-settings.json")
 	}
 	switch a.FailureMode {
 	case "silent":

@@ -6,13 +6,16 @@
 package netlink
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 
 	libaudit "github.com/elastic/go-libaudit/v2"
+	"github.com/elastic/go-libaudit/v2/rule"
 )
 
 // Mode is how auditns attaches to the kernel.
@@ -71,6 +74,11 @@ type Options struct {
 	// ReceiveBuffer is the socket receive buffer in bytes; default 8 MiB so
 	// a burst is absorbed while the pipeline catches up.
 	ReceiveBuffer int
+	// SettingsFile, when set (unicast), is where the kernel settings Open
+	// found are saved before it changes them, so that an instance that
+	// starts after one that crashed (kill -9) restores the host's original
+	// settings on exit rather than the crashed instance's.
+	SettingsFile string
 	// Logger receives start-up and shutdown lines; default slog.Default().
 	Logger *slog.Logger
 }
@@ -142,6 +150,12 @@ func Open(opts Options) (*Conn, error) {
 		return nil, err
 	}
 	c.client = &libaudit.AuditClient{Netlink: c.sock}
+	if opts.Mode == Unicast && opts.SettingsFile != "" {
+		if err := c.saveOrRecoverSettings(); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
 	if opts.Mode == Unicast {
 		if err := c.becomeDaemon(); err != nil {
 			c.Close()
@@ -182,6 +196,7 @@ func (c *Conn) becomeDaemon() error {
 		}
 		rules = append(self, rules...)
 	}
+	c.removeStaleSelfRules()
 	for _, r := range rules {
 		if err := c.client.AddRule(r.wire); err != nil {
 			if err.Error() == "rule exists" {
@@ -203,6 +218,25 @@ func (c *Conn) becomeDaemon() error {
 		}
 	}
 	return nil
+}
+
+// removeStaleSelfRules deletes self-exclusion rules a crashed instance left.
+func (c *Conn) removeStaleSelfRules() {
+	rules, err := c.control.GetRules()
+	if err != nil {
+		return
+	}
+	for _, wire := range rules {
+		text, err := rule.ToCommandLine(wire, false)
+		if err != nil || !strings.Contains(text, "key="+SelfRuleKey) {
+			continue
+		}
+		if err := c.control.DeleteRule(wire); err != nil {
+			c.log.Warn("could not remove a stale auditns rule", "rule", text, "error", err)
+			continue
+		}
+		c.log.Info("removed a rule left by an auditns that did not exit cleanly", "rule", text)
+	}
 }
 
 // Initial is the kernel's audit status as Open found it.
@@ -252,6 +286,11 @@ func (c *Conn) Close() error {
 		}
 		// Put the kernel settings back as they were found.
 		in := c.initial
+		defer func() {
+			if c.opts.SettingsFile != "" && len(errs) == 0 {
+				os.Remove(c.opts.SettingsFile)
+			}
+		}()
 		for _, err := range []error{
 			c.control.SetBacklogLimit(in.BacklogLimit, libaudit.WaitForReply),
 			c.control.SetRateLimit(in.RateLimit, libaudit.WaitForReply),
@@ -275,6 +314,46 @@ func (c *Conn) Close() error {
 		c.control.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// savedSettings is the SettingsFile's content.
+type savedSettings struct {
+	PID    int                  `json:"pid"`
+	Status libaudit.AuditStatus `json:"status"`
+}
+
+func (c *Conn) saveOrRecoverSettings() error {
+	path := c.opts.SettingsFile
+	if b, err := os.ReadFile(path); err == nil {
+		var s savedSettings
+		if json.Unmarshal(b, &s) == nil && s.PID != os.Getpid() && !processExists(s.PID) {
+			c.log.Warn("a previous auditns did not exit cleanly; the kernel settings it found will be restored on exit",
+				"pid", s.PID, "enabled", s.Status.Enabled, "backlog_limit", s.Status.BacklogLimit, "failure_mode", s.Status.Failure)
+			saved := s.Status
+			c.initial = &saved
+		}
+	}
+	b, err := json.Marshal(savedSettings{PID: os.Getpid(), Status: *c.initial})
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("save kernel settings (state_dir): %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		return fmt.Errorf("save kernel settings to %s: %w", path, err)
+	}
+	return nil
 }
 
 func processExists(pid int) bool {

@@ -87,13 +87,19 @@ func BuildRule(text string) (Rule, error) {
 	return Rule{Text: text, wire: wire}, nil
 }
 
+// SelfRuleKey marks the rules that exclude auditns's own syscalls. They
+// name auditns's pid, so after a crash (kill -9) they would stay loaded,
+// naming a dead pid, and no later rule would be equal to them: a new
+// unicast instance removes every rule with this key before adding its own.
+const SelfRuleKey = "auditns-self"
+
 // selfExclusionRules keep the kernel from auditing auditns's own syscalls
 // (its reads of /proc and writes to sinks would otherwise feed back into
 // the stream, one event per event at worst).
 func selfExclusionRules(pid int) ([]Rule, error) {
 	var out []Rule
 	for _, arch := range []string{"b64", "b32"} {
-		text := fmt.Sprintf("-a never,exit -F arch=%s -S all -F pid=%d", arch, pid)
+		text := fmt.Sprintf("-a never,exit -F arch=%s -S all -F pid=%d -F key=%s", arch, pid, SelfRuleKey)
 		r, err := BuildRule(text)
 		if err != nil {
 			if arch == "b32" {

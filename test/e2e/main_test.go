@@ -1,0 +1,182 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is auditns built for tests that run it as a separate process
+// (kill -9); built once, on first use.
+var binary string
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv("AUDITNS_E2E_GENERATOR"); spec != "" {
+		generate(spec)
+		return
+	}
+	code := m.Run()
+	if binary != "" {
+		os.RemoveAll(filepath.Dir(binary))
+	}
+	os.Exit(code)
+}
+
+func auditnsBinary(t *testing.T) string {
+	t.Helper()
+	if binary != "" {
+		return binary
+	}
+	dir, err := os.MkdirTemp("", "auditns-e2e-bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "auditns")
+	cmd := exec.Command("go", "build", "-o", out, "github.com/auditns/auditns/cmd/auditns")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	binary = out
+	return out
+}
+
+// generate is a child process that, once its stdin is closed, makes
+// audited getppid calls at rate per second for the given duration, then
+// prints how many it made. spec: "RATE:DURATION".
+func generate(spec string) {
+	rateS, durS, _ := strings.Cut(spec, ":")
+	rate, _ := strconv.Atoi(rateS)
+	dur, _ := time.ParseDuration(durS)
+	runtime.LockOSThread()
+	buf := make([]byte, 1)
+	os.Stdin.Read(buf) // wait for "go" (EOF)
+	start := time.Now()
+	n := 0
+	for time.Since(start) < dur {
+		want := int(time.Since(start).Seconds() * float64(rate))
+		for n < want {
+			syscall.Getppid()
+			n++
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Println(n)
+}
+
+// generator starts a getppid generator and returns it with the rule that
+// audits its calls, keyed key.
+type generator struct {
+	cmd   *exec.Cmd
+	stdin interface{ Close() error }
+	out   *strings.Builder
+	Rule  string
+}
+
+func newGenerator(t *testing.T, rate int, dur time.Duration, key string) *generator {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("AUDITNS_E2E_GENERATOR=%d:%s", rate, dur))
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &generator{cmd: cmd, stdin: in, out: &strings.Builder{}}
+	cmd.Stdout = g.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	g.Rule = fmt.Sprintf("-a always,exit -F arch=b64 -S getppid -F pid=%d -F key=%s", cmd.Process.Pid, key)
+	return g
+}
+
+func (g *generator) Go() { g.stdin.Close() }
+
+// Wait returns how many calls the generator made.
+func (g *generator) Wait(t *testing.T) int {
+	t.Helper()
+	if err := g.cmd.Wait(); err != nil {
+		t.Fatalf("generator: %v", err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(g.out.String()))
+	if err != nil {
+		t.Fatalf("generator output %q", g.out.String())
+	}
+	return n
+}
+
+// syncBuffer is a buffer a child process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// process is auditns running as its own process.
+type process struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	exited chan struct{}
+}
+
+func startProcess(t *testing.T, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(auditnsBinary(t), args...)
+	p := &process{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() { p.stop(t, syscall.SIGTERM) })
+	// Ready when it logs its sink.
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(p.stderr.String(), "msg=sink") {
+		select {
+		case <-p.exited:
+			t.Fatalf("auditns exited at start-up:\n%s", p.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("auditns did not start:\n%s", p.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return p
+}
+
+// stop sends sig and waits for the process to exit.
+func (p *process) stop(t *testing.T, sig syscall.Signal) {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
+		t.Errorf("auditns did not exit on %v within 30s", sig)
+	}
+}
