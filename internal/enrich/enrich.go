@@ -119,6 +119,13 @@ func (e *Enricher) Enrich(msgs []*auparse.AuditMessage, ev *event.Event) error {
 	ev.Tags = ce.Tags
 
 	e.process(ce, ev)
+	if ev.Process != nil {
+		if args, argc, ok := execveArgs(msgs); ok {
+			ev.Process.Args, ev.Process.ArgsCount = args, argc
+		}
+		ev.Process.Name = decodeHexField(msgs, "comm", ev.Process.Name)
+		ev.Process.Executable = decodeHexField(msgs, "exe", ev.Process.Executable)
+	}
 	e.user(ce, ev)
 	e.syscall(ce, ev)
 	e.objects(ce, ev)

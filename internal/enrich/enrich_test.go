@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"bufio"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"strconv"
@@ -216,4 +217,27 @@ func FuzzEnrich(f *testing.F) {
 			t.Fatalf("invalid JSON %s", b)
 		}
 	})
+}
+
+// The kernel splits a long argument into chunks (aN_len, aN[i]) and a long
+// argv over several EXECVE records; every argument is still recovered.
+func TestExecveArgsChunkedAndContinued(t *testing.T) {
+	long := strings.Repeat("long", 2000)
+	hexLong := strings.ToUpper(hex.EncodeToString([]byte(long)))
+	recs := []string{
+		`audit(1795868665.170:9): argc=4 a0="prog" a1=6C696E65310A6C696E6532 a2_len=8000 a2[0]=` + hexLong[:7000] + ` a2[1]=` + hexLong[7000:14000],
+		`audit(1795868665.170:9): a2[2]=` + hexLong[14000:] + ` a3="last"`,
+	}
+	var msgs []*auparse.AuditMessage
+	for _, r := range recs {
+		m, err := auparse.Parse(auparse.AUDIT_EXECVE, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m)
+	}
+	args, argc, ok := execveArgs(msgs)
+	if !ok || argc != 4 || len(args) != 4 || args[0] != "prog" || args[1] != "line1\nline2" || args[2] != long || args[3] != "last" {
+		t.Fatalf("ok %v argc %d args %q", ok, argc, args)
+	}
 }
