@@ -133,8 +133,9 @@ type SpoolOptions struct {
 	// every Append call instead: durable on return, but Append then waits for
 	// the disk. The daemon's configured default is DefaultSpoolSyncInterval
 	// (50ms). A process crash (kill -9) loses nothing that Append returned,
-	// whatever this setting: the data is in the page cache. Negative is
-	// invalid.
+	// whatever this setting: the data is in the page cache. fsync errors
+	// are logged, counted in SpoolStats.SyncErrors and returned by Sync.
+	// Negative is invalid.
 	SyncInterval time.Duration
 
 	// MemoryBytes is the size of the in-memory copy of the most recently
@@ -328,6 +329,7 @@ type Spool struct {
 	dropped    int64
 	corrupt    int64
 	syncErrs   int64
+	syncErr    error // first fsync error since the last Sync
 
 	arena  []byte
 	blocks queue[memBlock]
@@ -340,6 +342,7 @@ type Spool struct {
 	dirDirty   bool
 	ckptPos    Pos // what the checkpoint file holds
 	ckptAt     time.Time
+	ackKicked  bool       // the flusher knows about an unwritten Ack
 	flushFiles []*os.File // reused by flush (under ioMu)
 
 	oldestPos Pos
@@ -415,10 +418,15 @@ func (s *Spool) segIndexLocked(seq uint64) int {
 	return i
 }
 
+// markDirtyLocked notes unsynced data; the first note since the last fsync
+// wakes the flusher, which then sleeps until the group fsync is due.
 func (s *Spool) markDirtyLocked() {
 	if !s.dirty {
 		s.dirty = true
 		s.dirtySince = time.Now()
+		if s.opts.SyncInterval > 0 {
+			s.signal(s.kick)
+		}
 	}
 }
 
@@ -427,7 +435,8 @@ func (s *Spool) markDirtyLocked() {
 // turns the count into a loss event). With FullDropOldest the count is the
 // number of unacknowledged records deleted to make room (some of them may
 // already be in flight and still be delivered: the count errs high, never
-// low). On error nothing of the batch is stored and dropped == len(recs).
+// low). On error nothing of the batch is stored and dropped counts all of
+// recs (plus any records deleted by drop_oldest first).
 //
 // Append never waits for the reader or for fsync (unless SyncInterval is
 // zero); it holds the spool's lock only to publish the batch. It does not
@@ -440,7 +449,8 @@ func (s *Spool) Append(recs [][]byte) (dropped int, err error) {
 	defer s.wmu.Unlock()
 
 	maxBytes := s.opts.MaxBytes
-	first := 0 // records before first are dropped (drop_oldest, batch > MaxBytes)
+	first := 0   // records before first are dropped (drop_oldest, batch > MaxBytes)
+	evicted := 0 // unacknowledged records deleted (drop_oldest)
 
 	s.mu.Lock()
 	if s.closed {
@@ -463,17 +473,25 @@ func (s *Spool) Append(recs [][]byte) (dropped int, err error) {
 			need += fs
 			first = i
 		}
-		dropped += s.evictLocked(need)
+		evicted = s.evictLocked(need)
 	}
 	room := maxBytes - s.unackedLocked()
 	s.mu.Unlock()
-	if dropped > 0 {
-		s.log.Warn("spool: full; deleted the oldest unacknowledged records (drop_oldest)", "records", dropped, "max_bytes", maxBytes)
+	if evicted > 0 {
+		s.log.Warn("spool: full; deleted the oldest unacknowledged records (drop_oldest)", "records", evicted, "max_bytes", maxBytes)
+	}
+	// failed accounts for a batch that could not be written.
+	failed := func() int {
+		n := evicted + len(recs)
+		s.mu.Lock()
+		s.dropped += int64(n)
+		s.mu.Unlock()
+		return n
 	}
 
 	now := time.Now().UnixNano()
 	buf := s.wbuf[:0]
-	dropped += first
+	dropped = evicted + first
 	kept := 0
 	for _, r := range recs[first:] {
 		fs := frameSize(r)
@@ -498,19 +516,13 @@ func (s *Spool) Append(recs [][]byte) (dropped int, err error) {
 
 	if s.active == nil || (s.wEnd > spoolSegHeaderSize && s.wEnd+int64(len(buf)) > s.opts.SegmentBytes) {
 		if err := s.roll(); err != nil {
-			s.mu.Lock()
-			s.dropped += int64(len(recs))
-			s.mu.Unlock()
-			return len(recs), fmt.Errorf("spool: new segment: %w", err)
+			return failed(), fmt.Errorf("spool: new segment: %w", err)
 		}
 	}
 
 	if n, err := s.active.WriteAt(buf, s.wEnd); err != nil {
 		s.writeFailed(n)
-		s.mu.Lock()
-		s.dropped += int64(len(recs))
-		s.mu.Unlock()
-		return len(recs), fmt.Errorf("spool: write segment %d: %w", s.activeSeq, err)
+		return failed(), fmt.Errorf("spool: write segment %d: %w", s.activeSeq, err)
 	}
 
 	s.mu.Lock()
@@ -528,26 +540,22 @@ func (s *Spool) Append(recs [][]byte) (dropped int, err error) {
 	s.signal(s.dataCh)
 
 	if s.opts.SyncInterval == 0 {
-		if err := s.flush(true, false); err != nil {
-			return dropped, err
-		}
-	} else {
-		s.signal(s.kick)
+		// The batch is stored either way: an fsync error is logged and
+		// counted (SpoolStats.SyncErrors), as with group fsync.
+		s.flush(true, false)
 	}
 	return dropped, nil
 }
 
-// writeFailed undoes a partial write; if that fails too, the segment is sealed
-// at its last good record (recovery will cut the garbage after it) and the
-// next Append starts a new one.
+// writeFailed handles a failed write of n bytes: it cuts a partial write
+// and seals the segment at its last good record, so that the next Append
+// starts a new segment (on a new file: a broken descriptor or a bad block is
+// not retried). If the cut fails, recovery will cut the garbage later.
 func (s *Spool) writeFailed(n int) {
-	if n == 0 {
-		return
-	}
-	if err := s.active.Truncate(s.wEnd); err == nil {
-		return
-	} else {
-		s.log.Error("spool: cannot undo a partial write; sealing the segment", "segment", s.segPath(s.activeSeq), "offset", s.wEnd, "err", err)
+	if n > 0 {
+		if err := s.active.Truncate(s.wEnd); err != nil {
+			s.log.Error("spool: cannot undo a partial write", "segment", s.segPath(s.activeSeq), "offset", s.wEnd, "err", err)
+		}
 	}
 	s.mu.Lock()
 	s.sealActiveLocked()
@@ -922,6 +930,9 @@ func (s *Spool) readDisk(seq uint64, off, end int64, maxRecs, maxBytes int) ([]R
 	for len(recs) < maxRecs && p+spoolFrameHeaderSize <= len(buf) {
 		l := int(binary.LittleEndian.Uint32(buf[p:]))
 		if int64(l) > end-off-int64(p)-spoolFrameHeaderSize {
+			if len(recs) > 0 {
+				break // return the good records; the next call reports this
+			}
 			return nil, &corruptError{off + int64(p), fmt.Sprintf("record length %d runs past the written data", l)}
 		}
 		if len(recs) > 0 && total+l > maxBytes {
@@ -940,6 +951,9 @@ func (s *Spool) readDisk(seq uint64, off, end int64, maxRecs, maxBytes int) ([]R
 		}
 		crc := binary.LittleEndian.Uint32(buf[p+4:])
 		if crc32.Update(0, castagnoli, buf[p+8:p+spoolFrameHeaderSize+l]) != crc {
+			if len(recs) > 0 {
+				break // return the good records; the next call reports this
+			}
 			return nil, &corruptError{off + int64(p), "CRC mismatch"}
 		}
 		d := p + spoolFrameHeaderSize
@@ -1005,7 +1019,10 @@ func (s *Spool) Ack(pos Pos) error {
 		s.inflight.reset()
 	}
 	s.gcLocked()
-	s.signal(s.kick)
+	if !s.ackKicked { // else the flusher's timer is armed for it
+		s.ackKicked = true
+		s.signal(s.kick)
+	}
 	return nil
 }
 
@@ -1085,7 +1102,9 @@ func (s *Spool) diskTS(p Pos) (int64, bool) {
 
 // Sync makes everything appended and acknowledged so far durable now: it
 // fsyncs the segments, writes the checkpoint and deletes wholly acknowledged
-// segments.
+// segments. It also reports an fsync error met in the background since the
+// last Sync (a later fsync of the same file can succeed although the data
+// was lost).
 func (s *Spool) Sync() error {
 	s.mu.Lock()
 	closed := s.closed
@@ -1093,7 +1112,14 @@ func (s *Spool) Sync() error {
 	if closed {
 		return ErrSpoolClosed
 	}
-	return s.flush(true, true)
+	err := s.flush(true, true)
+	s.mu.Lock()
+	if s.syncErr != nil && s.syncErr != err {
+		err = errors.Join(s.syncErr, err)
+	}
+	s.syncErr = nil
+	s.mu.Unlock()
+	return err
 }
 
 // flush does the pending background I/O: group fsync (when due or forced),
@@ -1188,6 +1214,9 @@ func (s *Spool) flushWait(forceData, forceCkpt bool) (time.Duration, error) {
 
 	s.mu.Lock()
 	s.syncErrs += syncErrs
+	if syncErrs > 0 && s.syncErr == nil {
+		s.syncErr = firstErr
+	}
 	if ckpt {
 		s.ckptAt = now
 		if ckptErr == nil {
@@ -1196,7 +1225,9 @@ func (s *Spool) flushWait(forceData, forceCkpt bool) (time.Duration, error) {
 			wait = s.opts.CheckpointInterval
 		}
 	}
-	if s.ack != s.ckptPos && wait == 0 {
+	if s.ack == s.ckptPos {
+		s.ackKicked = false
+	} else if wait == 0 {
 		wait = s.opts.CheckpointInterval // acknowledged meanwhile
 	}
 	if s.dirty && wait == 0 {

@@ -128,8 +128,12 @@ func FuzzSpoolRecover(f *testing.F) {
 			t.Fatal(err)
 		}
 		if len(want) > 0 {
-			if fi, err := os.Stat(filepath.Join(dir, segName(1))); err != nil || fi.Size() != want[len(want)-1].end {
-				t.Fatalf("segment not truncated to its last valid record (%d): %v %v", want[len(want)-1].end, fi.Size(), err)
+			fi, err := os.Stat(filepath.Join(dir, segName(1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Size() != want[len(want)-1].end {
+				t.Fatalf("segment is %d bytes, not truncated to its last valid record (%d)", fi.Size(), want[len(want)-1].end)
 			}
 		}
 		s, err = OpenSpool(o)

@@ -290,11 +290,21 @@ func TestSpoolBigRecordAndEmptyRecord(t *testing.T) {
 
 func TestSpoolReopenResumesAfterAck(t *testing.T) {
 	dir := t.TempDir()
-	o := SpoolOptions{Dir: dir, SegmentBytes: 2048, SyncInterval: 5 * time.Millisecond}
+	// A long checkpoint interval: only Sync and Close write it.
+	o := SpoolOptions{Dir: dir, SegmentBytes: 2048, SyncInterval: 5 * time.Millisecond, CheckpointInterval: time.Hour}
 	s, _ := openTestSpool(t, o)
 	appendEach(t, s, 0, 100, 3)
 	got := drain(t, s, 7, 1<<20)
 	checkRun(t, got, 0, 99)
+	if err := s.Ack(got[10].Pos); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got[10].Pos.Segment == got[59].Pos.Segment {
+		t.Fatal("test needs records 10 and 59 in different segments")
+	}
 	if err := s.Ack(got[59].Pos); err != nil {
 		t.Fatal(err)
 	}
@@ -463,6 +473,37 @@ func flipByte(t *testing.T, path string, off int64) {
 	b[0] ^= 0x40
 	if _, err := f.WriteAt(b[:], off); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSpoolCorruptOnRead: damage found by Next (after recovery) is logged,
+// counted, and skipped to the end of the segment's written data.
+func TestSpoolCorruptOnRead(t *testing.T) {
+	dir := t.TempDir()
+	o := SpoolOptions{Dir: dir, SegmentBytes: 4096, MemoryBytes: -1}
+	s, lb := openTestSpool(t, o)
+	defer s.Close()
+	appendEach(t, s, 0, 30, 2)
+	recs := drain(t, s, 100, 1<<20)
+	s.Rewind()
+	seg := recs[5].Pos.Segment
+	flipByte(t, filepath.Join(dir, segName(seg)), recs[5].Pos.Offset-1)
+	var end int64
+	next := 0
+	for i, r := range recs {
+		if r.Pos.Segment == seg {
+			end, next = r.Pos.Offset, i+1
+		}
+	}
+	got := drain(t, s, 100, 1<<20)
+	checkRun(t, got[:5], 0, 4)
+	checkRun(t, got[5:], next, 29)
+	e := lb.lines("ERROR")
+	if len(e) != 1 || !strings.Contains(e[0], "CRC mismatch") || !strings.Contains(e[0], fmt.Sprintf("bytes_skipped=%d", end-recs[4].Pos.Offset)) {
+		t.Fatalf("errors: %v", e)
+	}
+	if st := s.Stats(); st.CorruptBytes != end-recs[4].Pos.Offset {
+		t.Fatalf("CorruptBytes %d", st.CorruptBytes)
 	}
 }
 
@@ -1051,6 +1092,33 @@ func TestSpoolOptionsValidation(t *testing.T) {
 	o, err := SpoolOptions{Dir: dir}.withDefaults()
 	if err != nil || o.SegmentBytes != 64<<20 || o.MaxBytes != 1<<30 || o.Full != FullDropNewest || o.MemoryBytes != 16<<20 || o.Logger == nil {
 		t.Fatalf("defaults: %+v %v", o, err)
+	}
+}
+
+// TestSpoolWriteError: a failed write stores nothing of the batch, reports
+// it all as dropped, and the spool carries on in a new segment.
+func TestSpoolWriteError(t *testing.T) {
+	dir := t.TempDir()
+	s, lb := openTestSpool(t, SpoolOptions{Dir: dir, MemoryBytes: -1})
+	defer s.Close()
+	appendEach(t, s, 0, 10, 5)
+	s.active.Close() // the next write(2) fails
+	d, err := s.Append(batch(10, 4))
+	if err == nil || d != 4 {
+		t.Fatalf("Append on a broken file: dropped %d, err %v", d, err)
+	}
+	appendEach(t, s, 14, 6, 3)
+	got := drain(t, s, 100, 1<<20)
+	checkRun(t, got[:10], 0, 9)
+	checkRun(t, got[10:], 14, 19)
+	if st := s.Stats(); st.Dropped != 4 || st.Records != 16 || st.Segments != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	if err := s.Sync(); err == nil { // the sealed file's fsync fails
+		t.Fatal("Sync hid the fsync error")
+	}
+	if len(lb.lines("ERROR")) == 0 || s.Stats().SyncErrors == 0 {
+		t.Fatal("fsync error not logged or counted")
 	}
 }
 
