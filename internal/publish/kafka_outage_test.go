@@ -23,6 +23,9 @@ import (
 	"github.com/auditns/auditns/internal/testenv"
 )
 
+// maxWriteLatency bounds a single Write while the broker is down or hangs.
+const maxWriteLatency = 250 * time.Millisecond
+
 // kafkaScript runs scripts/kafka/NAME for the broker at addr.
 func kafkaScript(t testing.TB, name, addr string) {
 	t.Helper()
@@ -60,11 +63,13 @@ func TestKafkaOutage(t *testing.T) {
 	keys := []string{"host-a", "host-b", "host-c", "host-d", "host-e", "host-f"}
 	const rate = 2000 // messages per second
 	var (
-		mu   sync.Mutex
-		lats []time.Duration
-		sent int
-		stop = make(chan struct{})
-		done = make(chan struct{})
+		mu     sync.Mutex
+		lats   []time.Duration
+		worst  time.Duration
+		worstT time.Time // when the slowest Write started
+		sent   int
+		stop   = make(chan struct{})
+		done   = make(chan struct{})
 	)
 	go func() {
 		defer close(done)
@@ -91,6 +96,9 @@ func TestKafkaOutage(t *testing.T) {
 			d := time.Since(start)
 			mu.Lock()
 			lats = append(lats, d)
+			if d > worst {
+				worst, worstT = d, start
+			}
 			mu.Unlock()
 			if err != nil || dropped != 0 {
 				t.Errorf("Write: dropped %d, %v", dropped, err)
@@ -99,7 +107,9 @@ func TestKafkaOutage(t *testing.T) {
 		}
 	}()
 
+	began := time.Now()
 	time.Sleep(2 * time.Second)
+	stopAt := time.Now()
 	kafkaScript(t, "stop.sh", brokers)
 	stopped = true
 	stoppedAt := time.Now()
@@ -107,9 +117,17 @@ func TestKafkaOutage(t *testing.T) {
 	if st := k.Stats(); !st.Failing || st.Spool.Records == 0 {
 		t.Errorf("broker down 15s: stats %+v, want failing with a backlog", st)
 	}
+	startAt := time.Now()
 	kafkaScript(t, "start.sh", brokers)
 	stopped = false
 	t.Logf("broker was down for %v", time.Since(stoppedAt).Round(time.Millisecond))
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		rel := func(x time.Time) time.Duration { return x.Sub(began).Round(time.Millisecond) }
+		t.Logf("timeline: stop.sh at %v, start.sh at %v..%v; slowest Write (%v) at %v",
+			rel(stopAt), rel(startAt), rel(startAt.Add(time.Since(startAt))), worst, rel(worstT))
+	}()
 	time.Sleep(3 * time.Second)
 	close(stop)
 	<-done
@@ -124,8 +142,11 @@ func TestKafkaOutage(t *testing.T) {
 	maxLat := lats[len(lats)-1]
 	mu.Unlock()
 	t.Logf("Write latency over %d calls: p50 %v p99 %v max %v", len(lats), lats[len(lats)/2], p99, maxLat)
-	if maxLat > 100*time.Millisecond {
-		t.Errorf("Write took up to %v while the broker was down, want < 100ms", maxLat)
+	// Write never waits for Kafka: a Write that did would take seconds
+	// (dial and produce timeouts). Measured max: ~1-3ms; the bounds leave
+	// room for a loaded CI machine (the broker's JVM start takes both cores).
+	if maxLat > maxWriteLatency || p99 > 20*time.Millisecond {
+		t.Errorf("Write latency p99 %v, max %v while the broker was down; want < 20ms, < %v", p99, maxLat, maxWriteLatency)
 	}
 	if calls, _ := states.count("state"); calls < 2 {
 		t.Errorf("OnState state calls: %+v, want failing and resumed", states.calls)
@@ -246,8 +267,8 @@ func TestKafkaOutageFrozen(t *testing.T) {
 
 	closeKafka(t, k, 90*time.Second)
 	t.Logf("stats %+v; max Write latency %v", k.Stats(), maxLat)
-	if maxLat > 100*time.Millisecond {
-		t.Errorf("Write took up to %v while the broker hung", maxLat)
+	if maxLat > maxWriteLatency {
+		t.Errorf("Write took up to %v while the broker hung, want < %v", maxLat, maxWriteLatency)
 	}
 	check := newOrderCheck()
 	for p, ms := range readTopic(t, brokers, o.EventsTopic) {
