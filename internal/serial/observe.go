@@ -85,6 +85,7 @@ func (r *Registry) Observe(pid int, ev Cause) (Set, error) {
 		}
 		if e := r.byKey[keys[t]]; e != nil {
 			r.touchLocked(e, now)
+			r.attributeLocked(e, t, &ev, pid)
 			ents[t] = e
 		} else {
 			misses = true

@@ -24,14 +24,21 @@ func readUntil(t *testing.T, brokers, topic string, within time.Duration, pred f
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
-	conn, err := kafka.DialContext(ctx, "tcp", brokers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	parts, err := conn.ReadPartitions(topic)
-	conn.Close()
-	if err != nil {
-		t.Fatalf("partitions of %s: %v", topic, err)
+	// The sink creates the topic, possibly after a retry: wait for it.
+	var parts []kafka.Partition
+	for {
+		conn, err := kafka.DialContext(ctx, "tcp", brokers)
+		if err == nil {
+			parts, err = conn.ReadPartitions(topic)
+			conn.Close()
+		}
+		if err == nil && len(parts) > 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("partitions of %s: %v", topic, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	found := make(chan []kafka.Message, len(parts))
 	for _, p := range parts {
