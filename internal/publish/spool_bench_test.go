@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 )
@@ -51,16 +52,24 @@ func BenchmarkSpoolAppend(b *testing.B) {
 			recs := benchRecords()
 			b.SetBytes(benchBatch * benchRecLen)
 			b.ReportAllocs()
+			lat := make([]time.Duration, 0, 1<<20) // Append latency samples
 			n := 0
 			for b.Loop() {
+				t0 := time.Now()
 				if d, err := s.Append(recs); err != nil || d != 0 {
 					b.Fatal(d, err)
+				}
+				if len(lat) < cap(lat) {
+					lat = append(lat, time.Since(t0))
 				}
 				if n++; n%1024 == 0 {
 					s.Ack(s.writePosForTest())
 				}
 			}
 			reportRecords(b, n*benchBatch)
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+			b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
 		})
 	}
 }
