@@ -331,8 +331,56 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		w.strsOpt("warnings", a.Warnings)
 		w.close()
 	}
+	if e.NSInfo != nil {
+		w.key("ns_info")
+		w.b = e.NSInfo.AppendJSON(w.b)
+	}
 	w.close()
 	return w.b
+}
+
+// AppendJSON appends n as the JSON object of ns_info.
+func (n *NSInfos) AppendJSON(b []byte) []byte {
+	w := jw{b: b}
+	w.open()
+	for i, t := range NSTypes {
+		in := *n.At(i)
+		if in == nil {
+			continue
+		}
+		w.key(t)
+		w.open()
+		w.str("id", in.ID)
+		w.str("type", in.Type)
+		if in.IsInit {
+			w.key("is_init")
+			w.b = append(w.b, "true"...)
+		}
+		if c := in.CreatedBy; c != nil {
+			w.key("created_by")
+			w.open()
+			w.strOpt("event", c.Event)
+			w.strOpt("op", c.Op)
+			if c.PID != 0 {
+				w.int("pid", int64(c.PID))
+			}
+			w.strOpt("exe", c.Exe)
+			w.close()
+		}
+		w.timeOpt("first_seen", in.FirstSeen)
+		w.timeOpt("last_seen", in.LastSeen)
+		w.timeOpt("gone", in.Gone)
+		w.close()
+	}
+	w.close()
+	return w.b
+}
+
+func (w *jw) timeOpt(k string, t time.Time) {
+	if !t.IsZero() {
+		w.key(k)
+		w.b = AppendTime(w.b, t)
+	}
 }
 
 func (w *jw) endpoint(k string, e *Endpoint) {

@@ -41,6 +41,10 @@ type Event struct {
 	Dest      *Endpoint  `json:"destination,omitempty"`
 	Loss      *Loss      `json:"loss,omitempty"`
 	Auditd    *Auditd    `json:"auditd,omitempty"`
+	// NSInfo is what the namespace registry says about the namespaces in
+	// NS. The daemon never sets it; `auditns replay` adds it from the
+	// registry topic.
+	NSInfo *NSInfos `json:"ns_info,omitempty"`
 }
 
 // Meta is the ECS "event" object.
@@ -159,6 +163,64 @@ func (n *NS) At(i int) *NSRef {
 		return &n.Mnt
 	}
 	return nil
+}
+
+// NSInfos is ns_info: one registry annotation per namespace type of NS
+// that the registry knows, in the SPEC's type order.
+type NSInfos struct {
+	IPC    *NSInfo `json:"ipc,omitempty"`
+	UTS    *NSInfo `json:"uts,omitempty"`
+	User   *NSInfo `json:"user,omitempty"`
+	PID    *NSInfo `json:"pid,omitempty"`
+	Cgroup *NSInfo `json:"cgroup,omitempty"`
+	Time   *NSInfo `json:"time,omitempty"`
+	Net    *NSInfo `json:"net,omitempty"`
+	Mnt    *NSInfo `json:"mnt,omitempty"`
+}
+
+// At returns the slot of type index i (NSTypes order).
+func (n *NSInfos) At(i int) **NSInfo {
+	switch i {
+	case 0:
+		return &n.IPC
+	case 1:
+		return &n.UTS
+	case 2:
+		return &n.User
+	case 3:
+		return &n.PID
+	case 4:
+		return &n.Cgroup
+	case 5:
+		return &n.Time
+	case 6:
+		return &n.Net
+	case 7:
+		return &n.Mnt
+	}
+	return nil
+}
+
+// NSInfo is the latest auditns.namespace/1 registry record of one
+// namespace, reduced to what explains it: its global name, who created it
+// and when it was seen. A zero time is unknown and left out; Gone is left
+// out while the namespace was alive at its latest record.
+type NSInfo struct {
+	ID        string     `json:"id"` // <boot_id>/<serial>
+	Type      string     `json:"type"`
+	IsInit    bool       `json:"is_init,omitempty"`
+	CreatedBy *NSCreator `json:"created_by,omitempty"`
+	FirstSeen time.Time  `json:"first_seen,omitzero"`
+	LastSeen  time.Time  `json:"last_seen,omitzero"`
+	Gone      time.Time  `json:"gone,omitzero"`
+}
+
+// NSCreator is the syscall event that created a namespace.
+type NSCreator struct {
+	Event string `json:"event,omitempty"`
+	Op    string `json:"op,omitempty"`
+	PID   int    `json:"pid,omitempty"`
+	Exe   string `json:"exe,omitempty"`
 }
 
 // NSChange describes a syscall that changes namespaces.
