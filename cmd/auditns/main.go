@@ -14,6 +14,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/auditns/auditns/internal/daemon"
 )
 
 // usageError is bad input: exit status 2, one line.
@@ -36,7 +38,8 @@ func main() {
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "auditns:", oneLine(err.Error()))
 		var u usageError
-		if errors.As(err, &u) || isCobraUsage(err) {
+		var in daemon.InputError
+		if errors.As(err, &u) || errors.As(err, &in) || isCobraUsage(err) {
 			os.Exit(2)
 		}
 		os.Exit(1)

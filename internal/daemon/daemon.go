@@ -71,12 +71,11 @@ type Daemon struct {
 
 // Start opens everything `run` needs. On error, what was opened is closed
 // again (the kernel left as it was found).
-func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
-	d = &Daemon{cfg: cfg, log: log}
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon, err error) {
+	d := &Daemon{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
 			d.closeAll(context.Background())
-			d = nil
 		}
 	}()
 	bootID, err := readBootID()
@@ -199,7 +198,7 @@ func (d *Daemon) kernelOptions() (netlink.Options, error) {
 	}
 	if o.Mode == netlink.Multicast {
 		if a.RulesFile != "" {
-			return o, errors.New("audit.rules_file: multicast mode cannot load rules; remove it or use mode unicast")
+			return o, InputError{errors.New("audit.rules_file: multicast mode cannot load rules; remove it or use mode unicast")}
 		}
 		o.ExcludeSelf = false
 		return o, nil
@@ -215,7 +214,7 @@ func (d *Daemon) kernelOptions() (netlink.Options, error) {
 		rules, control, err = netlink.ParseRulesFile(source)
 	}
 	if err != nil {
-		return o, fmt.Errorf("audit.rules_file: %w", err)
+		return o, InputError{fmt.Errorf("audit.rules_file: %w", err)}
 	}
 	for _, c := range control {
 		d.log.Info("rules file line ignored: kernel settings come from the audit.* configuration", "line", c.Text, "at", c.Source)
@@ -399,6 +398,14 @@ func kernelRelease() string {
 	}
 	return unix.ByteSliceToString(u.Release[:])
 }
+
+// InputError is an error in what the user gave (a rules file line, a
+// combination of settings), as opposed to a failure of the host: the
+// command line exits with status 2 for it.
+type InputError struct{ Err error }
+
+func (e InputError) Error() string { return e.Err.Error() }
+func (e InputError) Unwrap() error { return e.Err }
 
 // Version is set at build time (-ldflags "-X .../daemon.Version=...").
 var Version = "dev"
