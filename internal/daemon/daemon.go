@@ -130,10 +130,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 	if err != nil {
 		return nil, err
 	}
-	d.sink, err = d.openSink(ctx, cfg, log)
+	sink, err := d.openSink(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
+	d.sink = sink
 	log.Info("sink", "output", d.sink.Name())
 
 	d.pipe = pipeline.New(pipeline.Options{

@@ -56,7 +56,7 @@ func (d *Daemon) openKafka(ctx context.Context, cfg *config.Config, log *slog.Lo
 	}
 	sink, err := publish.NewKafka(ctx, o)
 	if err != nil {
-		return nil, err
+		return nil, InputError{err}
 	}
 	d.kafka = sink
 	return sink, nil

@@ -15,7 +15,11 @@ func (d *Daemon) openSink(ctx context.Context, cfg *config.Config, log *slog.Log
 	case "stdout":
 		return publish.NewStdout(), nil
 	case "file":
-		return publish.NewFile(cfg.Output.Path, cfg.Output.FlushInterval)
+		f, err := publish.NewFile(cfg.Output.Path, cfg.Output.FlushInterval)
+		if err != nil {
+			return nil, InputError{fmt.Errorf("output.sink: %w", err)}
+		}
+		return f, nil
 	case "kafka":
 		return d.openKafka(ctx, cfg, log)
 	}

@@ -53,3 +53,18 @@ func TestCLIBadInputIsOneLineExit2(t *testing.T) {
 		}
 	}
 }
+
+// A start-up failure after auditns became the audit daemon (the output
+// cannot be opened) is bad input, and the host is left as it was.
+func TestCLIStartFailureLeavesHostClean(t *testing.T) {
+	requireKernel(t)
+	cmd := exec.Command(auditnsBinary(t), "run", "--output", "file:/nonexistent/dir/events", "--state-dir", t.TempDir())
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), "auditns: output.sink: ") {
+		t.Fatalf("exit %v, stderr %q", err, stderr.String())
+	}
+	// requireKernel's cleanup checks that rules and pid are as before.
+}
