@@ -85,6 +85,8 @@ type Kafka struct {
 	Partitions        int
 	ReplicationFactor int
 	BatchTimeout      time.Duration
+	BatchSize         int
+	BatchBytes        int64
 	WriteTimeout      time.Duration
 	TLS               TLS
 	SASL              SASL
@@ -159,6 +161,8 @@ var defaults = map[string]any{
 	"kafka.partitions":               3,
 	"kafka.replication_factor":       1,
 	"kafka.batch_timeout":            "10ms",
+	"kafka.batch_size":               1000,
+	"kafka.batch_bytes":              1 << 20,
 	"kafka.write_timeout":            "10s",
 	"kafka.tls.enabled":              false,
 	"kafka.tls.ca_file":              "",
@@ -426,6 +430,8 @@ func (l *Loader) build() (*Config, error) {
 		Partitions:        int(g.integer("kafka.partitions", 1, 10000)),
 		ReplicationFactor: int(g.integer("kafka.replication_factor", 1, 100)),
 		BatchTimeout:      g.duration("kafka.batch_timeout", time.Millisecond),
+		BatchSize:         int(g.integer("kafka.batch_size", 1, 1<<20)),
+		BatchBytes:        g.integer("kafka.batch_bytes", 1<<10, 1<<30),
 		WriteTimeout:      g.duration("kafka.write_timeout", 100*time.Millisecond),
 		TLS: TLS{
 			Enabled:            g.boolean("kafka.tls.enabled"),

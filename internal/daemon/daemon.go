@@ -165,6 +165,14 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 		d.metricsRef.Store(d.metrics)
 	}
 	d.pipeRef.Store(d.pipe)
+	if d.kafka != nil {
+		if st := d.kafka.Stats().Spool; st.CorruptBytes > 0 {
+			// Recovery cut damaged spool data: how many events it held is
+			// unknown, but the stream must say that something was lost.
+			d.pipe.Report(event.KindLoss, "spool_corrupt",
+				fmt.Sprintf("the spool's recovery cut %d damaged bytes; the events in them are lost", st.CorruptBytes), 0)
+		}
+	}
 	d.pipe.State("started", fmt.Sprintf("auditns %s started: mode %s, %d rules, output %s", Version, cfg.Mode, d.conn.RulesLoaded(), d.sink.Name()))
 	return d, nil
 }

@@ -26,6 +26,8 @@ func (d *Daemon) openKafka(ctx context.Context, cfg *config.Config, log *slog.Lo
 	o.ReplicationFactor = k.ReplicationFactor
 	o.Compression = k.Compression
 	o.BatchTimeout = k.BatchTimeout
+	o.BatchSize = k.BatchSize
+	o.BatchBytes = k.BatchBytes
 	o.WriteTimeout = k.WriteTimeout
 	o.TLS = publish.KafkaTLS{Enabled: k.TLS.Enabled, CAFile: k.TLS.CAFile, CertFile: k.TLS.CertFile,
 		KeyFile: k.TLS.KeyFile, ServerName: k.TLS.ServerName, InsecureSkipVerify: k.TLS.InsecureSkipVerify}
