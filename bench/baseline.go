@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	libaudit "github.com/elastic/go-libaudit/v2"
+	"github.com/elastic/go-libaudit/v2/auparse"
+	"github.com/elastic/go-libaudit/v2/rule"
+	"github.com/elastic/go-libaudit/v2/rule/flags"
+	"golang.org/x/sys/unix"
+)
+
+var benchKeyField = []byte(` key="` + benchKey + `"`)
+
+// baselineResult is the baseline consumer's last line on stdout.
+type baselineResult struct {
+	Records  uint64  `json:"records"`
+	Events   uint64  `json:"events"`
+	Overruns uint64  `json:"overruns"`
+	Latency  []int64 `json:"latency_ns,omitempty"` // receive time - generator time, per event (latency mode)
+	Errors   []string
+}
+
+// runBaseline is the ceiling: a plain go-libaudit consumer. It becomes the
+// audit daemon (SetPID), sets backlog_limit 16384 and backlog_wait_time 0 as
+// auditns does, enables auditing, adds one rule and counts what it
+// receives: no assembly, no enrichment, no encoding, no output. It prints
+// READY when the rule is loaded, "PROGRESS records events" every 100 ms,
+// and on SIGTERM removes its rule, restores the settings it changed,
+// releases the audit pid and prints a baselineResult.
+func runBaseline(args []string) {
+	fs := flag.NewFlagSet("baseline", flag.ExitOnError)
+	ruleText := fs.String("rule", "", "the audit rule, auditctl syntax")
+	rcvbuf := fs.Int("rcvbuf", 8<<20, "socket receive buffer in bytes (auditns's audit.receive_buffer default); 0 = go-libaudit's default")
+	latency := fs.Bool("latency", false, "record receive time - a1 (the generator's clock) per SYSCALL record")
+	_ = fs.Parse(args)
+
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, "baseline:", err)
+		os.Exit(1)
+	}
+	r, err := flags.Parse(*ruleText)
+	if err != nil {
+		fail(fmt.Errorf("rule %q: %w", *ruleText, err))
+	}
+	wire, err := rule.Build(r)
+	if err != nil {
+		fail(fmt.Errorf("rule %q: %w", *ruleText, err))
+	}
+
+	// The event socket is opened first so that it is the only audit
+	// netlink socket when the receive buffer is set.
+	c, err := libaudit.NewAuditClient(nil)
+	if err != nil {
+		fail(err)
+	}
+	if *rcvbuf > 0 {
+		if err := setAuditRcvbuf(*rcvbuf); err != nil {
+			fail(err)
+		}
+	}
+	ctl, err := libaudit.NewAuditClient(nil)
+	if err != nil {
+		fail(err)
+	}
+	initial, err := ctl.GetStatus()
+	if err != nil {
+		fail(err)
+	}
+
+	var undo []func() error
+	cleanup := func() []string {
+		var errs []string
+		for i := len(undo) - 1; i >= 0; i-- {
+			if err := undo[i](); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+		undo = nil
+		return errs
+	}
+	step := func(what string, do func() error, un func() error) {
+		if err := do(); err != nil {
+			errs := cleanup()
+			fail(fmt.Errorf("%s: %w (cleanup errors: %v)", what, err, errs))
+		}
+		if un != nil {
+			undo = append(undo, un)
+		}
+	}
+	// The pid is released last (undo runs backwards): SetPID is done first.
+	step("set audit pid", func() error { return c.SetPID(libaudit.WaitForReply) }, func() error {
+		if err := c.Close(); err != nil {
+			return fmt.Errorf("release audit pid: %w", err)
+		}
+		return nil
+	})
+	step("set backlog_limit", func() error { return c.SetBacklogLimit(16384, libaudit.WaitForReply) }, func() error {
+		return ctl.SetBacklogLimit(initial.BacklogLimit, libaudit.WaitForReply)
+	})
+	step("set backlog_wait_time", func() error { return c.SetBacklogWaitTime(0, libaudit.WaitForReply) }, func() error {
+		return ctl.SetBacklogWaitTime(int32(initial.BacklogWaitTime), libaudit.WaitForReply)
+	})
+	step("enable auditing", func() error { return c.SetEnabled(true, libaudit.WaitForReply) }, func() error {
+		if initial.Enabled == 0 {
+			return ctl.SetEnabled(false, libaudit.WaitForReply)
+		}
+		return nil
+	})
+	step("add rule", func() error { return c.AddRule(wire) }, func() error { return ctl.DeleteRule(wire) })
+
+	var records, events, overruns atomic.Uint64
+	var latMu sync.Mutex
+	var lat []int64
+	var recvErr atomic.Value
+	go func() {
+		for {
+			m, err := c.Receive(false)
+			if err != nil {
+				if errors.Is(err, syscall.ENOBUFS) {
+					overruns.Add(1)
+					continue
+				}
+				if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
+					continue
+				}
+				recvErr.Store(err.Error())
+				return
+			}
+			if m.Type < 1100 {
+				continue // control replies
+			}
+			records.Add(1)
+			// Only the workload's events: not the SYSCALL record of this
+			// process's own configuration messages, which has no key.
+			if m.Type == auparse.AUDIT_SYSCALL && bytes.Contains(m.Data, benchKeyField) {
+				events.Add(1)
+				if *latency {
+					now := time.Now().UnixNano()
+					if a1, ok := recordA1(m.Data); ok {
+						latMu.Lock()
+						lat = append(lat, now-a1)
+						latMu.Unlock()
+					}
+				}
+			}
+		}
+	}()
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	fmt.Println("READY")
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			fmt.Printf("PROGRESS %d %d\n", records.Load(), events.Load())
+			continue
+		case <-sig:
+		}
+		break
+	}
+	errs := cleanup()
+	ctl.Close()
+	res := baselineResult{Records: records.Load(), Events: events.Load(), Overruns: overruns.Load(), Errors: errs}
+	if e, ok := recvErr.Load().(string); ok {
+		res.Errors = append(res.Errors, "receive: "+e)
+	}
+	latMu.Lock()
+	res.Latency = lat
+	latMu.Unlock()
+	b, _ := json.Marshal(res)
+	fmt.Printf("RESULT %s\n", b)
+	if len(errs) > 0 {
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// recordA1 extracts a1 (hex) from a SYSCALL record's text.
+func recordA1(data []byte) (int64, bool) {
+	i := bytes.Index(data, []byte(" a1="))
+	if i < 0 {
+		return 0, false
+	}
+	v := data[i+4:]
+	if j := bytes.IndexByte(v, ' '); j >= 0 {
+		v = v[:j]
+	}
+	n, err := strconv.ParseUint(string(v), 16, 64)
+	return int64(n), err == nil
+}
+
+// setAuditRcvbuf sets the receive buffer of the process's only audit
+// netlink socket (go-libaudit does not expose its descriptor).
+func setAuditRcvbuf(size int) error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	found := -1
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+		if err != nil || dom != unix.AF_NETLINK {
+			continue
+		}
+		proto, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
+		if err != nil || proto != unix.NETLINK_AUDIT {
+			continue
+		}
+		if found >= 0 {
+			return errors.New("more than one audit netlink socket open")
+		}
+		found = fd
+	}
+	if found < 0 {
+		return errors.New("no audit netlink socket found")
+	}
+	if err := unix.SetsockoptInt(found, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size); err != nil {
+		return unix.SetsockoptInt(found, unix.SOL_SOCKET, unix.SO_RCVBUF, size)
+	}
+	return nil
+}

@@ -1,0 +1,1157 @@
+// Command bench measures auditns against the kernel's audit subsystem, as
+// root, in one invocation: two workloads (a getppid storm and an exec
+// storm), each under one audit rule, consumed in turn by a plain go-libaudit
+// consumer (the ceiling), auditns with the file sink and auditns with the
+// Kafka sink; then end-to-end latency at a steady 5,000 events/s; then a
+// CPU profile of auditns during the syscall storm. It prints a table and
+// writes it into docs/PERFORMANCE.md.
+//
+//	go run ./bench            # or: make bench
+//	go run ./bench -quick     # N/10, for a smoke run
+//
+// The kernel's audit subsystem is one global resource: the bench holds the
+// project's audit lock (/run/auditns-test-audit.lock) for the whole run,
+// and after every run, on error and on Ctrl-C, stops its children and
+// checks with `auditns status --json` that no rule and no audit daemon is
+// left and that the kernel's settings are as it found them.
+//
+// The same binary is also the workload generators, the baseline consumer
+// and an in-process auditns under the CPU profiler (subcommands gen-syscall,
+// gen-exec, baseline, pprof-auditns), so that each runs in its own process
+// with its own CPU time and peak RSS.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+func init() {
+	// Children get Pdeathsig, which fires when the thread that forked them
+	// exits: keep the main goroutine, which starts every child, on the
+	// main thread.
+	runtime.LockOSThread()
+}
+
+func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "gen-syscall":
+			genSyscall(os.Args[2:])
+			return
+		case "gen-exec":
+			genExec(os.Args[2:])
+			return
+		case "baseline":
+			runBaseline(os.Args[2:])
+			return
+		case "pprof-auditns":
+			runPprofAuditns(os.Args[2:])
+			return
+		}
+	}
+	os.Exit(benchMain(os.Args[1:]))
+}
+
+var logStart = time.Now()
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench %6.1fs: %s\n", time.Since(logStart).Seconds(), fmt.Sprintf(format, args...))
+}
+
+type options struct {
+	syscalls, execs int
+	quick           bool
+	rate            float64
+	latencyDur      time.Duration
+	kafkaAddr       string
+	noKafka         bool
+	kafkaStart      bool
+	src             string
+	auditnsBin      string
+	doc             string
+	profile         bool
+	latency         bool
+	fileFlush       time.Duration
+	timeout         time.Duration
+	settle          time.Duration
+	workloads       string
+	consumers       string
+	as              string
+	keep            bool
+	verbose         bool
+	jsonOut         string
+	repeat          int
+	extraFlush      time.Duration
+}
+
+type bench struct {
+	o          options
+	ctx        context.Context
+	host       *hostState
+	auditnsBin string
+	pprofBin   string
+	self       string
+	repo       string
+	tmp        string
+	stamp      string
+	args       []string
+
+	runs    []*runResult
+	lats    []*latResult
+	profile *profileResult
+}
+
+func benchMain(args []string) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var o options
+	defKafka := os.Getenv("KAFKA_BROKERS")
+	if defKafka == "" {
+		defKafka = os.Getenv("AUDITNS_TEST_KAFKA")
+	}
+	if defKafka == "" {
+		defKafka = "127.0.0.1:19092"
+	}
+	fs.IntVar(&o.syscalls, "syscalls", 200000, "getppid calls in the syscall storm")
+	fs.IntVar(&o.execs, "execs", 3000, "fork+exec of /bin/true in the exec storm")
+	fs.BoolVar(&o.quick, "quick", false, "N/10 for both storms and a 3 s latency run (CI smoke); does not write the doc unless -doc is given")
+	fs.Float64Var(&o.rate, "rate", 5000, "events/s of the latency run")
+	fs.DurationVar(&o.latencyDur, "latency-duration", 10*time.Second, "length of the latency run")
+	fs.StringVar(&o.kafkaAddr, "kafka", defKafka, "Kafka bootstrap broker (default $KAFKA_BROKERS, $AUDITNS_TEST_KAFKA or 127.0.0.1:19092; start one with scripts/kafka/start.sh)")
+	fs.BoolVar(&o.noKafka, "no-kafka", false, "skip the Kafka sink")
+	fs.BoolVar(&o.kafkaStart, "kafka-start", true, "when the broker does not answer, start it with scripts/kafka/start.sh (it is shared: another run of scripts/test.sh may stop it)")
+	fs.StringVar(&o.auditnsBin, "auditns", "", "auditns binary to measure; empty: build ./cmd/auditns (see -src) into a temporary directory")
+	fs.StringVar(&o.src, "src", "HEAD", "sources of the auditns under test: HEAD (git archive of the last commit) or worktree (the working tree, others' uncommitted edits included)")
+	fs.StringVar(&o.doc, "doc", "docs/PERFORMANCE.md", "Markdown file to write the results into (between the bench markers); empty: none")
+	fs.BoolVar(&o.profile, "profile", true, "CPU-profile auditns (file sink) during an extra syscall storm")
+	fs.BoolVar(&o.latency, "latency", true, "run the latency measurement")
+	fs.DurationVar(&o.fileFlush, "file-flush", 0, "output.flush_interval for the file sink; 0: auditns's default")
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "the longest one run may wait for its consumer")
+	fs.DurationVar(&o.settle, "settle", 3*time.Second, "a consumer whose count has not moved for this long has delivered all it will")
+	fs.StringVar(&o.workloads, "workloads", "syscall,exec", "workloads to run")
+	fs.StringVar(&o.consumers, "consumers", "baseline,file,kafka", "consumers to run")
+	fs.StringVar(&o.as, "as", "", "the command to record in the doc (make bench sets it)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (outputs, logs, configs)")
+	fs.BoolVar(&o.verbose, "v", false, "copy the consumers' logs to stderr")
+	fs.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
+	fs.IntVar(&o.repeat, "repeat", 3, "runs of each storm with each consumer, interleaved (medians are reported); -quick sets 1")
+	fs.DurationVar(&o.extraFlush, "latency-extra-flush", 10*time.Millisecond, "an extra file-sink latency run with this output.flush_interval (0: none), to separate the pipeline from the flush interval")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	docSet := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "doc" {
+			docSet = true
+		}
+	})
+	repeatSet := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "repeat" {
+			repeatSet = true
+		}
+	})
+	if o.repeat < 1 {
+		o.repeat = 1
+	}
+	if o.quick {
+		if !repeatSet {
+			o.repeat = 1
+		}
+		o.syscalls /= 10
+		o.execs /= 10
+		if o.latencyDur > 3*time.Second {
+			o.latencyDur = 3 * time.Second
+		}
+		if !docSet {
+			o.doc = ""
+		}
+	}
+	if o.noKafka {
+		o.consumers = strings.ReplaceAll(o.consumers, "kafka", "")
+	}
+	b := &bench{o: o, args: args, stamp: time.Now().UTC().Format("20060102-150405")}
+	if err := b.run(); err != nil {
+		logf("FAILED: %v", err)
+		return 1
+	}
+	return 0
+}
+
+func has(list, item string) bool {
+	for _, s := range strings.Split(list, ",") {
+		if strings.TrimSpace(s) == item {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *bench) run() (err error) {
+	if os.Geteuid() != 0 {
+		return errors.New("the bench needs root (CAP_AUDIT_CONTROL to load rules, CAP_SYS_PTRACE for auditns's enrichment)")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	b.ctx = ctx
+	if b.self, err = os.Executable(); err != nil {
+		return err
+	}
+	if b.repo, err = repoRoot(); err != nil {
+		return err
+	}
+	if b.tmp, err = os.MkdirTemp("", "auditns-bench-"); err != nil {
+		return err
+	}
+	defer func() {
+		if b.o.keep {
+			logf("kept %s", b.tmp)
+		} else {
+			os.RemoveAll(b.tmp)
+		}
+	}()
+	if err := b.buildAuditns(); err != nil {
+		return err
+	}
+	if has(b.o.consumers, "kafka") {
+		if err := b.ensureKafka(); err != nil {
+			return err
+		}
+	}
+
+	unlock, err := flock(auditLockPath, "audit")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if b.host, err = snapshotHost(); err != nil {
+		return err
+	}
+	in := b.host.status
+	logf("kernel audit as found: enabled=%d pid=%d rules=%d backlog_limit=%d backlog_wait_time=%d failure=%d lost=%d",
+		in.Enabled, in.PID, len(b.host.rules), in.BacklogLimit, in.BacklogWaitTime, in.Failure, in.Lost)
+	defer func() {
+		stopAllChildren()
+		clean, cerr := b.checkClean()
+		if cerr != nil {
+			logf("%v", cerr)
+			err = errors.Join(err, cerr)
+		} else {
+			logf("host clean (%s): `auditns status` shows rules loaded: %d, audit daemon: none, settings as found", clean, len(b.host.rules))
+		}
+	}()
+
+	for rep := 1; rep <= b.o.repeat; rep++ {
+		for _, w := range b.workloads() {
+			for _, c := range []string{"baseline", "file", "kafka"} {
+				if !has(b.o.consumers, c) {
+					continue
+				}
+				r, err := b.storm(w, c, false, rep)
+				if err != nil {
+					return fmt.Errorf("%s storm, %s, run %d: %w", w.name, c, rep, err)
+				}
+				b.runs = append(b.runs, r)
+				logf("%s", r.summary())
+			}
+		}
+	}
+	if b.o.latency {
+		for _, c := range []string{"baseline", "file", "file-flush", "kafka"} {
+			flush := time.Duration(0)
+			if c == "file-flush" {
+				if b.o.extraFlush <= 0 || !has(b.o.consumers, "file") {
+					continue
+				}
+				flush = b.o.extraFlush
+			} else if !has(b.o.consumers, c) {
+				continue
+			}
+			l, err := b.latencyRun(strings.TrimSuffix(c, "-flush"), flush)
+			if err != nil {
+				return fmt.Errorf("latency, %s: %w", c, err)
+			}
+			b.lats = append(b.lats, l)
+			logf("latency %s: %d events, p50 %.2f ms, p99 %.2f ms, max %.2f ms %s", l.Consumer, l.Stats.N, l.Stats.P50, l.Stats.P99, l.Stats.Max, l.Note)
+		}
+	}
+	if b.o.profile && has(b.o.workloads, "syscall") {
+		if err := b.profileRun(); err != nil {
+			return fmt.Errorf("profile: %w", err)
+		}
+	}
+	return b.report()
+}
+
+func repoRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("run the bench inside the auditns module (go env GOMOD is empty)")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// buildAuditns builds the auditns under test and, for the profile, this
+// bench's pprof-auditns from the same sources. With -src HEAD (the
+// default) the sources are the last commit (git archive), so that the
+// figures belong to a commit and not to whatever others are editing in
+// the working tree; the bench's own sources are copied in from the
+// working tree.
+func (b *bench) buildAuditns() error {
+	b.pprofBin = b.self
+	if b.o.auditnsBin != "" {
+		p, err := filepath.Abs(b.o.auditnsBin)
+		b.auditnsBin = p
+		return err
+	}
+	src := b.repo
+	switch b.o.src {
+	case "worktree":
+	case "HEAD":
+		src = filepath.Join(b.tmp, "src")
+		if err := os.MkdirAll(filepath.Join(src, "bench"), 0o755); err != nil {
+			return err
+		}
+		arch := exec.Command("sh", "-c", `git -C "$1" archive HEAD | tar -x -C "$2"`, "sh", b.repo, src)
+		arch.Stderr = os.Stderr
+		if err := arch.Run(); err != nil {
+			return fmt.Errorf("git archive HEAD: %w", err)
+		}
+		files, err := filepath.Glob(filepath.Join(b.repo, "bench", "*.go"))
+		if err != nil {
+			return err
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(src, "bench", filepath.Base(f)), data, 0o644); err != nil {
+				return err
+			}
+		}
+	default:
+		return fmt.Errorf("-src: expected HEAD or worktree, got %q", b.o.src)
+	}
+	b.auditnsBin = filepath.Join(b.tmp, "auditns")
+	b.pprofBin = filepath.Join(b.tmp, "bench-pprof")
+	for _, t := range [][2]string{{b.auditnsBin, "./cmd/auditns"}, {b.pprofBin, "./bench"}} {
+		logf("go build -o %s %s (sources: %s)", t[0], t[1], b.o.src)
+		cmd := exec.Command("go", "build", "-o", t[0], t[1])
+		cmd.Dir = src
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("go build %s: %w", t[1], err)
+		}
+	}
+	return nil
+}
+
+// workload is one storm.
+type workload struct {
+	name    string // "syscall" | "exec"
+	n       int
+	syscall string // the audited syscall's name in auditns's events
+	records int    // records per event
+}
+
+func (b *bench) workloads() []workload {
+	var out []workload
+	if has(b.o.workloads, "syscall") {
+		out = append(out, workload{"syscall", b.o.syscalls, "getppid", 3})
+	}
+	if has(b.o.workloads, "exec") {
+		out = append(out, workload{"exec", b.o.execs, "execve", 7})
+	}
+	return out
+}
+
+// rule is the one audit rule of a run, filtered on the generator's pid.
+func (w workload) rule(genPid int) string {
+	if w.name == "exec" {
+		return fmt.Sprintf("-a always,exit -F arch=b64 -S execve -F ppid=%d -k %s", genPid, benchKey)
+	}
+	return fmt.Sprintf("-a always,exit -F arch=b64 -S getppid -F pid=%d -k %s", genPid, benchKey)
+}
+
+// generator is a started, waiting workload generator.
+type generator struct {
+	*child
+	goPipe *os.File
+}
+
+func (b *bench) startGenerator(w workload, n int, rate float64) (*generator, error) {
+	r, wr, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	max := b.o.timeout.String()
+	var argv []string
+	if w.name == "exec" {
+		argv = []string{b.self, "gen-exec", "-n", strconv.Itoa(n), "-max", max}
+	} else {
+		argv = []string{b.self, "gen-syscall", "-n", strconv.Itoa(n), "-rate", strconv.FormatFloat(rate, 'f', -1, 64), "-max", max}
+	}
+	c, err := startChild("generator", syscall.SIGKILL, r, nil, argv...)
+	r.Close()
+	if err != nil {
+		wr.Close()
+		return nil, err
+	}
+	return &generator{child: c, goPipe: wr}, nil
+}
+
+// start tells the generator to go.
+func (g *generator) start() error {
+	_, err := g.goPipe.Write([]byte{1})
+	g.goPipe.Close()
+	return err
+}
+
+func (g *generator) wait(ctx context.Context, timeout time.Duration) (*genResult, error) {
+	select {
+	case <-g.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(timeout):
+		_ = g.stop(0)
+		return nil, fmt.Errorf("generator did not finish within %v", timeout)
+	}
+	line, ok := g.stdout.last("{")
+	if !ok {
+		return nil, fmt.Errorf("generator: no result (%v): %s", g.err, g.stderr.tail(20))
+	}
+	var res genResult
+	if err := json.Unmarshal([]byte("{"+line), &res); err != nil {
+		return nil, fmt.Errorf("generator result %q: %w", line, err)
+	}
+	if res.Error != "" {
+		return &res, fmt.Errorf("generator: %s", res.Error)
+	}
+	return &res, nil
+}
+
+// consumer is a running consumer under test.
+type consumer struct {
+	*child
+	kind     string // baseline | file | kafka
+	dir      string
+	out      string // file sink
+	metrics  string // auditns's metrics.listen
+	topic    string // kafka events topic
+	nsTopic  string
+	counter  *lineCounter
+	baseline *baselineResult
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func (b *bench) startConsumer(name, kind, rule string, w workload, latency bool, pprofOut string, flush time.Duration) (*consumer, error) {
+	dir := filepath.Join(b.tmp, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	var tee io.Writer
+	if b.o.verbose {
+		tee = os.Stderr
+	}
+	c := &consumer{kind: kind, dir: dir}
+	if kind == "baseline" {
+		argv := []string{b.self, "baseline", "-rule", rule}
+		if latency {
+			argv = append(argv, "-latency")
+		}
+		ch, err := startChild("baseline", syscall.SIGTERM, nil, tee, argv...)
+		if err != nil {
+			return nil, err
+		}
+		c.child = ch
+		return c, nil
+	}
+	rules := filepath.Join(dir, "bench.rules")
+	if err := os.WriteFile(rules, []byte("# the bench's one rule\n"+rule+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	c.metrics = port
+	var y strings.Builder
+	fmt.Fprintf(&y, "mode: unicast\nstate_dir: %s\nlog:\n  level: info\n", filepath.Join(dir, "state"))
+	fmt.Fprintf(&y, "audit:\n  rules_file: %s\n", rules)
+	fmt.Fprintf(&y, "enrich:\n  namespaces: true\n  ns_rules: false\n")
+	fmt.Fprintf(&y, "metrics:\n  listen: %s\n", port)
+	switch kind {
+	case "file":
+		c.out = filepath.Join(dir, "events.jsonl")
+		// Created here so that a tail can watch it from the start.
+		if err := os.WriteFile(c.out, nil, 0o600); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&y, "output:\n  sink: file:%s\n", c.out)
+		if flush == 0 {
+			flush = b.o.fileFlush
+		}
+		if flush > 0 {
+			fmt.Fprintf(&y, "  flush_interval: %s\n", flush)
+		}
+		c.counter = &lineCounter{path: c.out, syscall: w.syscall}
+	case "kafka":
+		c.topic = fmt.Sprintf("auditns-bench-%s-%s", b.stamp, name)
+		c.nsTopic = c.topic + ".ns"
+		ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+		err := createTopic(ctx, b.o.kafkaAddr, c.topic)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&y, "output:\n  sink: kafka\n")
+		fmt.Fprintf(&y, "kafka:\n  brokers: [%s]\n  topic: %s\n  namespaces_topic: %s\n  spool:\n    dir: %s\n",
+			b.o.kafkaAddr, c.topic, c.nsTopic, filepath.Join(dir, "spool"))
+	}
+	cfg := filepath.Join(dir, "auditns.yaml")
+	if err := os.WriteFile(cfg, []byte(y.String()), 0o600); err != nil {
+		return nil, err
+	}
+	argv := []string{b.auditnsBin, "run", "--config", cfg}
+	if pprofOut != "" {
+		argv = []string{b.pprofBin, "pprof-auditns", "-config", cfg, "-cpuprofile", pprofOut, "-heapprofile", pprofOut + ".heap"}
+	}
+	ch, err := startChild("auditns", syscall.SIGTERM, nil, tee, argv...)
+	if err != nil {
+		return nil, err
+	}
+	c.child = ch
+	return c, nil
+}
+
+// waitReady waits until the consumer is the audit daemon with its rule
+// loaded (baseline: it says READY; auditns: the kernel's audit pid is the
+// consumer's and its metrics endpoint answers, which it starts last).
+func (b *bench) waitReady(c *consumer, rulesBefore int) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if c.exited() {
+			return fmt.Errorf("%s exited before it was ready (%v): %s", c.name, c.err, c.stderr.tail(30))
+		}
+		if c.kind == "baseline" {
+			if _, ok := c.stdout.last("READY"); ok {
+				return nil
+			}
+		} else if st, rules, err := kernelStatus(); err == nil && int(st.PID) == c.pid() && len(rules) > rulesBefore {
+			cl := http.Client{Timeout: time.Second}
+			if resp, err := cl.Get("http://" + c.metrics + "/healthz"); err == nil {
+				resp.Body.Close()
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready within 60s: %s", c.name, c.stderr.tail(30))
+		}
+		select {
+		case <-b.ctx.Done():
+			return b.ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func scrapeMetrics(addr string) (map[string]float64, error) {
+	cl := http.Client{Timeout: 2 * time.Second}
+	resp, err := cl.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && strings.HasPrefix(f[0], "auditns_") && !strings.Contains(f[0], "{") {
+			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+				m[strings.TrimPrefix(f[0], "auditns_")] = v
+			}
+		}
+	}
+	return m, nil
+}
+
+// progress is what the consumer has delivered so far, and whether it is
+// quiescent (Kafka: everything spooled was acknowledged).
+func (c *consumer) progress() (int64, bool, error) {
+	switch c.kind {
+	case "baseline":
+		line, ok := c.stdout.last("PROGRESS ")
+		if !ok {
+			return 0, true, nil
+		}
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			return 0, false, fmt.Errorf("baseline progress %q", line)
+		}
+		n, err := strconv.ParseInt(f[1], 10, 64)
+		return n, true, err
+	case "file":
+		n, err := c.counter.update()
+		return n, true, err
+	default:
+		m, err := scrapeMetrics(c.metrics)
+		if err != nil {
+			return 0, false, err
+		}
+		return int64(m["events_written_total"]), m["events_published_total"] == m["events_spooled_total"], nil
+	}
+}
+
+// waitDelivered polls the consumer until it has delivered expected events
+// and is quiescent, or its count has not moved for the settle time (it
+// lost some), or the timeout. Kafka's count (events handed to the sink)
+// includes events that are not the workload's, so there it must also
+// stay unchanged for a second.
+func (b *bench) waitDelivered(c *consumer, expected int64) (string, error) {
+	start := time.Now()
+	var last int64 = -1
+	lastChange := time.Now()
+	var metSince time.Time
+	for {
+		n, quiet, err := c.progress()
+		if err != nil {
+			return "", err
+		}
+		now := time.Now()
+		if n != last {
+			last, lastChange = n, now
+			metSince = time.Time{}
+		}
+		if n >= expected && quiet {
+			if c.kind != "kafka" {
+				return "", nil
+			}
+			if metSince.IsZero() {
+				metSince = now
+			} else if now.Sub(metSince) >= time.Second {
+				return "", nil
+			}
+		}
+		if quiet && now.Sub(lastChange) >= b.o.settle {
+			return fmt.Sprintf("count stopped at %d of %d", n, expected), nil
+		}
+		if now.Sub(start) > b.o.timeout {
+			return fmt.Sprintf("timeout after %v at %d of %d", b.o.timeout, n, expected), nil
+		}
+		if c.exited() {
+			return "", fmt.Errorf("%s exited (%v): %s", c.name, c.err, c.stderr.tail(30))
+		}
+		select {
+		case <-b.ctx.Done():
+			return "", b.ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// finish stops the consumer (SIGTERM) and returns how many of the
+// workload's events it delivered, and duplicates (Kafka).
+func (b *bench) finish(c *consumer, w workload) (delivered, dups int64, err error) {
+	stopErr := c.stop(30 * time.Second)
+	switch c.kind {
+	case "baseline":
+		line, ok := c.stdout.last("RESULT ")
+		if !ok {
+			return 0, 0, fmt.Errorf("baseline: no result (%v): %s", stopErr, c.stderr.tail(20))
+		}
+		var res baselineResult
+		if err := json.Unmarshal([]byte(line), &res); err != nil {
+			return 0, 0, err
+		}
+		c.baseline = &res
+		if len(res.Errors) > 0 {
+			stopErr = errors.Join(stopErr, fmt.Errorf("baseline: %s", strings.Join(res.Errors, "; ")))
+		}
+		return int64(res.Events), 0, stopErr
+	case "file":
+		n, err := c.counter.update()
+		if !b.o.keep {
+			os.Remove(c.out)
+		}
+		return n, 0, errors.Join(stopErr, err)
+	default:
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Minute)
+		defer cancel()
+		seen := map[string]bool{}
+		err := readTopic(ctx, b.o.kafkaAddr, c.topic, func(m *kafka.Message) {
+			if !isBenchEvent(m.Value, w.syscall) {
+				return
+			}
+			id := ""
+			for _, h := range m.Headers {
+				if h.Key == "event_id" {
+					id = string(h.Value)
+				}
+			}
+			if seen[id] {
+				dups++
+				return
+			}
+			seen[id] = true
+			delivered++
+		})
+		if !b.o.keep {
+			deleteTopics(b.o.kafkaAddr, c.topic, c.nsTopic)
+		}
+		return delivered, dups, errors.Join(stopErr, err)
+	}
+}
+
+// runResult is one storm with one consumer.
+type runResult struct {
+	Workload    string  `json:"workload"`
+	Consumer    string  `json:"consumer"`
+	Run         int     `json:"run"`
+	Generated   int     `json:"generated"`
+	GenSeconds  float64 `json:"generator_seconds"`
+	GenRate     float64 `json:"generator_rate"`
+	Delivered   int64   `json:"delivered"`
+	Duplicates  int64   `json:"duplicates"`
+	KernelLost  int64   `json:"kernel_lost"`
+	Dropped     int64   `json:"auditns_records_dropped"` // -1: not applicable
+	CPUSeconds  float64 `json:"cpu_seconds"`             // utime+stime from ready to delivered
+	CPUTotal    float64 `json:"cpu_seconds_total"`       // including start-up
+	CPUPerEvent float64 `json:"cpu_us_per_event"`
+	PeakRSS     int64   `json:"peak_rss_bytes"`
+	GenCPU      float64 `json:"generator_cpu_seconds"`
+	OtherCPU    float64 `json:"other_cpu_seconds"` // the machine's busy time in the run minus generator and consumer: kauditd, the bench, the broker, anything else
+	Steal       float64 `json:"steal_seconds"`
+	Clean       string  `json:"host_clean"`
+	Note        string  `json:"note,omitempty"`
+}
+
+func (r *runResult) summary() string {
+	return fmt.Sprintf("%s storm, %s, run %d: generated %d at %.0f/s, delivered %d, kernel lost %d, CPU %.2f s = %.2f µs/event, peak RSS %.1f MiB, clean %s %s",
+		r.Workload, r.Consumer, r.Run, r.Generated, r.GenRate, r.Delivered, r.KernelLost, r.CPUSeconds, r.CPUPerEvent, mib(r.PeakRSS), r.Clean, r.Note)
+}
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+// storm runs one workload at full speed against one consumer.
+func (b *bench) storm(w workload, kind string, profile bool, rep int) (*runResult, error) {
+	name := fmt.Sprintf("%s-%s-%d", w.name, kind, rep)
+	pprofOut := ""
+	if profile {
+		name += "-pprof"
+		pprofOut = filepath.Join(b.tmp, "auditns-syscall.pprof")
+	}
+	logf("== %s storm (%d), consumer %s, run %d", w.name, w.n, kind, rep)
+	if kind == "kafka" {
+		unlock, err := flock(kafkaLockPath, "kafka")
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+		if err := b.ensureKafka(); err != nil {
+			return nil, err
+		}
+	}
+	res := &runResult{Workload: w.name, Consumer: consumerName(kind), Run: rep, Dropped: -1}
+	if profile {
+		res.Consumer += " (pprof)"
+	}
+	if err := b.host.waitForeign(b.ctx); err != nil {
+		return nil, err
+	}
+	gen, err := b.startGenerator(w, w.n, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer gen.stop(0)
+	c, err := b.startConsumer(name, kind, w.rule(gen.pid()), w, false, pprofOut, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer c.stop(30 * time.Second)
+	if err := b.waitReady(c, len(b.host.rules)); err != nil {
+		return nil, err
+	}
+	cpu0, err := procCPU(c.pid())
+	if err != nil {
+		return nil, err
+	}
+	_, rules0, err := kernelStatus()
+	if err != nil {
+		return nil, err
+	}
+	lost0, err := kernelLost()
+	if err != nil {
+		return nil, err
+	}
+	busy0, steal0, err := hostCPU()
+	if err != nil {
+		return nil, err
+	}
+	if err := gen.start(); err != nil {
+		return nil, err
+	}
+	gr, err := gen.wait(b.ctx, b.o.timeout+30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	res.Generated, res.GenSeconds, res.GenRate = gr.Calls, gr.Seconds, gr.Rate
+	res.GenCPU = gen.cpuOf()
+	note, err := b.waitDelivered(c, int64(gr.Calls))
+	if err != nil {
+		return nil, err
+	}
+	res.Note = note
+	cpu1, err := procCPU(c.pid())
+	if err != nil {
+		return nil, err
+	}
+	busy1, steal1, err := hostCPU()
+	if err != nil {
+		return nil, err
+	}
+	res.OtherCPU = (busy1 - busy0) - res.GenCPU - (cpu1 - cpu0)
+	res.Steal = steal1 - steal0
+	if res.PeakRSS, err = procHWM(c.pid()); err != nil {
+		return nil, err
+	}
+	lost1, err := kernelLost()
+	if err != nil {
+		return nil, err
+	}
+	res.KernelLost = int64(lost1 - lost0)
+	if st, rules1, err := kernelStatus(); err != nil {
+		return nil, err
+	} else if len(rules1) != len(rules0) || int(st.PID) != c.pid() {
+		res.Note = strings.TrimSpace(res.Note + fmt.Sprintf(" CONTAMINATED: during the run the rules went %d→%d, audit pid %d (another process ignoring the audit lock?)", len(rules0), len(rules1), st.PID))
+	}
+	res.CPUSeconds, res.CPUTotal = cpu1-cpu0, cpu1
+	if kind != "baseline" {
+		if m, err := scrapeMetrics(c.metrics); err == nil {
+			res.Dropped = int64(m["records_dropped_total"])
+		}
+	}
+	delivered, dups, err := b.finish(c, w)
+	res.Delivered, res.Duplicates = delivered, dups
+	if err != nil {
+		return nil, err
+	}
+	if delivered > 0 {
+		res.CPUPerEvent = res.CPUSeconds / float64(delivered) * 1e6
+	}
+	if res.Clean, err = b.checkClean(); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func consumerName(kind string) string {
+	switch kind {
+	case "baseline":
+		return "ceiling (go-libaudit)"
+	case "file":
+		return "auditns file"
+	}
+	return "auditns kafka"
+}
+
+// latResult is one latency run.
+type latResult struct {
+	Consumer   string        `json:"consumer"`
+	Point      string        `json:"measured_at"`
+	Generated  int           `json:"generated"`
+	GenRate    float64       `json:"generator_rate"`
+	Delivered  int64         `json:"delivered"`
+	KernelLost int64         `json:"kernel_lost"`
+	Stats      *latencyStats `json:"-"`
+	P50ms      float64       `json:"p50_ms"`
+	P99ms      float64       `json:"p99_ms"`
+	Maxms      float64       `json:"max_ms"`
+	Clean      string        `json:"host_clean"`
+	Note       string        `json:"note,omitempty"`
+	PeakRSS    int64         `json:"peak_rss_bytes"`
+}
+
+// latencyRun runs the syscall generator at a steady rate and measures,
+// per event, the time from the generator's clock just before the call
+// (a1 of the event) to the moment the event could be read from the sink.
+func (b *bench) latencyRun(kind string, flush time.Duration) (*latResult, error) {
+	w := workload{"syscall", 0, "getppid", 3}
+	n := int(b.o.rate * b.o.latencyDur.Seconds())
+	logf("== latency: %d getppid at %.0f/s, consumer %s", n, b.o.rate, kind)
+	if kind == "kafka" {
+		unlock, err := flock(kafkaLockPath, "kafka")
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+		if err := b.ensureKafka(); err != nil {
+			return nil, err
+		}
+	}
+	res := &latResult{Consumer: consumerName(kind)}
+	name := "latency-" + kind
+	if flush > 0 {
+		res.Consumer += fmt.Sprintf(" (flush_interval %v)", flush)
+		name += "-flush"
+	}
+	if err := b.host.waitForeign(b.ctx); err != nil {
+		return nil, err
+	}
+	gen, err := b.startGenerator(w, n, b.o.rate)
+	if err != nil {
+		return nil, err
+	}
+	defer gen.stop(0)
+	c, err := b.startConsumer(name, kind, w.rule(gen.pid()), w, true, "", flush)
+	if err != nil {
+		return nil, err
+	}
+	defer c.stop(30 * time.Second)
+	if err := b.waitReady(c, len(b.host.rules)); err != nil {
+		return nil, err
+	}
+	var lat []int64
+	seen := map[string]bool{}
+	record := func(at time.Time, line []byte) {
+		if !isBenchEvent(line, "getppid") {
+			return
+		}
+		a1, id, ok := eventA1(line)
+		if !ok || seen[id] {
+			return
+		}
+		seen[id] = true
+		lat = append(lat, at.UnixNano()-a1)
+	}
+	var stopTail func() error
+	switch kind {
+	case "baseline":
+		res.Point = "record received from the netlink socket"
+	case "file":
+		res.Point = "line readable in the output file (inotify)"
+		t, err := startFileTail(c.out, record)
+		if err != nil {
+			return nil, err
+		}
+		stopTail = t.close
+	case "kafka":
+		res.Point = "message fetched by a consumer (acks=all)"
+		lc, err := startLiveConsumer(b.o.kafkaAddr, c.topic, func(at time.Time, m *kafka.Message) { record(at, m.Value) })
+		if err != nil {
+			return nil, err
+		}
+		stopTail = func() error { lc.stop(); return nil }
+	}
+	lost0, err := kernelLost()
+	if err != nil {
+		return nil, err
+	}
+	if err := gen.start(); err != nil {
+		return nil, err
+	}
+	gr, err := gen.wait(b.ctx, b.o.timeout+30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	res.Generated, res.GenRate = gr.Calls, gr.Rate
+	if _, err := b.waitDelivered(c, int64(gr.Calls)); err != nil {
+		return nil, err
+	}
+	lost1, err := kernelLost()
+	if err != nil {
+		return nil, err
+	}
+	res.KernelLost = int64(lost1 - lost0)
+	if res.PeakRSS, err = procHWM(c.pid()); err != nil {
+		return nil, err
+	}
+	if kind == "kafka" {
+		// auditns's own view: its histogram of kernel event time (ms
+		// precision) to Kafka acknowledgement.
+		if h, err := scrapeHistogram(c.metrics, "auditns_publish_latency_seconds"); err == nil {
+			res.Note = "auditns's publish_latency_seconds (kernel time → ack): " + h
+		} else {
+			res.Note = "auditns's latency histogram: " + err.Error()
+		}
+	}
+	if stopTail != nil {
+		// Give the tail a moment past the last write.
+		time.Sleep(200 * time.Millisecond)
+		if err := stopTail(); err != nil {
+			return nil, err
+		}
+	}
+	delivered, _, err := b.finish(c, w)
+	if err != nil {
+		return nil, err
+	}
+	res.Delivered = delivered
+	if kind == "baseline" {
+		lat = c.baseline.Latency
+	}
+	res.Stats = summarise(lat)
+	res.P50ms, res.P99ms, res.Maxms = res.Stats.P50, res.Stats.P99, res.Stats.Max
+	if res.Clean, err = b.checkClean(); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// profileResult is the CPU profile of auditns during a syscall storm.
+type profileResult struct {
+	Run  *runResult
+	Flat string
+	Cum  string
+	Heap string
+	Note string
+}
+
+func (b *bench) profileRun() error {
+	w := b.workloads()[0]
+	r, err := b.storm(w, "file", true, 1)
+	if err != nil {
+		return err
+	}
+	logf("%s", r.summary())
+	p := &profileResult{Run: r}
+	b.profile = p
+	prof := filepath.Join(b.tmp, "auditns-syscall.pprof")
+	top := func(args ...string) string {
+		cmd := exec.Command("go", append(append([]string{"tool", "pprof"}, args...), prof)...)
+		cmd.Dir = b.repo
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			p.Note = fmt.Sprintf("go tool pprof: %v: %s", err, out)
+			return ""
+		}
+		return strings.TrimRight(string(out), "\n")
+	}
+	p.Flat = top("-top", "-nodecount=15")
+	p.Cum = top("-top", "-cum", "-nodecount=25")
+	prof += ".heap"
+	if _, err := os.Stat(prof); err == nil {
+		p.Heap = top("-sample_index=inuse_space", "-top", "-nodecount=10")
+	}
+	if b.o.keep {
+		logf("profile kept in %s", prof)
+	}
+	return nil
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return math.NaN()
+	}
+	return a / b
+}
+
+// scrapeHistogram reads a Prometheus histogram from auditns's metrics and
+// names the buckets that hold its median and 99th percentile.
+func scrapeHistogram(addr, name string) (string, error) {
+	cl := http.Client{Timeout: 2 * time.Second}
+	resp, err := cl.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	type bucket struct {
+		le    float64
+		count float64
+	}
+	var buckets []bucket
+	prefix := name + `_bucket{le="`
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		rest := strings.TrimPrefix(line, prefix)
+		i := strings.Index(rest, `"}`)
+		if i < 0 {
+			continue
+		}
+		le, err1 := strconv.ParseFloat(rest[:i], 64)
+		n, err2 := strconv.ParseFloat(strings.TrimSpace(rest[i+2:]), 64)
+		if err1 == nil && err2 == nil {
+			buckets = append(buckets, bucket{le, n})
+		}
+	}
+	if len(buckets) == 0 || buckets[len(buckets)-1].count == 0 {
+		return "", fmt.Errorf("no %s observations", name)
+	}
+	total := buckets[len(buckets)-1].count
+	at := func(q float64) string {
+		for _, bk := range buckets {
+			if bk.count >= q*total {
+				if math.IsInf(bk.le, 1) {
+					return "> the last bucket"
+				}
+				return fmt.Sprintf("≤ %g ms", bk.le*1000)
+			}
+		}
+		return "?"
+	}
+	return fmt.Sprintf("p50 %s, p99 %s (n=%.0f)", at(0.5), at(0.99), total), nil
+}
+
+// ensureKafka checks the broker and, if it does not answer and
+// -kafka-start is on, starts the project's test broker.
+func (b *bench) ensureKafka() error {
+	err := kafkaReachable(b.o.kafkaAddr)
+	if err == nil {
+		return nil
+	}
+	if !b.o.kafkaStart {
+		return fmt.Errorf("no Kafka broker at %s (start one with `eval \"$(scripts/kafka/start.sh)\"`, or pass -no-kafka): %w", b.o.kafkaAddr, err)
+	}
+	logf("no Kafka broker at %s: scripts/kafka/start.sh", b.o.kafkaAddr)
+	cmd := exec.Command(filepath.Join(b.repo, "scripts/kafka/start.sh"))
+	cmd.Dir = b.repo
+	cmd.Stderr = os.Stderr
+	out, serr := cmd.Output()
+	if serr != nil {
+		return fmt.Errorf("scripts/kafka/start.sh: %w", serr)
+	}
+	got := strings.TrimPrefix(strings.TrimSpace(string(out)), "KAFKA_BROKERS=")
+	if got != b.o.kafkaAddr {
+		return fmt.Errorf("scripts/kafka/start.sh started a broker at %s, not at %s", got, b.o.kafkaAddr)
+	}
+	return kafkaReachable(b.o.kafkaAddr)
+}
