@@ -201,7 +201,7 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("kafka.brokers: %w at %s within %v: %s", ErrUnreachable, strings.Join(opts.Brokers, ","), opts.DialTimeout, cause(err))
+		return nil, fmt.Errorf("kafka.brokers: %w at %s (waited up to %v): %s", ErrUnreachable, strings.Join(opts.Brokers, ","), opts.DialTimeout, cause(err))
 	}
 	return c, nil
 }

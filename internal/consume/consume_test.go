@@ -409,3 +409,30 @@ func TestFollowSinceAndLive(t *testing.T) {
 		t.Fatalf("duplicates %d", stats.Duplicates.Load())
 	}
 }
+
+func TestParseTime(t *testing.T) {
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	loc := time.Local
+	cases := map[string]time.Time{
+		"10m":                         now.Add(-10 * time.Minute),
+		"1h30m":                       now.Add(-90 * time.Minute),
+		"now":                         now,
+		"2026-11-28T11:00:00Z":        time.Date(2026, 11, 28, 11, 0, 0, 0, time.UTC),
+		"2026-11-28T11:00:00.5+01:00": time.Date(2026, 11, 28, 10, 0, 0, 500000000, time.UTC),
+		"2026-11-28 11:00":            time.Date(2026, 11, 28, 11, 0, 0, 0, loc),
+		"2026-11-28T11:00:01":         time.Date(2026, 11, 28, 11, 0, 1, 0, loc),
+		"2026-11-28":                  time.Date(2026, 11, 28, 0, 0, 0, 0, loc),
+		"@1795000000":                 time.Unix(1795000000, 0),
+	}
+	for in, want := range cases {
+		got, err := ParseTime(in, now)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("ParseTime(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-5m", "yesterday", "2026-13-01", "@x"} {
+		if _, err := ParseTime(bad, now); err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("ParseTime(%q): err %v, want a one-line error", bad, err)
+		}
+	}
+}

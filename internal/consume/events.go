@@ -88,6 +88,10 @@ type FollowOptions struct {
 	// Dedup drops events whose event.id was already delivered; nil:
 	// NewDedup(0, 0).
 	Dedup *Dedup
+	// Started, if set, is called once the start offsets are known, with
+	// the number of partitions: from then on every message produced is
+	// read.
+	Started func(partitions int)
 	// WatchInterval is how often the topic's partitions are listed again,
 	// so that partitions added while following are read (from their
 	// first offset). Default 30s.
@@ -132,6 +136,9 @@ func (c *Client) Follow(ctx context.Context, o FollowOptions, stats *FollowStats
 		return err
 	}
 
+	if o.Started != nil {
+		o.Started(len(parts))
+	}
 	g := newGroup(ctx)
 	items := make(chan *Item, 1024)
 	undecodable := atomic.Bool{}

@@ -130,6 +130,8 @@ func produce(t *testing.T, brokers, topic string, msgs ...kafka.Message) {
 
 func dial(t *testing.T) (*Client, string) {
 	t.Helper()
+	// Not while another test stops or restarts the shared broker.
+	testenv.LockKafka(t)
 	brokers := testenv.KafkaBrokers(t)
 	var warns []string
 	c, err := Dial(context.Background(), Options{Brokers: strings.Split(brokers, ","), Warn: func(s string) { warns = append(warns, s) }})

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/auditns/auditns/internal/render"
 )
 
 // OutputSpec is a parsed --output of replay.
@@ -50,16 +52,26 @@ type Output interface {
 
 // NewLineOutput writes one JSON value per line to w, buffered; Close
 // flushes (and closes w when it is an io.Closer other than os.Stdout).
-func NewLineOutput(w io.Writer) Output {
-	return &lineOutput{w: w, b: bufio.NewWriterSize(w, 256<<10)}
+// With terminal, values go through render.TerminalJSON (w is a terminal:
+// no control character may reach it); otherwise they are written byte
+// for byte.
+func NewLineOutput(w io.Writer, terminal bool) Output {
+	return &lineOutput{w: w, b: bufio.NewWriterSize(w, 256<<10), terminal: terminal}
 }
 
 type lineOutput struct {
-	w io.Writer
-	b *bufio.Writer
+	w        io.Writer
+	b        *bufio.Writer
+	terminal bool
+	buf      []byte
 }
 
 func (o *lineOutput) Write(_ *Item, value []byte) error {
+	if o.terminal {
+		o.buf = render.TerminalJSON(o.buf[:0], value)
+		_, err := o.b.Write(o.buf)
+		return err
+	}
 	o.b.Write(value)
 	return o.b.WriteByte('\n')
 }
