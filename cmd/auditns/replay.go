@@ -1,0 +1,229 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/auditns/auditns/internal/consume"
+	"github.com/auditns/auditns/internal/event"
+	"github.com/auditns/auditns/internal/filter"
+	"github.com/auditns/auditns/internal/render"
+)
+
+func replayCmd() *cobra.Command {
+	var file, from, to, output string
+	var window, readPast time.Duration
+	var noRegistry, quiet bool
+	cmd := &cobra.Command{
+		Use:   "replay --from TIME [--to TIME] [--output stdout|file:PATH|kafka-topic:NAME] [filters]",
+		Short: "Read the events of a time range, de-duplicated, in time order, annotated from the namespace registry",
+		Long: `Read every partition of the events topic (kafka.topic) between two times
+(offsets looked up per partition by time), drop repeated event ids, merge the
+partitions into time order (event.created, then event.id), apply the
+filters, and write JSON lines to stdout or a file, or produce them to
+another topic (created with one partition if missing, when
+kafka.create_topics is true). Each event gets ns_info: the latest record
+of each of its namespaces in the registry topic (kafka.namespaces_topic),
+read whole first, so that namespaces long gone are still explained.
+
+Memory stays bounded whatever the range: each partition is read into a
+reorder buffer that holds --window of event time (at most 16384 events),
+the partitions are merged by a k-way merge, and de-duplication remembers
+event ids for an hour of event time (at most 1M ids, ~40 MiB).
+
+Progress goes to stderr: a line updated in place 4 times a second when
+stderr is a terminal, otherwise one line every 10 seconds once the replay
+has run that long; a summary line at the end (-q: neither).`,
+		Args: cobra.NoArgs,
+	}
+	addKafkaReadFlags(cmd, &file)
+	f := cmd.Flags()
+	f.String("namespaces-topic", "", "namespace registry topic (kafka.namespaces_topic)")
+	f.StringVar(&from, "from", "", "start of the range: a time (RFC 3339, or local 2026-11-28 12:00) or a duration ago (2h); required")
+	f.StringVar(&to, "to", "", "end of the range (exclusive), same forms; default: now")
+	f.StringVar(&output, "output", "stdout", "stdout | file:PATH (created, never overwritten) | kafka-topic:NAME")
+	f.DurationVar(&window, "window", consume.DefaultWindow, "reorder window: how far a partition may be out of time order")
+	f.DurationVar(&readPast, "read-past", 0, "read each partition this far past --to for events delivered late (default: --window)")
+	f.BoolVar(&noRegistry, "no-registry", false, "do not read the registry topic; no ns_info")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress and no summary on stderr")
+	spec := filter.AddFlags(f)
+
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		now := time.Now()
+		if from == "" {
+			return badInput(errors.New("--from: required: a time such as 2026-11-28T12:00:00Z, or a duration ago such as 2h"))
+		}
+		fromT, err := consume.ParseTime(from, now)
+		if err != nil {
+			return badInput(fmt.Errorf("--from: %v", err))
+		}
+		toT := now
+		if to != "" {
+			if toT, err = consume.ParseTime(to, now); err != nil {
+				return badInput(fmt.Errorf("--to: %v", err))
+			}
+		}
+		if !toT.After(fromT) {
+			return badInput(fmt.Errorf("--to: expected a time after --from (%s), got %s", render.Time(fromT), render.Time(toT)))
+		}
+		if window <= 0 || readPast < 0 {
+			return badInput(errors.New("--window, --read-past: expected positive durations such as 5s"))
+		}
+		outSpec, err := consume.ParseOutput(output)
+		if err != nil {
+			return badInput(err)
+		}
+
+		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		stderr := cmd.ErrOrStderr()
+		warn := func(s string) { fmt.Fprintln(stderr, "auditns replay:", string(render.Escape(nil, s))) }
+		var extra []string
+		if outSpec.Kind == "kafka-topic" {
+			extra = append(extra, outSpec.Arg)
+		}
+		c, flt, cl, err := dialKafka(ctx, cmd, file, spec, warn, extra...)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+
+		var reg *consume.Registry
+		if !noRegistry {
+			reg, err = cl.LoadRegistry(ctx, c.Kafka.NamespacesTopic)
+			switch {
+			case errors.Is(err, consume.ErrNoTopic):
+				warn(fmt.Sprintf("registry topic %s not found (kafka.namespaces_topic): events are not annotated", c.Kafka.NamespacesTopic))
+			case err != nil:
+				return fmt.Errorf("kafka.namespaces_topic: %w", err)
+			case reg.Bad > 0:
+				warn(fmt.Sprintf("registry topic %s: %d messages are not auditns.namespace/1 records (skipped)", c.Kafka.NamespacesTopic, reg.Bad))
+			}
+		}
+
+		var out consume.Output
+		switch outSpec.Kind {
+		case "stdout":
+			w := cmd.OutOrStdout()
+			out = consume.NewLineOutput(w, render.IsTerminal(w))
+		case "file":
+			fh, err := consume.OpenFile(outSpec.Arg)
+			if err != nil {
+				return badInput(err)
+			}
+			out = consume.NewLineOutput(fh, false)
+		case "kafka-topic":
+			out, err = cl.NewTopicOutput(ctx, consume.TopicOutputOptions{
+				Topic: outSpec.Arg, SourceTopic: c.Kafka.Topic, Create: c.Kafka.CreateTopics,
+				ReplicationFactor: c.Kafka.ReplicationFactor, Compression: c.Kafka.Compression,
+			})
+			if err != nil {
+				return err
+			}
+		}
+
+		stats := &consume.ReplayStats{}
+		var unknownNS int64
+		quit, progressDone := make(chan struct{}), make(chan struct{})
+		if !quiet {
+			go progress(stderr, stats, fromT, toT, quit, progressDone)
+		} else {
+			close(progressDone)
+		}
+		var buf []byte
+		err = cl.Replay(ctx, consume.ReplayOptions{
+			Topic: c.Kafka.Topic, From: fromT, To: toT, Window: window, ReadPast: readPast, Filter: flt,
+		}, stats, func(it *consume.Item) error {
+			var info *event.NSInfos
+			if reg != nil {
+				var missing int
+				if info, missing = reg.Annotate(it.Event); missing > 0 {
+					unknownNS++
+				}
+			}
+			buf = consume.AppendAnnotated(buf[:0], it.Msg.Value, it.Event, info)
+			return out.Write(it, buf)
+		})
+		interrupted := err != nil && ctx.Err() != nil
+		cerr := out.Close()
+		close(quit)
+		<-progressDone
+		if !quiet {
+			summary(stderr, stats, reg, unknownNS)
+		}
+		switch {
+		case interrupted:
+			return fmt.Errorf("interrupted after %d events: the output is incomplete", stats.Emitted.Load())
+		case err != nil:
+			return topicErr("kafka.topic", err)
+		case cerr != nil:
+			return cerr
+		}
+		if l := stats.Late.Load(); l > 0 {
+			warn(fmt.Sprintf("%d events were out of time order by more than --window %v and were written late", l, window))
+		}
+		return nil
+	}
+	return cmd
+}
+
+// progress reports on w until quit is closed, then closes done: on a
+// terminal a line rewritten in place every 250 ms, otherwise a line every
+// 10 s (the first after 10 s).
+func progress(w io.Writer, s *consume.ReplayStats, from, to time.Time, quit <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	tty := render.IsTerminal(w)
+	every := 10 * time.Second
+	if tty {
+		every = 250 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-quit:
+			if tty {
+				fmt.Fprint(w, "\r\x1b[K")
+			}
+			return
+		case <-t.C:
+		}
+		if tty {
+			fmt.Fprintf(w, "\r\x1b[K%s", progressLine(s, from, to))
+		} else {
+			fmt.Fprintln(w, progressLine(s, from, to))
+		}
+	}
+}
+
+func progressLine(s *consume.ReplayStats, from, to time.Time) string {
+	pos := "-"
+	pct := 0.0
+	if ns := s.Position.Load(); ns != 0 {
+		p := time.Unix(0, ns)
+		pos = render.Time(p)
+		pct = 100 * float64(p.Sub(from)) / float64(to.Sub(from))
+	}
+	offs := 0.0
+	if total := s.OffsetsTotal.Load(); total > 0 {
+		offs = 100 * float64(s.OffsetsDone.Load()) / float64(total)
+	}
+	return fmt.Sprintf("replay: %d messages read, %d events written, %d duplicates; at %s: %.0f%% of the time range, %.0f%% of the messages",
+		s.Messages.Load(), s.Emitted.Load(), s.Duplicates.Load(), pos, pct, offs)
+}
+
+func summary(w io.Writer, s *consume.ReplayStats, reg *consume.Registry, unknownNS int64) {
+	fmt.Fprintf(w, "replay: %d events written from %d partitions; %d messages read, %d duplicates dropped, %d outside the range, %d filtered out, %d not events, %d late",
+		s.Emitted.Load(), s.Partitions.Load(), s.Messages.Load(), s.Duplicates.Load(), s.OutOfRange.Load(), s.Filtered.Load(), s.Undecodable.Load(), s.Late.Load())
+	if reg != nil {
+		fmt.Fprintf(w, "; registry: %d namespaces, %d events with a namespace it does not know", reg.Len(), unknownNS)
+	}
+	fmt.Fprintln(w)
+}

@@ -1,0 +1,384 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/spf13/cobra"
+
+	"github.com/auditns/auditns/internal/event"
+	"github.com/auditns/auditns/internal/serial"
+	"github.com/auditns/auditns/internal/testenv"
+)
+
+const testBoot = "5f1e0c3a-1234-4abc-9def-0123456789ab"
+
+// kafkaTest returns the test broker, holding the lock that keeps tests
+// which stop the broker away meanwhile.
+func kafkaTest(t *testing.T) string {
+	t.Helper()
+	testenv.LockKafka(t)
+	return testenv.KafkaBrokers(t)
+}
+
+var nonTopic = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
+
+func newTopic(t *testing.T, brokers string, partitions int, compact bool) string {
+	t.Helper()
+	var b [4]byte
+	rand.Read(b[:])
+	name := "test." + nonTopic.ReplaceAllString(t.Name(), "_") + "." + hex.EncodeToString(b[:])
+	cfg := kafka.TopicConfig{Topic: name, NumPartitions: partitions, ReplicationFactor: 1}
+	if compact {
+		cfg.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}
+	}
+	c := &kafka.Client{Addr: kafka.TCP(brokers), Timeout: 10 * time.Second}
+	res, err := c.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{cfg}})
+	if err == nil {
+		err = res.Errors[name]
+	}
+	if err != nil {
+		t.Fatalf("create topic %s: %v", name, err)
+	}
+	t.Cleanup(func() { c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{name}}) })
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		md, err := c.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{name}})
+		if err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) == partitions {
+			return name
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topic %s not ready: %v", name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// testEvent is a real auditns.event/1 exec event of testBoot.
+func testEvent(seq uint32, created time.Time, net uint64) *event.Event {
+	if net == 0 {
+		net = 7
+	}
+	return &event.Event{
+		Schema: event.Schema,
+		Event: event.Meta{ID: testBoot + ":" + strconv.FormatUint(uint64(seq), 10), Sequence: seq, Created: created.UTC(),
+			Kind: event.KindEvent, Category: []string{"process"}, Action: "executed", Outcome: "success", Type: "SYSCALL"},
+		Host:    event.Host{Name: "web-1", Boot: event.Boot{ID: testBoot}, Kernel: "6.18.0"},
+		Tags:    []string{"exec"},
+		Process: &event.Process{PID: 1000 + int(seq), Parent: &event.Parent{PID: 1}, Name: "true", Executable: "/usr/bin/true", Args: []string{"true", strconv.Itoa(int(seq))}},
+		User:    &event.User{ID: "0", Name: "root", Audit: &event.Entity{ID: "4294967295"}, Effective: &event.Entity{ID: "0", Name: "root"}},
+		Syscall: &event.Syscall{Name: "execve", Nr: 59, Arch: "x86_64"},
+		NS: &event.NS{IPC: event.NSRef{Serial: 1, Inum: 4026531839}, PID: event.NSRef{Serial: 4, Inum: 4026531836},
+			Net: event.NSRef{Serial: net, Inum: 4026532000 + net}, Mnt: event.NSRef{Serial: 8, Inum: 4026531832}},
+		NSSrc: "observed",
+	}
+}
+
+// hostile makes e's exe, argv and title hostile: terminal escape
+// sequences, newlines, NULs, C1 controls, invalid UTF-8, a bidi override.
+func hostile(e *event.Event) *event.Event {
+	e.Process.Executable = "/tmp/\x1b[31mevil\n\x00\xff"
+	e.Process.Args = []string{"\x1b]0;pwned\x07", "x\u009b2Jy", "\u202egnp.exe", "a\nb"}
+	e.Process.Title = "\x1b[2J\x7f"
+	e.File = &event.File{Path: "/tmp/\x1b[6n"}
+	return e
+}
+
+func eventMessage(e *event.Event, p int) kafka.Message {
+	return kafka.Message{
+		Partition: p,
+		Key:       []byte(e.Host.Name),
+		Value:     e.AppendJSON(nil),
+		Time:      e.Event.Created,
+		Headers: []kafka.Header{
+			{Key: "event_id", Value: []byte(e.Event.ID)},
+			{Key: "schema", Value: []byte(event.Schema)},
+			{Key: "boot_id", Value: []byte(e.Host.Boot.ID)},
+			{Key: "content-type", Value: []byte("application/json")},
+		},
+	}
+}
+
+func registryMessage(r *serial.Record) kafka.Message {
+	v, err := json.Marshal(r)
+	if err != nil {
+		panic(err)
+	}
+	return kafka.Message{Key: []byte(r.ID), Value: v, Time: r.LastSeen.Time,
+		Headers: []kafka.Header{{Key: "schema", Value: []byte(serial.Schema)}, {Key: "content-type", Value: []byte("application/json")}}}
+}
+
+func produce(t *testing.T, brokers, topic string, msgs ...kafka.Message) {
+	t.Helper()
+	w := &kafka.Writer{
+		Addr:         kafka.TCP(brokers),
+		Topic:        topic,
+		Balancer:     kafka.BalancerFunc(func(m kafka.Message, _ ...int) int { return m.Partition }),
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: 5 * time.Millisecond,
+		Compression:  kafka.Lz4,
+	}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, m := range msgs {
+		if err := w.WriteMessages(ctx, m); err != nil {
+			t.Fatalf("produce to %s: %v", topic, err)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// running is a command executing in-process.
+type running struct {
+	cancel         context.CancelFunc
+	done           chan error
+	stdout, stderr *syncBuffer
+}
+
+func start(t *testing.T, cmd *cobra.Command, args ...string) *running {
+	t.Helper()
+	r := &running{done: make(chan error, 1), stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	t.Cleanup(cancel)
+	cmd.SetArgs(args)
+	cmd.SetOut(r.stdout)
+	cmd.SetErr(r.stderr)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	go func() { r.done <- cmd.ExecuteContext(ctx) }()
+	return r
+}
+
+// waitFor polls until cond holds or fails t after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (r *running) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		return err
+	case <-time.After(15 * time.Second):
+		t.Fatal("command did not end")
+		return nil
+	}
+}
+
+func lines(s string) []string {
+	s = strings.TrimSuffix(s, "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+// terminalSafe fails t if line holds a control byte, invalid UTF-8 or a C1
+// control character.
+func terminalSafe(t *testing.T, line string) {
+	t.Helper()
+	for i := 0; i < len(line); i++ {
+		if c := line[i]; c < 0x20 || c == 0x7f {
+			t.Fatalf("control byte %#x in %q", c, line)
+		}
+	}
+	if !utf8.ValidString(line) {
+		t.Fatalf("invalid UTF-8 in %q", line)
+	}
+	for _, r := range line {
+		if r >= 0x80 && r <= 0x9f || r == 0x202e {
+			t.Fatalf("rune %U in %q", r, line)
+		}
+	}
+}
+
+func TestTailFollowsLiveWithNSFilter(t *testing.T) {
+	brokers := kafkaTest(t)
+	topic := newTopic(t, brokers, 3, false)
+	// An old event that must not appear (tail starts from now).
+	produce(t, brokers, topic, eventMessage(testEvent(1, time.Now().Add(-time.Minute), 13), 0))
+
+	r := start(t, tailCmd(), "--kafka-brokers", brokers, "--topic", topic, "--ns", "net:13")
+	waitFor(t, 15*time.Second, "tail to start", func() bool { return strings.Contains(r.stderr.String(), "following") })
+
+	now := time.Now()
+	produce(t, brokers, topic,
+		eventMessage(testEvent(2, now, 13), 0),
+		eventMessage(testEvent(3, now, 0), 1), // net 7: filtered out
+		eventMessage(hostile(testEvent(4, now, 13)), 2),
+		eventMessage(testEvent(5, now, 14), 1), // net 14: filtered out
+		eventMessage(testEvent(2, now, 13), 1), // a duplicate of 2
+		eventMessage(testEvent(6, now, 13), 1),
+	)
+	waitFor(t, 15*time.Second, "3 lines", func() bool { return len(lines(r.stdout.String())) >= 3 })
+	time.Sleep(500 * time.Millisecond) // nothing more may come
+	r.cancel()
+	if err := r.wait(t); err != nil {
+		t.Fatalf("tail returned %v, want nil", err)
+	}
+	got := lines(r.stdout.String())
+	if len(got) != 3 {
+		t.Fatalf("got %d lines, want 3 (seq 2, 4, 6):\n%s", len(got), r.stdout.String())
+	}
+	seen := map[string]bool{}
+	for _, l := range got {
+		terminalSafe(t, l)
+		if !strings.Contains(l, " web-1 pid:4 net:13 mnt:8 uid=0(root) ") {
+			t.Errorf("line without net:13: %s", l)
+		}
+		m := regexp.MustCompile(` pid=(\d+) `).FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("no pid in %s", l)
+		}
+		seen[m[1]] = true
+	}
+	if !seen["1002"] || !seen["1004"] || !seen["1006"] {
+		t.Fatalf("want the events of pids 1002, 1004, 1006: %v", seen)
+	}
+	// The hostile event, escaped.
+	want := `exe=/tmp/\x1b[31mevil\n\x00\xff argv=["\x1b]0;pwned\x07" x\u009b2Jy \u202egnp.exe a\nb] path=/tmp/\x1b[6n success keys=exec`
+	if !strings.Contains(r.stdout.String(), want) {
+		t.Fatalf("hostile line not escaped as expected:\n%s\nwant it to contain\n%s", r.stdout.String(), want)
+	}
+}
+
+func TestTailJSONIsTheTopicValue(t *testing.T) {
+	brokers := kafkaTest(t)
+	topic := newTopic(t, brokers, 3, false)
+	since := time.Now().Add(-10 * time.Minute)
+	msgs := []kafka.Message{
+		eventMessage(hostile(testEvent(1, since.Add(time.Minute), 13)), 0),
+		eventMessage(testEvent(2, since.Add(2*time.Minute), 0), 1),
+	}
+	produce(t, brokers, topic, msgs...)
+
+	// --since finds the two old events; a live one follows.
+	r := start(t, tailCmd(), "--kafka-brokers", brokers, "--topic", topic, "--json", "--since", "10m")
+	waitFor(t, 15*time.Second, "tail to start", func() bool { return strings.Contains(r.stderr.String(), "following") })
+	live := eventMessage(hostile(testEvent(3, time.Now(), 13)), 2)
+	produce(t, brokers, topic, live)
+	msgs = append(msgs, live)
+	waitFor(t, 15*time.Second, "3 lines", func() bool { return len(lines(r.stdout.String())) >= 3 })
+	r.cancel()
+	if err := r.wait(t); err != nil {
+		t.Fatalf("tail returned %v", err)
+	}
+	got := lines(r.stdout.String())
+	if len(got) != 3 {
+		t.Fatalf("got %d lines, want 3", len(got))
+	}
+	values := map[string]bool{}
+	for _, m := range msgs {
+		values[string(m.Value)] = true
+	}
+	for _, l := range got {
+		if !json.Valid([]byte(l)) {
+			t.Fatalf("not valid JSON: %s", l)
+		}
+		if !values[l] {
+			t.Fatalf("line is not byte-equal to a topic value:\n%s", l)
+		}
+		if strings.ContainsAny(l, "\x1b\x00\n") {
+			t.Fatalf("control character in %q", l)
+		}
+	}
+}
+
+func TestTailExitsZeroOnSIGTERM(t *testing.T) {
+	brokers := kafkaTest(t)
+	topic := newTopic(t, brokers, 1, false)
+	r := start(t, tailCmd(), "--kafka-brokers", brokers, "--topic", topic)
+	waitFor(t, 15*time.Second, "tail to start", func() bool { return strings.Contains(r.stderr.String(), "following") })
+	// tail's signal.NotifyContext is registered while it runs: the signal
+	// ends tail, not the test binary.
+	if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.wait(t); err != nil {
+		t.Fatalf("tail returned %v on SIGTERM, want nil (status 0)", err)
+	}
+}
+
+func TestTailUnreachableBroker(t *testing.T) {
+	start := time.Now()
+	cmd := tailCmd()
+	cmd.SetArgs([]string{"--kafka-brokers", "127.0.0.1:1,127.0.0.1:2"})
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetErr(&bytes.Buffer{})
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	err := cmd.Execute()
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "kafka.brokers: ") || !strings.Contains(msg, "127.0.0.1:1,127.0.0.1:2") || strings.Contains(msg, "\n") {
+		t.Fatalf("want one line naming kafka.brokers and the brokers, got %q", msg)
+	}
+	var u usageError
+	if errors.As(err, &u) {
+		t.Fatal("an unreachable broker is not bad input (exit 1, not 2)")
+	}
+	if d := time.Since(start); d > 6*time.Second {
+		t.Fatalf("took %v", d)
+	}
+}
+
+func TestTailBadInput(t *testing.T) {
+	for _, args := range [][]string{
+		{"--kafka-brokers", "127.0.0.1:1", "--ns", "nett:13"},
+		{"--kafka-brokers", "127.0.0.1:1", "--since", "yesterday"},
+		{"--kafka-brokers", "127.0.0.1:1", "--exe", "[x"},
+		{"--kafka-brokers", "nonsense"},
+		{},
+	} {
+		cmd := tailCmd()
+		cmd.SetArgs(args)
+		cmd.SetOut(&bytes.Buffer{})
+		cmd.SetErr(&bytes.Buffer{})
+		cmd.SilenceUsage, cmd.SilenceErrors = true, true
+		t.Setenv("AUDITNS_KAFKA_BROKERS", "")
+		err := cmd.Execute()
+		var u usageError
+		if !errors.As(err, &u) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: err %v, want a one-line usage error (exit 2)", args, err)
+		}
+	}
+}
