@@ -356,7 +356,7 @@ func (c *Client) OffsetsAt(ctx context.Context, topic string, parts []int, t tim
 
 // fetch settings.
 const (
-	fetchMaxBytes = 4 << 20
+	fetchMaxBytes = 1 << 20
 	fetchMaxWait  = 500 * time.Millisecond
 	backoffMin    = 200 * time.Millisecond
 	backoffMax    = 5 * time.Second
