@@ -29,6 +29,7 @@ type baselineResult struct {
 	Events   uint64  `json:"events"`
 	Overruns uint64  `json:"overruns"`
 	Latency  []int64 `json:"latency_ns,omitempty"` // receive time - generator time, per event (latency mode)
+	Origin   []int64 `json:"origin_ns,omitempty"`  // the generator's time of each (a1)
 	Errors   []string
 }
 
@@ -122,7 +123,7 @@ func runBaseline(args []string) {
 
 	var records, events, overruns atomic.Uint64
 	var latMu sync.Mutex
-	var lat []int64
+	var lat, origin []int64
 	var recvErr atomic.Value
 	go func() {
 		for {
@@ -151,6 +152,7 @@ func runBaseline(args []string) {
 					if a1, ok := recordA1(m.Data); ok {
 						latMu.Lock()
 						lat = append(lat, now-a1)
+						origin = append(origin, a1)
 						latMu.Unlock()
 					}
 				}
@@ -179,7 +181,7 @@ func runBaseline(args []string) {
 		res.Errors = append(res.Errors, "receive: "+e)
 	}
 	latMu.Lock()
-	res.Latency = lat
+	res.Latency, res.Origin = lat, origin
 	latMu.Unlock()
 	b, _ := json.Marshal(res)
 	fmt.Printf("RESULT %s\n", b)

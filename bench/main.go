@@ -101,6 +101,22 @@ type options struct {
 	jsonOut         string
 	repeat          int
 	extraFlush      time.Duration
+	latencyRepeat   int
+	pacedRate       float64
+	pacedDur        time.Duration
+	env             envList
+}
+
+// envList is the repeatable -env flag.
+type envList []string
+
+func (e *envList) String() string { return strings.Join(*e, " ") }
+func (e *envList) Set(v string) error {
+	if !strings.HasPrefix(v, "AUDITNS_") || !strings.Contains(v, "=") {
+		return fmt.Errorf("expected AUDITNS_KEY=VALUE, got %q", v)
+	}
+	*e = append(*e, v)
+	return nil
 }
 
 type bench struct {
@@ -115,9 +131,9 @@ type bench struct {
 	stamp      string
 	args       []string
 
-	runs    []*runResult
-	lats    []*latResult
-	profile *profileResult
+	runs     []*runResult
+	lats     []*latResult
+	profiles []*profileResult
 }
 
 func benchMain(args []string) int {
@@ -146,12 +162,16 @@ func benchMain(args []string) int {
 	fs.DurationVar(&o.fileFlush, "file-flush", 0, "output.flush_interval for the file sink; 0: auditns's default")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "the longest one run may wait for its consumer")
 	fs.DurationVar(&o.settle, "settle", 3*time.Second, "a consumer whose count has not moved for this long has delivered all it will")
-	fs.StringVar(&o.workloads, "workloads", "syscall,exec", "workloads to run")
+	fs.StringVar(&o.workloads, "workloads", "syscall,syscall-paced,exec", "workloads to run")
+	fs.Float64Var(&o.pacedRate, "paced-rate", 10000, "events/s of the syscall-paced storm, a rate the ceiling carries without loss (0: none)")
+	fs.DurationVar(&o.pacedDur, "paced-duration", 10*time.Second, "length of the syscall-paced storm")
+	fs.IntVar(&o.latencyRepeat, "latency-repeat", 3, "runs of each latency measurement (medians are reported); -quick sets 1")
 	fs.StringVar(&o.consumers, "consumers", "baseline,file,kafka", "consumers to run")
 	fs.StringVar(&o.as, "as", "", "the command to record in the doc (make bench sets it)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (outputs, logs, configs)")
 	fs.BoolVar(&o.verbose, "v", false, "copy the consumers' logs to stderr")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
+	fs.Var(&o.env, "env", "AUDITNS_KEY=VALUE for every auditns run, over the bench's configuration (repeatable), e.g. -env AUDITNS_AUDIT_STATUS_INTERVAL=10s")
 	fs.IntVar(&o.repeat, "repeat", 3, "runs of each storm with each consumer, interleaved (medians are reported); -quick sets 1")
 	fs.DurationVar(&o.extraFlush, "latency-extra-flush", 10*time.Millisecond, "an extra file-sink latency run with this output.flush_interval (0: none), to separate the pipeline from the flush interval")
 	if err := fs.Parse(args); err != nil {
@@ -172,10 +192,15 @@ func benchMain(args []string) int {
 	if o.repeat < 1 {
 		o.repeat = 1
 	}
+	if o.latencyRepeat < 1 {
+		o.latencyRepeat = 1
+	}
 	if o.quick {
 		if !repeatSet {
 			o.repeat = 1
 		}
+		o.latencyRepeat = 1
+		o.pacedDur /= 10
 		o.syscalls /= 10
 		o.execs /= 10
 		if o.latencyDur > 3*time.Second {
@@ -275,27 +300,35 @@ func (b *bench) run() (err error) {
 		}
 	}
 	if b.o.latency {
-		for _, c := range []string{"baseline", "file", "file-flush", "kafka"} {
-			flush := time.Duration(0)
-			if c == "file-flush" {
-				if b.o.extraFlush <= 0 || !has(b.o.consumers, "file") {
+		for rep := 1; rep <= b.o.latencyRepeat; rep++ {
+			for _, c := range []string{"baseline", "file", "file-flush", "kafka"} {
+				flush := time.Duration(0)
+				if c == "file-flush" {
+					if b.o.extraFlush <= 0 || !has(b.o.consumers, "file") {
+						continue
+					}
+					flush = b.o.extraFlush
+				} else if !has(b.o.consumers, c) {
 					continue
 				}
-				flush = b.o.extraFlush
-			} else if !has(b.o.consumers, c) {
-				continue
+				l, err := b.latencyRun(strings.TrimSuffix(c, "-flush"), flush, rep)
+				if err != nil {
+					return fmt.Errorf("latency, %s, run %d: %w", c, rep, err)
+				}
+				b.lats = append(b.lats, l)
+				logf("latency %s, run %d: %d events, p50 %.2f ms, p99 %.2f ms, max %.2f ms; %s %s", l.Consumer, rep, l.Stats.N, l.Stats.P50, l.Stats.P99, l.Stats.Max, l.Stalls, l.Note)
 			}
-			l, err := b.latencyRun(strings.TrimSuffix(c, "-flush"), flush)
-			if err != nil {
-				return fmt.Errorf("latency, %s: %w", c, err)
-			}
-			b.lats = append(b.lats, l)
-			logf("latency %s: %d events, p50 %.2f ms, p99 %.2f ms, max %.2f ms %s", l.Consumer, l.Stats.N, l.Stats.P50, l.Stats.P99, l.Stats.Max, l.Note)
 		}
 	}
-	if b.o.profile && has(b.o.workloads, "syscall") {
-		if err := b.profileRun(); err != nil {
-			return fmt.Errorf("profile: %w", err)
+	if b.o.profile && has(b.o.consumers, "file") {
+		for _, name := range []string{"syscall", "exec"} {
+			w, ok := b.workload(name)
+			if !ok {
+				continue
+			}
+			if err := b.profileRun(w); err != nil {
+				return fmt.Errorf("profile: %w", err)
+			}
 		}
 	}
 	return b.report()
@@ -371,21 +404,33 @@ func (b *bench) buildAuditns() error {
 
 // workload is one storm.
 type workload struct {
-	name    string // "syscall" | "exec"
+	name    string // "syscall" | "syscall-paced" | "exec"
 	n       int
-	syscall string // the audited syscall's name in auditns's events
-	records int    // records per event
+	syscall string  // the audited syscall's name in auditns's events
+	rate    float64 // generator pacing, events/s; 0: as fast as it can
 }
 
 func (b *bench) workloads() []workload {
 	var out []workload
 	if has(b.o.workloads, "syscall") {
-		out = append(out, workload{"syscall", b.o.syscalls, "getppid", 3})
+		out = append(out, workload{"syscall", b.o.syscalls, "getppid", 0})
+	}
+	if has(b.o.workloads, "syscall-paced") && b.o.pacedRate > 0 {
+		out = append(out, workload{"syscall-paced", int(b.o.pacedRate * b.o.pacedDur.Seconds()), "getppid", b.o.pacedRate})
 	}
 	if has(b.o.workloads, "exec") {
-		out = append(out, workload{"exec", b.o.execs, "execve", 7})
+		out = append(out, workload{"exec", b.o.execs, "execve", 0})
 	}
 	return out
+}
+
+func (b *bench) workload(name string) (workload, bool) {
+	for _, w := range b.workloads() {
+		if w.name == name {
+			return w, true
+		}
+	}
+	return workload{}, false
 }
 
 // rule is the one audit rule of a run, filtered on the generator's pid.
@@ -409,12 +454,12 @@ func (b *bench) startGenerator(w workload, n int, rate float64) (*generator, err
 	}
 	max := b.o.timeout.String()
 	var argv []string
-	if w.name == "exec" {
+	if w.syscall == "execve" {
 		argv = []string{b.self, "gen-exec", "-n", strconv.Itoa(n), "-max", max}
 	} else {
 		argv = []string{b.self, "gen-syscall", "-n", strconv.Itoa(n), "-rate", strconv.FormatFloat(rate, 'f', -1, 64), "-max", max}
 	}
-	c, err := startChild("generator", syscall.SIGKILL, r, nil, argv...)
+	c, err := startChild("generator", syscall.SIGKILL, r, nil, nil, argv...)
 	r.Close()
 	if err != nil {
 		wr.Close()
@@ -490,7 +535,7 @@ func (b *bench) startConsumer(name, kind, rule string, w workload, latency bool,
 		if latency {
 			argv = append(argv, "-latency")
 		}
-		ch, err := startChild("baseline", syscall.SIGTERM, nil, tee, argv...)
+		ch, err := startChild("baseline", syscall.SIGTERM, nil, tee, nil, argv...)
 		if err != nil {
 			return nil, err
 		}
@@ -547,7 +592,7 @@ func (b *bench) startConsumer(name, kind, rule string, w workload, latency bool,
 	if pprofOut != "" {
 		argv = []string{b.pprofBin, "pprof-auditns", "-config", cfg, "-cpuprofile", pprofOut, "-heapprofile", pprofOut + ".heap"}
 	}
-	ch, err := startChild("auditns", syscall.SIGTERM, nil, tee, argv...)
+	ch, err := startChild("auditns", syscall.SIGTERM, nil, tee, b.o.env, argv...)
 	if err != nil {
 		return nil, err
 	}
@@ -772,9 +817,9 @@ func (b *bench) storm(w workload, kind string, profile bool, rep int) (*runResul
 	pprofOut := ""
 	if profile {
 		name += "-pprof"
-		pprofOut = filepath.Join(b.tmp, "auditns-syscall.pprof")
+		pprofOut = filepath.Join(b.tmp, "auditns-"+w.name+".pprof")
 	}
-	logf("== %s storm (%d), consumer %s, run %d", w.name, w.n, kind, rep)
+	logf("== %s storm (%d at %s), consumer %s, run %d", w.name, w.n, rateText(w.rate), kind, rep)
 	if kind == "kafka" {
 		unlock, err := flock(kafkaLockPath, "kafka")
 		if err != nil {
@@ -792,7 +837,7 @@ func (b *bench) storm(w workload, kind string, profile bool, rep int) (*runResul
 	if err := b.host.waitForeign(b.ctx); err != nil {
 		return nil, err
 	}
-	gen, err := b.startGenerator(w, w.n, 0)
+	gen, err := b.startGenerator(w, w.n, w.rate)
 	if err != nil {
 		return nil, err
 	}
@@ -891,6 +936,8 @@ func consumerName(kind string) string {
 // latResult is one latency run.
 type latResult struct {
 	Consumer   string        `json:"consumer"`
+	Run        int           `json:"run"`
+	Stalls     string        `json:"stalls"`
 	Point      string        `json:"measured_at"`
 	Generated  int           `json:"generated"`
 	GenRate    float64       `json:"generator_rate"`
@@ -908,10 +955,9 @@ type latResult struct {
 // latencyRun runs the syscall generator at a steady rate and measures,
 // per event, the time from the generator's clock just before the call
 // (a1 of the event) to the moment the event could be read from the sink.
-func (b *bench) latencyRun(kind string, flush time.Duration) (*latResult, error) {
-	w := workload{"syscall", 0, "getppid", 3}
+func (b *bench) latencyRun(kind string, flush time.Duration, rep int) (*latResult, error) {
+	w := workload{"syscall", 0, "getppid", b.o.rate}
 	n := int(b.o.rate * b.o.latencyDur.Seconds())
-	logf("== latency: %d getppid at %.0f/s, consumer %s", n, b.o.rate, kind)
 	if kind == "kafka" {
 		unlock, err := flock(kafkaLockPath, "kafka")
 		if err != nil {
@@ -922,12 +968,13 @@ func (b *bench) latencyRun(kind string, flush time.Duration) (*latResult, error)
 			return nil, err
 		}
 	}
-	res := &latResult{Consumer: consumerName(kind)}
-	name := "latency-" + kind
+	res := &latResult{Consumer: consumerName(kind), Run: rep}
+	name := fmt.Sprintf("latency-%s-%d", kind, rep)
 	if flush > 0 {
 		res.Consumer += fmt.Sprintf(" (flush_interval %v)", flush)
 		name += "-flush"
 	}
+	logf("== latency: %d getppid at %.0f/s, consumer %s, run %d", n, b.o.rate, res.Consumer, rep)
 	if err := b.host.waitForeign(b.ctx); err != nil {
 		return nil, err
 	}
@@ -944,7 +991,7 @@ func (b *bench) latencyRun(kind string, flush time.Duration) (*latResult, error)
 	if err := b.waitReady(c, len(b.host.rules)); err != nil {
 		return nil, err
 	}
-	var lat []int64
+	var lat, origin []int64
 	seen := map[string]bool{}
 	record := func(at time.Time, line []byte) {
 		if !isBenchEvent(line, "getppid") {
@@ -956,6 +1003,7 @@ func (b *bench) latencyRun(kind string, flush time.Duration) (*latResult, error)
 		}
 		seen[id] = true
 		lat = append(lat, at.UnixNano()-a1)
+		origin = append(origin, a1)
 	}
 	var stopTail func() error
 	switch kind {
@@ -1021,9 +1069,10 @@ func (b *bench) latencyRun(kind string, flush time.Duration) (*latResult, error)
 	}
 	res.Delivered = delivered
 	if kind == "baseline" {
-		lat = c.baseline.Latency
+		lat, origin = c.baseline.Latency, c.baseline.Origin
 	}
 	res.Stats = summarise(lat)
+	res.Stalls = stalls(origin, lat, 20*time.Millisecond)
 	res.P50ms, res.P99ms, res.Maxms = res.Stats.P50, res.Stats.P99, res.Stats.Max
 	if res.Clean, err = b.checkClean(); err != nil {
 		return res, err
@@ -1031,27 +1080,27 @@ func (b *bench) latencyRun(kind string, flush time.Duration) (*latResult, error)
 	return res, nil
 }
 
-// profileResult is the CPU profile of auditns during a syscall storm.
+// profileResult is the CPU profile of auditns during a storm.
 type profileResult struct {
-	Run  *runResult
-	Flat string
-	Cum  string
-	Heap string
-	Note string
+	Workload string
+	Run      *runResult
+	Flat     string
+	Cum      string
+	Heap     string
+	Note     string
 }
 
-func (b *bench) profileRun() error {
-	w := b.workloads()[0]
+func (b *bench) profileRun(w workload) error {
 	r, err := b.storm(w, "file", true, 1)
 	if err != nil {
 		return err
 	}
 	logf("%s", r.summary())
-	p := &profileResult{Run: r}
-	b.profile = p
-	prof := filepath.Join(b.tmp, "auditns-syscall.pprof")
-	top := func(args ...string) string {
-		cmd := exec.Command("go", append(append([]string{"tool", "pprof"}, args...), prof)...)
+	p := &profileResult{Workload: w.name, Run: r}
+	b.profiles = append(b.profiles, p)
+	prof := filepath.Join(b.tmp, "auditns-"+w.name+".pprof")
+	top := func(file string, args ...string) string {
+		cmd := exec.Command("go", append(append([]string{"tool", "pprof"}, args...), file)...)
 		cmd.Dir = b.repo
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -1060,11 +1109,10 @@ func (b *bench) profileRun() error {
 		}
 		return strings.TrimRight(string(out), "\n")
 	}
-	p.Flat = top("-top", "-nodecount=15")
-	p.Cum = top("-top", "-cum", "-nodecount=25")
-	prof += ".heap"
-	if _, err := os.Stat(prof); err == nil {
-		p.Heap = top("-sample_index=inuse_space", "-top", "-nodecount=10")
+	p.Flat = top(prof, "-top", "-nodecount=15")
+	p.Cum = top(prof, "-top", "-cum", "-nodecount=30")
+	if _, err := os.Stat(prof + ".heap"); err == nil {
+		p.Heap = top(prof+".heap", "-sample_index=inuse_space", "-top", "-nodecount=10")
 	}
 	if b.o.keep {
 		logf("profile kept in %s", prof)
@@ -1154,4 +1202,11 @@ func (b *bench) ensureKafka() error {
 		return fmt.Errorf("scripts/kafka/start.sh started a broker at %s, not at %s", got, b.o.kafkaAddr)
 	}
 	return kafkaReachable(b.o.kafkaAddr)
+}
+
+func rateText(r float64) string {
+	if r <= 0 {
+		return "full speed"
+	}
+	return fmt.Sprintf("%.0f/s", r)
 }

@@ -86,10 +86,11 @@ func (l *lineBuf) tail(n int) string {
 }
 
 // startChild starts argv with stdin from stdin (nil: /dev/null), output
-// collected; stderrTee, if set, also receives its stderr.
-func startChild(name string, term syscall.Signal, stdin io.Reader, stderrTee io.Writer, argv ...string) (*child, error) {
+// collected, and env added to the environment (without AUDITNS_*);
+// stderrTee, if set, also receives its stderr.
+func startChild(name string, term syscall.Signal, stdin io.Reader, stderrTee io.Writer, env []string, argv ...string) (*child, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
 	cmd.Stdin = stdin
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: term, Setpgid: true}
 	c := &child{name: name, cmd: cmd, term: term, done: make(chan struct{}),

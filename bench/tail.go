@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -222,4 +223,52 @@ func summarise(ns []int64) *latencyStats {
 		return float64(s[i]) / 1e6
 	}
 	return &latencyStats{N: len(s), P50: q(0.50), P99: q(0.99), Max: float64(s[len(s)-1]) / 1e6}
+}
+
+// stalls describes the episodes in which events took longer than limit:
+// runs of consecutive events (in generator time) over the limit, split
+// where 50 ms of generator time pass without one. It says how many
+// events, in how many episodes, and when the worst ones started (seconds
+// from the first event), so that a periodic stall shows its period.
+func stalls(origin, lat []int64, limit time.Duration) string {
+	if len(origin) == 0 || len(origin) != len(lat) {
+		return ""
+	}
+	idx := make([]int, len(origin))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return origin[idx[a]] < origin[idx[b]] })
+	t0 := origin[idx[0]]
+	type episode struct {
+		start, end int64
+		n          int
+		worst      int64
+	}
+	var eps []episode
+	over := 0
+	for _, i := range idx {
+		if lat[i] <= int64(limit) {
+			continue
+		}
+		over++
+		if k := len(eps) - 1; k >= 0 && origin[i]-eps[k].end <= int64(50*time.Millisecond) {
+			eps[k].end, eps[k].n = origin[i], eps[k].n+1
+			eps[k].worst = max(eps[k].worst, lat[i])
+			continue
+		}
+		eps = append(eps, episode{origin[i], origin[i], 1, lat[i]})
+	}
+	if over == 0 {
+		return fmt.Sprintf("no event over %v", limit)
+	}
+	var parts []string
+	for k, e := range eps {
+		if k == 12 {
+			parts = append(parts, "...")
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%.2fs (%d, worst %.0f ms)", float64(e.start-t0)/1e9, e.n, float64(e.worst)/1e6))
+	}
+	return fmt.Sprintf("%d events over %v in %d episodes at %s", over, limit, len(eps), strings.Join(parts, ", "))
 }
