@@ -174,11 +174,13 @@ func runBaseline(args []string) {
 		}
 		break
 	}
+	// A receive error from now on is the socket being closed by cleanup.
+	rerr, _ := recvErr.Load().(string)
 	errs := cleanup()
 	ctl.Close()
 	res := baselineResult{Records: records.Load(), Events: events.Load(), Overruns: overruns.Load(), Errors: errs}
-	if e, ok := recvErr.Load().(string); ok {
-		res.Errors = append(res.Errors, "receive: "+e)
+	if rerr != "" {
+		res.Errors = append(res.Errors, "receive: "+rerr)
 	}
 	latMu.Lock()
 	res.Latency, res.Origin = lat, origin

@@ -44,13 +44,6 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-func init() {
-	// Children get Pdeathsig, which fires when the thread that forked them
-	// exits: keep the main goroutine, which starts every child, on the
-	// main thread.
-	runtime.LockOSThread()
-}
-
 func main() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
@@ -137,6 +130,11 @@ type bench struct {
 }
 
 func benchMain(args []string) int {
+	// Children get Pdeathsig, which fires when the thread that forked them
+	// exits: the main goroutine, which starts every child, stays on one
+	// thread that lives as long as the process. (Only here: the
+	// subcommands, pprof-auditns above all, must schedule as auditns does.)
+	runtime.LockOSThread()
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var o options
 	defKafka := os.Getenv("KAFKA_BROKERS")

@@ -16,8 +16,8 @@ import (
 )
 
 // child is a process the bench started. Every child dies with the bench
-// (Pdeathsig; the bench's main goroutine is locked to the main thread, so
-// the "parent thread" of Pdeathsig is the process's lifetime) and is in
+// (Pdeathsig; the bench's main goroutine is locked to its thread, so the
+// "parent thread" of Pdeathsig lives as long as the process) and is in
 // its own process group, so Ctrl-C reaches only the bench, which then
 // stops the children in order.
 type child struct {
