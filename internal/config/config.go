@@ -145,7 +145,7 @@ var defaults = map[string]any{
 	"audit.exclude_self":             true,
 	"audit.receive_buffer":           8 << 20,
 	"audit.status_interval":          "1s",
-	"audit.queue_size":               4096,
+	"audit.queue_size":               256,
 	"audit.reassembly_timeout":       "2s",
 	"audit.max_in_flight":            1024,
 	"enrich.namespaces":              true,

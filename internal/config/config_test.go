@@ -71,7 +71,7 @@ func TestPrecedenceFlagEnvFileDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Audit.BacklogLimit != 300 || c.Audit.RateLimit != 7 || c.Kafka.Topic != "fromfile" || c.Audit.QueueSize != 4096 {
+	if c.Audit.BacklogLimit != 300 || c.Audit.RateLimit != 7 || c.Kafka.Topic != "fromfile" || c.Audit.QueueSize != 256 {
 		t.Fatalf("flag>env>file>default broken: %+v", c.Audit)
 	}
 	if !reflect.DeepEqual(c.Kafka.Brokers, []string{"a:1", "b:2"}) || c.Output.Kind != "kafka" {

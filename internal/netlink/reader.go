@@ -30,7 +30,7 @@ type ReaderStats struct {
 
 // maxBatch bounds how many records are handed over at once, so a burst
 // reaches the pipeline in pieces it can start on.
-const maxBatch = 256
+const maxBatch = 128
 
 // Run reads records until ctx is done or the socket fails, handing them to
 // out in batches. A batch that does not fit in out is dropped and counted in
@@ -64,15 +64,18 @@ func (c *Conn) Run(ctx context.Context, out chan<- []Record, stats *ReaderStats)
 	}
 }
 
-// drain reads what the socket holds, up to maxBatch records.
+// drain reads what the socket holds, up to maxBatch records. Records are
+// gathered in a reused scratch buffer and copied once into an arena of the
+// exact size, so a queued batch holds no slack: the queue's memory is what
+// it carries.
 func (c *Conn) drain(stats *ReaderStats) ([]Record, error) {
 	s := c.sock
-	var arena []byte
 	type span struct {
 		typ        uint16
 		start, end int
 	}
 	var spans [maxBatch]span
+	scratch := c.scratch[:0]
 	n := 0
 	var rerr error
 	for n < maxBatch {
@@ -100,15 +103,18 @@ func (c *Conn) drain(stats *ReaderStats) ([]Record, error) {
 		for len(data) > 0 && (data[len(data)-1] == 0 || data[len(data)-1] == '\n') {
 			data = data[:len(data)-1]
 		}
-		if arena == nil {
-			arena = make([]byte, 0, 64<<10)
-		}
-		start := len(arena)
-		arena = append(arena, data...)
-		spans[n] = span{h.Type, start, len(arena)}
+		start := len(scratch)
+		scratch = append(scratch, data...)
+		spans[n] = span{h.Type, start, len(scratch)}
 		n++
 	}
+	c.scratch = scratch
 	stats.Records.Add(uint64(n))
+	if n == 0 {
+		return nil, rerr
+	}
+	arena := make([]byte, len(scratch))
+	copy(arena, scratch)
 	out := make([]Record, n)
 	for i, sp := range spans[:n] {
 		out[i] = Record{Type: sp.typ, Data: arena[sp.start:sp.end:sp.end]}
