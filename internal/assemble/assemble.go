@@ -1,16 +1,23 @@
 // Package assemble groups audit records into events: all records that share
-// an audit serial, in order, whatever order and interleaving they arrived in.
-// It builds on go-libaudit's Reassembler and adds what a loss-accounting
-// pipeline needs: the exact ranges of audit sequence numbers never seen.
+// an audit serial, in order, whatever order and interleaving they arrived in,
+// and reports the exact ranges of audit sequence numbers never seen.
+//
+// Its grouping rules are go-libaudit's Reassembler's (an event ends with its
+// EOE, with a PROCTITLE record, or with its only record when that is a
+// user-space or anomaly type; events leave in sequence order, when complete,
+// when too many are in flight, or when they time out), on its own buffers:
+// each record is copied once into a buffer that belongs to its event and is
+// reused once the event has been emitted, and its fields are parsed once
+// (package record) into spans of that copy.
 package assemble
 
 import (
+	"bytes"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
-	libaudit "github.com/elastic/go-libaudit/v2"
-	"github.com/elastic/go-libaudit/v2/auparse"
+	"github.com/auditns/auditns/internal/record"
 )
 
 // Options configure an Assembler.
@@ -42,24 +49,60 @@ type Stats struct {
 	Missing   atomic.Uint64 // sequence numbers in gaps
 }
 
+// Record types that matter to grouping (linux/audit.h).
+const (
+	typeEOE         = 1320
+	typeProctitle   = 1327
+	lastDaemon      = 1299 // AUDIT_LAST_DAEMON: user-space and daemon messages are events of one record
+	firstAnomLogins = 2100 // AUDIT_ANOM_LOGIN_FAILURES and up: anomalies and responses, likewise
+)
+
 // Assembler turns records into events. It is not safe for concurrent use:
 // one goroutine pushes and maintains it.
 type Assembler struct {
-	r       *libaudit.Reassembler
-	emit    func(msgs []*auparse.AuditMessage)
+	emit    func(recs []record.Record)
 	gap     func(Gap)
+	max     int
+	timeout int64
 	next    uint32 // the sequence number expected next; 0 before the first
 	stats   Stats
 	log     *slog.Logger
 	logged  uint64
-	pending []*auparse.AuditMessage
+
+	now   func() time.Time
+	base  time.Time
+	clock int64 // the last clock reading, nanoseconds since base
+
+	events []*pending // in flight, in sequence order
+	free   []*pending
+	out    []record.Record
 }
 
-// New returns an Assembler that calls emit for each complete event (msgs is
-// not retained by the Assembler after emit returns) and gap for each run of
-// missing sequence numbers, both from the goroutine that calls Push or
-// Flush.
-func New(opts Options, emit func(msgs []*auparse.AuditMessage), gap func(Gap)) *Assembler {
+// pending is an event in flight. Its records are copied into buf and their
+// fields parsed into fields; both are addressed by offset until the event
+// is emitted, as buf and fields grow.
+type pending struct {
+	seq      uint32
+	expire   int64
+	complete bool
+	buf      []byte
+	fields   []record.Field
+	recs     []pendingRec
+}
+
+type pendingRec struct {
+	typ              uint16
+	sec, msec        int64
+	text, body       record.Span // in buf
+	hasBody          bool
+	fieldLo, fieldHi int
+}
+
+// New returns an Assembler that calls emit for each complete event and gap
+// for each run of missing sequence numbers, both from the goroutine that
+// calls Push, Flush or Close. The records given to emit, their bytes and
+// their fields belong to the Assembler: they are valid until emit returns.
+func New(opts Options, emit func(recs []record.Record), gap func(Gap)) *Assembler {
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 1024
 	}
@@ -69,19 +112,27 @@ func New(opts Options, emit func(msgs []*auparse.AuditMessage), gap func(Gap)) *
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	a := &Assembler{emit: emit, gap: gap, log: opts.Logger}
-	a.r, _ = libaudit.NewReassembler(opts.MaxInFlight, opts.Timeout, (*stream)(a))
+	a := &Assembler{emit: emit, gap: gap, max: opts.MaxInFlight, timeout: int64(opts.Timeout),
+		log: opts.Logger, now: time.Now}
+	a.base = a.now()
 	return a
 }
 
 // Stats returns the counters.
 func (a *Assembler) Stats() *Stats { return &a.stats }
 
-// Push adds one record. A record that cannot be parsed is counted and
-// logged (the first few), never fatal: the kernel's text is untrusted.
+func (a *Assembler) tick() int64 {
+	a.clock = int64(a.now().Sub(a.base))
+	return a.clock
+}
+
+// Push adds one record (data is not retained). A record that cannot be
+// parsed is counted and logged (the first few), never fatal: the kernel's
+// text is untrusted.
 func (a *Assembler) Push(typ uint16, data []byte) {
 	a.stats.Records.Add(1)
-	msg, err := auparse.Parse(auparse.AuditMessageType(typ), string(data))
+	text := bytes.TrimSpace(data)
+	h, err := record.ParseHeader(text)
 	if err != nil {
 		a.stats.Malformed.Add(1)
 		if a.logged < 10 {
@@ -90,43 +141,166 @@ func (a *Assembler) Push(typ uint16, data []byte) {
 		}
 		return
 	}
-	a.r.PushMessage(msg)
+	if typ == typeEOE {
+		// The end of an event: not a record of it.
+		if p := a.find(h.Seq); p != nil {
+			p.complete = true
+		}
+		a.cleanup()
+		return
+	}
+	p := a.find(h.Seq)
+	if p == nil {
+		p = a.start(h.Seq)
+	}
+	p.add(typ, text, h)
+	if typ == typeProctitle || typ <= lastDaemon || typ >= firstAnomLogins {
+		p.complete = true
+	}
+	a.cleanup()
+}
+
+// find returns the event in flight with sequence number seq. Records come
+// for the newest events, so it looks from the end.
+func (a *Assembler) find(seq uint32) *pending {
+	for i := len(a.events) - 1; i >= 0; i-- {
+		if a.events[i].seq == seq {
+			return a.events[i]
+		}
+	}
+	return nil
+}
+
+// start puts a new event in flight, in sequence order.
+func (a *Assembler) start(seq uint32) *pending {
+	var p *pending
+	if n := len(a.free); n > 0 {
+		p, a.free = a.free[n-1], a.free[:n-1]
+	} else {
+		p = &pending{}
+	}
+	p.seq, p.complete, p.expire = seq, false, a.tick()+a.timeout
+	i := len(a.events)
+	for i > 0 && seqLess(seq, a.events[i-1].seq) {
+		i--
+	}
+	a.events = append(a.events, nil)
+	copy(a.events[i+1:], a.events[i:])
+	a.events[i] = p
+	return p
+}
+
+// seqLess orders sequence numbers as go-libaudit does: numbers more than
+// 2^24 apart have wrapped around, and the larger one comes first.
+func seqLess(a, b uint32) bool {
+	const maxSortRange = 1<<24 - 1
+	d := int64(a) - int64(b)
+	if d > maxSortRange || d < -maxSortRange {
+		return a > b
+	}
+	return a < b
+}
+
+func (p *pending) add(typ uint16, text []byte, h record.Header) {
+	r := pendingRec{typ: typ, sec: h.Sec, msec: h.Msec, hasBody: h.Body >= 0}
+	start := len(p.buf)
+	p.buf = append(p.buf, text...)
+	r.text = record.Span{Start: uint32(start), End: uint32(len(p.buf))}
+	r.fieldLo = len(p.fields)
+	if r.hasBody {
+		msg := p.buf[start+h.Body:]
+		lo, hi, out, rewritten := record.Normalize(typ, msg, p.buf)
+		p.buf = out
+		if !rewritten {
+			lo += start + h.Body
+			hi += start + h.Body
+		}
+		r.body = record.Span{Start: uint32(lo), End: uint32(hi)}
+		p.fields = record.Tokenize(p.buf[lo:hi], p.fields)
+	}
+	r.fieldHi = len(p.fields)
+	p.recs = append(p.recs, r)
+}
+
+// cleanup emits the events at the head of the sequence that are complete,
+// over the in-flight limit or timed out. The clock is the one read when
+// the newest event started (or at the last Flush): an event times out at
+// most one Flush interval late, and a record costs no clock reading.
+func (a *Assembler) cleanup() {
+	for len(a.events) > 0 {
+		p := a.events[0]
+		if !p.complete && len(a.events) <= a.max && a.clock <= p.expire {
+			return
+		}
+		copy(a.events, a.events[1:])
+		a.events[len(a.events)-1] = nil
+		a.events = a.events[:len(a.events)-1]
+		a.done(p)
+	}
 }
 
 // Flush emits events that have timed out; call it periodically (every
 // ~250ms) so an event whose EOE never comes is not held forever.
-func (a *Assembler) Flush() { _ = a.r.Maintain() }
-
-// Close emits everything still held.
-func (a *Assembler) Close() { _ = a.r.Close() }
-
-// stream receives the Reassembler's callbacks.
-type stream Assembler
-
-func (s *stream) ReassemblyComplete(msgs []*auparse.AuditMessage) {
-	a := (*Assembler)(s)
-	if len(msgs) == 0 {
-		return
-	}
-	seq := msgs[0].Sequence
-	if seq != 0 {
-		switch {
-		case a.next == 0:
-		case seq > a.next && seq-a.next < 1<<31:
-			g := Gap{From: a.next, To: seq - 1}
-			a.stats.Missing.Add(g.Count())
-			if a.gap != nil {
-				a.gap(g)
-			}
-		}
-		if a.next == 0 || seq >= a.next || a.next-seq > 1<<31 {
-			a.next = seq + 1
-		}
-	}
-	a.stats.Events.Add(1)
-	a.emit(msgs)
+func (a *Assembler) Flush() {
+	a.tick()
+	a.cleanup()
 }
 
-// EventsLost is go-libaudit's own gap count; it has no range and miscounts
-// late events, so the Assembler computes gaps itself.
-func (s *stream) EventsLost(int) {}
+// Close emits everything still held, in sequence order.
+func (a *Assembler) Close() {
+	for len(a.events) > 0 {
+		p := a.events[0]
+		copy(a.events, a.events[1:])
+		a.events[len(a.events)-1] = nil
+		a.events = a.events[:len(a.events)-1]
+		a.done(p)
+	}
+}
+
+// done accounts for an event leaving (sequence gaps), emits it and
+// recycles its buffers.
+func (a *Assembler) done(p *pending) {
+	if len(p.recs) > 0 {
+		a.account(p.seq)
+		a.stats.Events.Add(1)
+		out := a.out[:0]
+		for i := range p.recs {
+			r := &p.recs[i]
+			rec := record.Record{Type: r.typ, Seq: p.seq, Sec: r.sec, Msec: r.msec,
+				Text:   p.buf[r.text.Start:r.text.End:r.text.End],
+				Fields: p.fields[r.fieldLo:r.fieldHi:r.fieldHi]}
+			if r.hasBody {
+				rec.Body = p.buf[r.body.Start:r.body.End:r.body.End]
+			}
+			out = append(out, rec)
+		}
+		a.out = out
+		a.emit(out)
+		clear(a.out)
+	}
+	p.buf, p.fields, p.recs = p.buf[:0], p.fields[:0], p.recs[:0]
+	if cap(p.buf) > 256<<10 || cap(p.fields) > 8<<10 {
+		// A huge event (a long argv) grew them: give the memory back.
+		p.buf, p.fields = nil, nil
+	}
+	a.free = append(a.free, p)
+}
+
+// account reports the sequence numbers skipped before seq.
+func (a *Assembler) account(seq uint32) {
+	if seq == 0 {
+		return
+	}
+	switch {
+	case a.next == 0:
+	case seq > a.next && seq-a.next < 1<<31:
+		g := Gap{From: a.next, To: seq - 1}
+		a.stats.Missing.Add(g.Count())
+		if a.gap != nil {
+			a.gap(g)
+		}
+	}
+	if a.next == 0 || seq >= a.next || a.next-seq > 1<<31 {
+		a.next = seq + 1
+	}
+}

@@ -2,10 +2,14 @@ package assemble
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/elastic/go-libaudit/v2/auparse"
+
+	"github.com/auditns/auditns/internal/record"
 )
 
 // Records as the kernel (6.18) sent them for one execve, sequence 21.
@@ -26,14 +30,18 @@ func withSeq(text string, seq int) string {
 }
 
 type collect struct {
-	events [][]*auparse.AuditMessage
+	events [][]record.Record
 	gaps   []Gap
 }
 
 func newCollect(o Options) (*Assembler, *collect) {
 	c := &collect{}
-	a := New(o, func(m []*auparse.AuditMessage) {
-		c.events = append(c.events, append([]*auparse.AuditMessage(nil), m...))
+	a := New(o, func(recs []record.Record) {
+		var ev []record.Record
+		for i := range recs {
+			ev = append(ev, recs[i].Clone())
+		}
+		c.events = append(c.events, ev)
 	}, func(g Gap) { c.gaps = append(c.gaps, g) })
 	return a, c
 }
@@ -46,12 +54,12 @@ func TestInterleavedOutOfOrderEventsAssembleInSequence(t *testing.T) {
 		a.Push(execve21[i].typ, []byte(withSeq(execve21[i].text, 22)))
 	}
 	a.Close()
-	if len(c.events) != 2 || c.events[0][0].Sequence != 22 || c.events[1][0].Sequence != 23 {
-		t.Fatalf("events %d, first seq %d", len(c.events), c.events[0][0].Sequence)
+	if len(c.events) != 2 || c.events[0][0].Seq != 22 || c.events[1][0].Seq != 23 {
+		t.Fatalf("events %d, first seq %d", len(c.events), c.events[0][0].Seq)
 	}
 	for _, ev := range c.events {
 		if len(ev) != 5 { // EOE is a marker, not a record of the event
-			t.Fatalf("event %d has %d records", ev[0].Sequence, len(ev))
+			t.Fatalf("event %d has %d records", ev[0].Seq, len(ev))
 		}
 	}
 	if len(c.gaps) != 0 {
@@ -118,16 +126,99 @@ func FuzzPush(f *testing.F) {
 	})
 }
 
+// BenchmarkAssembleExecve pushes the 7 records of an execve event (and its
+// EOE) through the Assembler; go-libaudit is the Assembler as it was
+// (auparse.Parse and the Reassembler), auditns is this one, which also
+// finds every record's fields (go-libaudit parses them later, in Data).
 func BenchmarkAssembleExecve(b *testing.B) {
-	a := New(Options{}, func([]*auparse.AuditMessage) {}, nil)
 	recs := make([][]byte, len(execve21))
-	b.ReportAllocs()
-	seq := 1
-	for b.Loop() {
-		for i, r := range execve21 {
-			recs[i] = append(recs[i][:0], withSeq(r.text, seq)...)
-			a.Push(r.typ, recs[i])
+	run := func(b *testing.B, push func(typ uint16, data []byte)) {
+		b.ReportAllocs()
+		seq := 1
+		for b.Loop() {
+			for i, r := range execve21 {
+				recs[i] = append(recs[i][:0], "audit(1795868665.170:"...)
+				recs[i] = strconv.AppendInt(recs[i], int64(seq), 10)
+				recs[i] = append(recs[i], r.text[len("audit(1795868665.170:21"):]...)
+				push(r.typ, recs[i])
+			}
+			seq++
 		}
-		seq++
 	}
+	b.Run("go-libaudit", func(b *testing.B) {
+		a := newLegacy(1024, 2*time.Second, func([]*auparse.AuditMessage) {}, nil)
+		run(b, a.Push)
+	})
+	b.Run("auditns", func(b *testing.B) {
+		a := New(Options{}, func([]record.Record) {}, nil)
+		run(b, a.Push)
+	})
+}
+
+// pushes decodes fuzz input into records: a type, a sequence number (some
+// of them around the 32-bit wrap) and a text naming the push.
+func pushes(data []byte) (maxInFlight int, recs []struct {
+	typ  uint16
+	text string
+}) {
+	types := []uint16{1300, 1309, 1302, 1327, 1320, 1320, 1112, 1305, 2100, 1400, 1999, 1101, 1300, 1327}
+	if len(data) == 0 {
+		return 1, nil
+	}
+	maxInFlight = int(data[0]%6) + 1
+	data = data[1:]
+	for i := 0; i+1 < len(data); i += 2 {
+		typ := types[int(data[i])%len(types)]
+		v := uint32(data[i+1] % 24)
+		seq := 1000 + v
+		if v >= 18 {
+			seq = 4294967290 + (v - 18)
+		}
+		text := fmt.Sprintf("audit(1.000:%d): n=%d", seq, i)
+		if data[i]%37 == 36 {
+			text = "audit(1.000:x): malformed"
+		}
+		recs = append(recs, struct {
+			typ  uint16
+			text string
+		}{typ, text})
+	}
+	return maxInFlight, recs
+}
+
+// The Assembler groups, orders, evicts and accounts exactly as
+// go-libaudit's Reassembler did (timeouts aside: both wait an hour here).
+func FuzzAssembleLikeGoLibaudit(f *testing.F) {
+	f.Add([]byte{3, 0, 1, 1, 1, 3, 1, 4, 1, 0, 3, 0, 2, 3, 2, 6, 5, 4, 3, 0, 20, 3, 20, 0, 0, 6, 9})
+	f.Add([]byte{1, 0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 3, 1, 4, 2, 4, 3, 12, 19, 0, 18, 4, 18})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		max, recs := pushes(data)
+		var got, want strings.Builder
+		a := New(Options{MaxInFlight: max, Timeout: time.Hour}, func(rs []record.Record) {
+			fmt.Fprintf(&got, "%d:", rs[0].Seq)
+			for _, r := range rs {
+				fmt.Fprintf(&got, " %d %s,", r.Type, r.Text)
+			}
+			got.WriteString("\n")
+		}, func(g Gap) { fmt.Fprintf(&got, "gap %v\n", g) })
+		l := newLegacy(max, time.Hour, func(ms []*auparse.AuditMessage) {
+			fmt.Fprintf(&want, "%d:", ms[0].Sequence)
+			for _, m := range ms {
+				fmt.Fprintf(&want, " %d %s,", m.RecordType, m.RawData)
+			}
+			want.WriteString("\n")
+		}, func(g Gap) { fmt.Fprintf(&want, "gap %v\n", g) })
+		for _, r := range recs {
+			a.Push(r.typ, []byte(r.text))
+			l.Push(r.typ, []byte(r.text))
+		}
+		a.Close()
+		l.Close()
+		if got.String() != want.String() {
+			t.Fatalf("max %d pushes %v\n got:\n%s\nwant:\n%s", max, recs, got.String(), want.String())
+		}
+		if a.Stats().Missing.Load() != l.stats.Missing.Load() || a.Stats().Malformed.Load() != l.stats.Malformed.Load() {
+			t.Fatal("stats differ")
+		}
+	})
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/elastic/go-libaudit/v2/auparse"
 
 	"github.com/auditns/auditns/internal/event"
+	"github.com/auditns/auditns/internal/record"
 )
 
 // Options configure an Enricher.
@@ -86,10 +87,18 @@ func (e *Enricher) Close() error { return e.procs.close() }
 func (e *Enricher) CacheStats() (hits, misses uint64, size int) { return e.procs.stats() }
 
 // Enrich fills ev (which it resets) from the records of one event.
-func (e *Enricher) Enrich(msgs []*auparse.AuditMessage, ev *event.Event) error {
+func (e *Enricher) Enrich(recs []record.Record, ev *event.Event) error {
 	*ev = event.Event{}
-	if len(msgs) == 0 {
+	if len(recs) == 0 {
 		return fmt.Errorf("enrich: no records")
+	}
+	msgs := make([]*auparse.AuditMessage, 0, len(recs))
+	for i := range recs {
+		m, err := auparse.Parse(auparse.AuditMessageType(recs[i].Type), string(recs[i].Text))
+		if err != nil {
+			return fmt.Errorf("enrich: %w", err)
+		}
+		msgs = append(msgs, m)
 	}
 	ce, err := aucoalesce.CoalesceMessages(msgs)
 	if ce == nil {

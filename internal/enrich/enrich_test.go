@@ -13,20 +13,25 @@ import (
 
 	"github.com/auditns/auditns/internal/assemble"
 	"github.com/auditns/auditns/internal/event"
+	"github.com/auditns/auditns/internal/record"
 )
 
 // loadEvents reads recorded records ("TYPE text" as netlink delivers them,
 // or "type=NAME msg=..." as audit.log has them) and assembles them.
-func loadEvents(t testing.TB, path string) [][]*auparse.AuditMessage {
+func loadEvents(t testing.TB, path string) [][]record.Record {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var out [][]*auparse.AuditMessage
-	a := assemble.New(assemble.Options{}, func(msgs []*auparse.AuditMessage) {
-		out = append(out, append([]*auparse.AuditMessage(nil), msgs...))
+	var out [][]record.Record
+	a := assemble.New(assemble.Options{}, func(recs []record.Record) {
+		var ev []record.Record
+		for i := range recs {
+			ev = append(ev, recs[i].Clone())
+		}
+		out = append(out, ev)
 	}, nil)
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -60,10 +65,10 @@ func newTestEnricher(t testing.TB, raw bool) *Enricher {
 func enrichAll(t *testing.T, path string, raw bool) map[uint32]*event.Event {
 	e := newTestEnricher(t, raw)
 	out := map[uint32]*event.Event{}
-	for _, msgs := range loadEvents(t, path) {
+	for _, recs := range loadEvents(t, path) {
 		ev := new(event.Event)
-		if err := e.Enrich(msgs, ev); err != nil {
-			t.Fatalf("seq %d: %v", msgs[0].Sequence, err)
+		if err := e.Enrich(recs, ev); err != nil {
+			t.Fatalf("seq %d: %v", recs[0].Seq, err)
 		}
 		b := ev.AppendJSON(nil)
 		if !json.Valid(b) {
@@ -151,7 +156,7 @@ func TestUserSpaceAndSocketRecords(t *testing.T) {
 
 func TestMalformedRecordsDoNotStopAssembly(t *testing.T) {
 	var got int
-	a := assemble.New(assemble.Options{}, func([]*auparse.AuditMessage) { got++ }, nil)
+	a := assemble.New(assemble.Options{}, func([]record.Record) { got++ }, nil)
 	a.Push(1300, []byte("garbage without a header"))
 	a.Push(1300, []byte("audit(1.0:): nothing"))
 	a.Push(1305, []byte(`audit(1795868665.170:50): op=set audit_enabled=1 old=1 auid=4294967295 ses=4294967295 res=1`))
@@ -205,12 +210,12 @@ func FuzzEnrich(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, typ uint16, text string) {
-		msg, err := auparse.Parse(auparse.AuditMessageType(typ), text)
+		r, err := record.Parse(typ, []byte(text))
 		if err != nil {
 			return
 		}
 		var ev event.Event
-		if e.Enrich([]*auparse.AuditMessage{msg}, &ev) != nil {
+		if e.Enrich([]record.Record{*r}, &ev) != nil {
 			return
 		}
 		if b := ev.AppendJSON(nil); !json.Valid(b) {

@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastic/go-libaudit/v2/auparse"
-
 	"github.com/auditns/auditns/internal/event"
+	"github.com/auditns/auditns/internal/record"
 	"github.com/auditns/auditns/internal/testenv"
 )
 
@@ -41,23 +40,23 @@ func (o *inodeObserver) Observe(pid int, c Cause) ([8]event.NSRef, error) {
 func (o *inodeObserver) Exited(int, time.Time) { o.exited.Add(1) }
 
 // syscallRecords builds the records of one getppid() by pid, sequence seq.
-func syscallRecords(t testing.TB, pid, ppid, seq int) []*auparse.AuditMessage {
+func syscallRecords(t testing.TB, pid, ppid, seq int) []record.Record {
 	now := time.Now()
 	stamp := fmt.Sprintf("audit(%d.%03d:%d): ", now.Unix(), now.Nanosecond()/1e6, seq)
 	texts := []struct {
-		typ  auparse.AuditMessageType
+		typ  uint16
 		text string
 	}{
-		{auparse.AUDIT_SYSCALL, fmt.Sprintf(`arch=c000003e syscall=110 success=yes exit=%d a0=0 a1=0 a2=0 a3=0 items=0 ppid=%d pid=%d auid=4294967295 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=4294967295 comm="bench" exe="/usr/bin/bench" key="bench"`, ppid, ppid, pid)},
-		{auparse.AUDIT_PROCTITLE, "proctitle=62656E6368"},
+		{1300, fmt.Sprintf(`arch=c000003e syscall=110 success=yes exit=%d a0=0 a1=0 a2=0 a3=0 items=0 ppid=%d pid=%d auid=4294967295 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=4294967295 comm="bench" exe="/usr/bin/bench" key="bench"`, ppid, ppid, pid)},
+		{1327, "proctitle=62656E6368"},
 	}
-	var out []*auparse.AuditMessage
+	var out []record.Record
 	for _, r := range texts {
-		m, err := auparse.Parse(r.typ, stamp+r.text)
+		m, err := record.Parse(r.typ, []byte(stamp+r.text))
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, m)
+		out = append(out, *m)
 	}
 	return out
 }

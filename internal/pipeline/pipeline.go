@@ -15,13 +15,13 @@ import (
 	"time"
 
 	libaudit "github.com/elastic/go-libaudit/v2"
-	"github.com/elastic/go-libaudit/v2/auparse"
 
 	"github.com/auditns/auditns/internal/assemble"
 	"github.com/auditns/auditns/internal/enrich"
 	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/netlink"
 	"github.com/auditns/auditns/internal/publish"
+	"github.com/auditns/auditns/internal/record"
 )
 
 // Options configure a Pipeline.
@@ -189,10 +189,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 }
 
-// onEvent is the assembler's callback: enrich, encode, queue.
-func (p *Pipeline) onEvent(msgs []*auparse.AuditMessage) {
+// onEvent is the assembler's callback: enrich, encode, queue. The records
+// are the assembler's until this returns; the encoded event is a copy.
+func (p *Pipeline) onEvent(recs []record.Record) {
 	ev := &p.ev
-	if err := p.o.Enricher.Enrich(msgs, ev); err != nil {
+	if err := p.o.Enricher.Enrich(recs, ev); err != nil {
 		p.log.Warn("event not enriched", "error", err)
 		return
 	}

@@ -193,3 +193,15 @@ func Parse(typ uint16, text []byte) (*Record, error) {
 	r.Fields = Tokenize(r.Body, nil)
 	return r, nil
 }
+
+// Clone returns a copy of r that owns its bytes and fields, to keep a
+// record past the life of the buffers it was parsed in.
+func (r *Record) Clone() Record {
+	c := *r
+	c.Text = bytes.Clone(r.Text)
+	if r.Body != nil {
+		c.Body = append([]byte{}, r.Body...)
+	}
+	c.Fields = append([]Field(nil), r.Fields...)
+	return c
+}
