@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -141,34 +140,16 @@ func produce(t *testing.T, brokers, topic string, msgs ...kafka.Message) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // running is a command executing in-process.
 type running struct {
 	cancel         context.CancelFunc
 	done           chan error
-	stdout, stderr *syncBuffer
+	stdout, stderr *testenv.Buffer
 }
 
 func start(t *testing.T, cmd *cobra.Command, args ...string) *running {
 	t.Helper()
-	r := &running{done: make(chan error, 1), stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	r := &running{done: make(chan error, 1), stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	t.Cleanup(cancel)

@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -266,7 +265,7 @@ func TestKafkaSASLAndTLS(t *testing.T) {
 	// refused: the sink starts, spools, reports failing, and keeps
 	// everything; the log holds no password.
 	refused := func(t *testing.T, o KafkaOptions, wantInLog string) {
-		var logBuf syncBuffer
+		var logBuf testenv.Buffer
 		o.Logger = slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		var states stateLog
 		o.OnState = states.on
@@ -353,22 +352,4 @@ func firstLine(log, sub string) string {
 		}
 	}
 	return ""
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

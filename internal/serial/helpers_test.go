@@ -1,7 +1,6 @@
 package serial
 
 import (
-	"bytes"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -11,25 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/auditns/auditns/internal/testenv"
 )
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // recorder collects OnRecord calls.
 type recorder struct {
@@ -57,7 +40,7 @@ func (c *recorder) bySerial(s uint64) []Record {
 
 type testReg struct {
 	*Registry
-	logs *syncBuffer
+	logs *testenv.Buffer
 	rec  *recorder
 }
 
@@ -65,7 +48,7 @@ type testReg struct {
 // the test ends.
 func openReg(t testing.TB, dir string, method IDSource, mod ...func(*Options)) testReg {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	rc := &recorder{}
 	opts := Options{
 		Dir:      dir,

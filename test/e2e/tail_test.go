@@ -19,10 +19,10 @@ import (
 )
 
 // tailProcess runs `auditns tail` and collects its standard output.
-func tailProcess(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
+func tailProcess(t *testing.T, args ...string) (*exec.Cmd, *testenv.Buffer) {
 	t.Helper()
 	cmd := exec.Command(auditnsBinary(t), append([]string{"tail"}, args...)...)
-	out, errb := &syncBuffer{}, &syncBuffer{}
+	out, errb := &testenv.Buffer{}, &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
