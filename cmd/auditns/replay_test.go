@@ -17,6 +17,7 @@ import (
 	"github.com/auditns/auditns/internal/consume"
 	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/serial"
+	"github.com/auditns/auditns/internal/testenv/kafkatest"
 )
 
 // replayFixture publishes 90 events over 3 partitions, seq i created at
@@ -25,8 +26,8 @@ import (
 // created by an unshare and is gone (a later registry record says so).
 func replayFixture(t *testing.T, brokers string) (events, registry string, t0 time.Time) {
 	t.Helper()
-	events = newTopic(t, brokers, 3, false)
-	registry = newTopic(t, brokers, 2, true)
+	events = kafkatest.NewTopic(t, brokers, 3, false)
+	registry = kafkatest.NewTopic(t, brokers, 2, true)
 	t0 = time.Now().Add(-3 * time.Hour).UTC().Truncate(time.Second)
 
 	ev := func(seq int) *event.Event {
@@ -34,7 +35,7 @@ func replayFixture(t *testing.T, brokers string) (events, registry string, t0 ti
 		if seq%5 == 0 {
 			net = 13
 		}
-		e := testEvent(uint32(seq), t0.Add(time.Duration(seq)*(time.Second+time.Millisecond)), net)
+		e := kafkatest.Event(uint32(seq), t0.Add(time.Duration(seq)*(time.Second+time.Millisecond)), net)
 		if seq == 42 {
 			hostile(e)
 		}
@@ -42,7 +43,7 @@ func replayFixture(t *testing.T, brokers string) (events, registry string, t0 ti
 	}
 	var msgs []kafka.Message
 	for seq := 1; seq <= 90; seq++ {
-		msgs = append(msgs, eventMessage(ev(seq), seq%3))
+		msgs = append(msgs, kafkatest.EventMessage(ev(seq), seq%3))
 	}
 	// Skew within partitions (2 to 3 s, inside the 5 s window).
 	msgs[11], msgs[14] = msgs[14], msgs[11]
@@ -52,17 +53,17 @@ func replayFixture(t *testing.T, brokers string) (events, registry string, t0 ti
 	// one in another partition.
 	var dups []kafka.Message
 	for _, seq := range []int{20, 21, 22, 30} {
-		dups = append(dups, eventMessage(ev(seq), seq%3))
+		dups = append(dups, kafkatest.EventMessage(ev(seq), seq%3))
 	}
-	dups = append(dups, eventMessage(ev(25), 2))
+	dups = append(dups, kafkatest.EventMessage(ev(25), 2))
 	rest := append([]kafka.Message(nil), msgs[32:]...)
 	msgs = append(append(msgs[:32], dups...), rest...)
-	produce(t, brokers, events, msgs...)
+	kafkatest.Produce(t, brokers, events, msgs...)
 
-	created := &serial.CreatedBy{Event: testBoot + ":3", Op: "unshare", PID: 4242, Exe: "/usr/bin/unshare"}
-	net := &serial.Record{Schema: serial.Schema, ID: testBoot + "/13", Host: serial.Host{Name: "web-1", BootID: testBoot},
+	created := &serial.CreatedBy{Event: kafkatest.Boot + ":3", Op: "unshare", PID: 4242, Exe: "/usr/bin/unshare"}
+	net := &serial.Record{Schema: serial.Schema, ID: kafkatest.Boot + "/13", Host: serial.Host{Name: "web-1", BootID: kafkatest.Boot},
 		Type: serial.Net, Serial: 13, Inum: 4026532013, Dev: "0:4", IDSrc: "kernel",
-		FirstSeen: serial.MakeTime(t0), FirstEvent: serial.EventRef(testBoot + ":3"), CreatedBy: created, LastSeen: serial.MakeTime(t0)}
+		FirstSeen: serial.MakeTime(t0), FirstEvent: serial.EventRef(kafkatest.Boot + ":3"), CreatedBy: created, LastSeen: serial.MakeTime(t0)}
 	netLater := *net
 	gone := serial.MakeTime(t0.Add(95 * time.Second))
 	netLater.LastSeen, netLater.Gone = serial.MakeTime(t0.Add(91*time.Second)), &gone
@@ -72,16 +73,16 @@ func replayFixture(t *testing.T, brokers string) (events, registry string, t0 ti
 			continue
 		}
 		s := uint64(typ) + 1
-		r := &serial.Record{Schema: serial.Schema, ID: testBoot + "/" + string(rune('0'+s)), Host: serial.Host{Name: "web-1", BootID: testBoot},
+		r := &serial.Record{Schema: serial.Schema, ID: kafkatest.Boot + "/" + string(rune('0'+s)), Host: serial.Host{Name: "web-1", BootID: kafkatest.Boot},
 			Type: typ, Serial: s, Inum: 4026531830 + s, Dev: "0:4", IDSrc: "kernel", IsInit: true,
 			FirstSeen: serial.MakeTime(t0.Add(-time.Hour)), LastSeen: serial.MakeTime(t0)}
-		recs = append(recs, registryMessage(r))
+		recs = append(recs, kafkatest.RegistryMessage(r))
 	}
-	netInit := &serial.Record{Schema: serial.Schema, ID: testBoot + "/7", Host: serial.Host{Name: "web-1", BootID: testBoot},
+	netInit := &serial.Record{Schema: serial.Schema, ID: kafkatest.Boot + "/7", Host: serial.Host{Name: "web-1", BootID: kafkatest.Boot},
 		Type: serial.Net, Serial: 7, Inum: 4026531840, Dev: "0:4", IDSrc: "kernel", IsInit: true,
 		FirstSeen: serial.MakeTime(t0.Add(-time.Hour)), LastSeen: serial.MakeTime(t0)}
-	recs = append(recs, registryMessage(net), registryMessage(netInit), registryMessage(&netLater))
-	produce(t, brokers, registry, recs...)
+	recs = append(recs, kafkatest.RegistryMessage(net), kafkatest.RegistryMessage(netInit), kafkatest.RegistryMessage(&netLater))
+	kafkatest.Produce(t, brokers, registry, recs...)
 	return events, registry, t0
 }
 
@@ -107,7 +108,7 @@ func runReplay(t *testing.T, args ...string) (stdout, stderr string, err error) 
 }
 
 func TestReplayRangeOnceInOrderAnnotated(t *testing.T) {
-	brokers := kafkaTest(t)
+	brokers := kafkatest.Brokers(t)
 	events, registry, t0 := replayFixture(t, brokers)
 	from, to := t0.Add(20*time.Second), t0.Add(50*time.Second)
 
@@ -142,11 +143,11 @@ func TestReplayRangeOnceInOrderAnnotated(t *testing.T) {
 		}
 		if e.Event.Sequence%5 == 0 {
 			n := in.Net
-			if n.ID != testBoot+"/13" || n.Type != "net" || n.CreatedBy == nil || n.CreatedBy.Op != "unshare" || n.CreatedBy.PID != 4242 ||
+			if n.ID != kafkatest.Boot+"/13" || n.Type != "net" || n.CreatedBy == nil || n.CreatedBy.Op != "unshare" || n.CreatedBy.PID != 4242 ||
 				!n.Gone.Equal(t0.Add(95*time.Second)) || !n.LastSeen.Equal(t0.Add(91*time.Second)) || !n.FirstSeen.Equal(t0) {
 				t.Fatalf("seq %d: ns_info.net %+v", e.Event.Sequence, n)
 			}
-		} else if in.Net.ID != testBoot+"/7" || !in.Net.IsInit || !in.Net.Gone.IsZero() {
+		} else if in.Net.ID != kafkatest.Boot+"/7" || !in.Net.IsInit || !in.Net.Gone.IsZero() {
 			t.Fatalf("seq %d: ns_info.net %+v", e.Event.Sequence, in.Net)
 		}
 	}
@@ -157,7 +158,7 @@ func TestReplayRangeOnceInOrderAnnotated(t *testing.T) {
 		if e.Event.Sequence != 42 {
 			continue
 		}
-		orig := string(hostile(testEvent(42, t0.Add(42*(time.Second+time.Millisecond)), 0)).AppendJSON(nil))
+		orig := string(hostile(kafkatest.Event(42, t0.Add(42*(time.Second+time.Millisecond)), 0)).AppendJSON(nil))
 		if !strings.HasPrefix(l, orig[:len(orig)-1]+`,"ns_info":{`) {
 			t.Fatalf("annotated value does not start with the original:\n%s\n%s", l, orig)
 		}
@@ -171,7 +172,7 @@ func TestReplayRangeOnceInOrderAnnotated(t *testing.T) {
 }
 
 func TestReplayFiltersFileAndTopicOutput(t *testing.T) {
-	brokers := kafkaTest(t)
+	brokers := kafkatest.Brokers(t)
 	events, registry, t0 := replayFixture(t, brokers)
 	from, to := t0.Format(time.RFC3339), t0.Add(time.Hour).Format(time.RFC3339)
 	path := filepath.Join(t.TempDir(), "out.jsonl")

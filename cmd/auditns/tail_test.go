@@ -3,12 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,72 +16,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/auditns/auditns/internal/event"
-	"github.com/auditns/auditns/internal/serial"
 	"github.com/auditns/auditns/internal/testenv"
+	"github.com/auditns/auditns/internal/testenv/kafkatest"
 )
-
-const testBoot = "5f1e0c3a-1234-4abc-9def-0123456789ab"
-
-// kafkaTest returns the test broker, holding the lock that keeps tests
-// which stop the broker away meanwhile.
-func kafkaTest(t *testing.T) string {
-	t.Helper()
-	testenv.LockKafka(t)
-	return testenv.KafkaBrokers(t)
-}
-
-var nonTopic = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
-
-func newTopic(t *testing.T, brokers string, partitions int, compact bool) string {
-	t.Helper()
-	var b [4]byte
-	rand.Read(b[:])
-	name := "test." + nonTopic.ReplaceAllString(t.Name(), "_") + "." + hex.EncodeToString(b[:])
-	cfg := kafka.TopicConfig{Topic: name, NumPartitions: partitions, ReplicationFactor: 1}
-	if compact {
-		cfg.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}
-	}
-	c := &kafka.Client{Addr: kafka.TCP(brokers), Timeout: 10 * time.Second}
-	res, err := c.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{cfg}})
-	if err == nil {
-		err = res.Errors[name]
-	}
-	if err != nil {
-		t.Fatalf("create topic %s: %v", name, err)
-	}
-	t.Cleanup(func() { c.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{name}}) })
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		md, err := c.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{name}})
-		if err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) == partitions {
-			return name
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("topic %s not ready: %v", name, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// testEvent is a real auditns.event/1 exec event of testBoot.
-func testEvent(seq uint32, created time.Time, net uint64) *event.Event {
-	if net == 0 {
-		net = 7
-	}
-	return &event.Event{
-		Schema: event.Schema,
-		Event: event.Meta{ID: testBoot + ":" + strconv.FormatUint(uint64(seq), 10), Sequence: seq, Created: created.UTC(),
-			Kind: event.KindEvent, Category: []string{"process"}, Action: "executed", Outcome: "success", Type: "SYSCALL"},
-		Host:    event.Host{Name: "web-1", Boot: event.Boot{ID: testBoot}, Kernel: "6.18.0"},
-		Tags:    []string{"exec"},
-		Process: &event.Process{PID: 1000 + int(seq), Parent: &event.Parent{PID: 1}, Name: "true", Executable: "/usr/bin/true", Args: []string{"true", strconv.Itoa(int(seq))}},
-		User:    &event.User{ID: "0", Name: "root", Audit: &event.Entity{ID: "4294967295"}, Effective: &event.Entity{ID: "0", Name: "root"}},
-		Syscall: &event.Syscall{Name: "execve", Nr: 59, Arch: "x86_64"},
-		NS: &event.NS{IPC: event.NSRef{Serial: 1, Inum: 4026531839}, PID: event.NSRef{Serial: 4, Inum: 4026531836},
-			Net: event.NSRef{Serial: net, Inum: 4026532000 + net}, Mnt: event.NSRef{Serial: 8, Inum: 4026531832}},
-		NSSrc: "observed",
-	}
-}
 
 // hostile makes e's exe, argv and title hostile: terminal escape
 // sequences, newlines, NULs, C1 controls, invalid UTF-8, a bidi override.
@@ -94,50 +28,6 @@ func hostile(e *event.Event) *event.Event {
 	e.Process.Title = "\x1b[2J\x7f"
 	e.File = &event.File{Path: "/tmp/\x1b[6n"}
 	return e
-}
-
-func eventMessage(e *event.Event, p int) kafka.Message {
-	return kafka.Message{
-		Partition: p,
-		Key:       []byte(e.Host.Name),
-		Value:     e.AppendJSON(nil),
-		Time:      e.Event.Created,
-		Headers: []kafka.Header{
-			{Key: "event_id", Value: []byte(e.Event.ID)},
-			{Key: "schema", Value: []byte(event.Schema)},
-			{Key: "boot_id", Value: []byte(e.Host.Boot.ID)},
-			{Key: "content-type", Value: []byte("application/json")},
-		},
-	}
-}
-
-func registryMessage(r *serial.Record) kafka.Message {
-	v, err := json.Marshal(r)
-	if err != nil {
-		panic(err)
-	}
-	return kafka.Message{Key: []byte(r.ID), Value: v, Time: r.LastSeen.Time,
-		Headers: []kafka.Header{{Key: "schema", Value: []byte(serial.Schema)}, {Key: "content-type", Value: []byte("application/json")}}}
-}
-
-func produce(t *testing.T, brokers, topic string, msgs ...kafka.Message) {
-	t.Helper()
-	w := &kafka.Writer{
-		Addr:         kafka.TCP(brokers),
-		Topic:        topic,
-		Balancer:     kafka.BalancerFunc(func(m kafka.Message, _ ...int) int { return m.Partition }),
-		RequiredAcks: kafka.RequireAll,
-		BatchTimeout: 5 * time.Millisecond,
-		Compression:  kafka.Lz4,
-	}
-	defer w.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, m := range msgs {
-		if err := w.WriteMessages(ctx, m); err != nil {
-			t.Fatalf("produce to %s: %v", topic, err)
-		}
-	}
 }
 
 // running is a command executing in-process.
@@ -212,22 +102,22 @@ func terminalSafe(t *testing.T, line string) {
 }
 
 func TestTailFollowsLiveWithNSFilter(t *testing.T) {
-	brokers := kafkaTest(t)
-	topic := newTopic(t, brokers, 3, false)
+	brokers := kafkatest.Brokers(t)
+	topic := kafkatest.NewTopic(t, brokers, 3, false)
 	// An old event that must not appear (tail starts from now).
-	produce(t, brokers, topic, eventMessage(testEvent(1, time.Now().Add(-time.Minute), 13), 0))
+	kafkatest.Produce(t, brokers, topic, kafkatest.EventMessage(kafkatest.Event(1, time.Now().Add(-time.Minute), 13), 0))
 
 	r := start(t, tailCmd(), "--kafka-brokers", brokers, "--topic", topic, "--ns", "net:13")
 	waitFor(t, 15*time.Second, "tail to start", func() bool { return strings.Contains(r.stderr.String(), "following") })
 
 	now := time.Now()
-	produce(t, brokers, topic,
-		eventMessage(testEvent(2, now, 13), 0),
-		eventMessage(testEvent(3, now, 0), 1), // net 7: filtered out
-		eventMessage(hostile(testEvent(4, now, 13)), 2),
-		eventMessage(testEvent(5, now, 14), 1), // net 14: filtered out
-		eventMessage(testEvent(2, now, 13), 1), // a duplicate of 2
-		eventMessage(testEvent(6, now, 13), 1),
+	kafkatest.Produce(t, brokers, topic,
+		kafkatest.EventMessage(kafkatest.Event(2, now, 13), 0),
+		kafkatest.EventMessage(kafkatest.Event(3, now, 0), 1), // net 7: filtered out
+		kafkatest.EventMessage(hostile(kafkatest.Event(4, now, 13)), 2),
+		kafkatest.EventMessage(kafkatest.Event(5, now, 14), 1), // net 14: filtered out
+		kafkatest.EventMessage(kafkatest.Event(2, now, 13), 1), // a duplicate of 2
+		kafkatest.EventMessage(kafkatest.Event(6, now, 13), 1),
 	)
 	waitFor(t, 15*time.Second, "3 lines", func() bool { return len(lines(r.stdout.String())) >= 3 })
 	time.Sleep(500 * time.Millisecond) // nothing more may come
@@ -262,20 +152,20 @@ func TestTailFollowsLiveWithNSFilter(t *testing.T) {
 }
 
 func TestTailJSONIsTheTopicValue(t *testing.T) {
-	brokers := kafkaTest(t)
-	topic := newTopic(t, brokers, 3, false)
+	brokers := kafkatest.Brokers(t)
+	topic := kafkatest.NewTopic(t, brokers, 3, false)
 	since := time.Now().Add(-10 * time.Minute)
 	msgs := []kafka.Message{
-		eventMessage(hostile(testEvent(1, since.Add(time.Minute), 13)), 0),
-		eventMessage(testEvent(2, since.Add(2*time.Minute), 0), 1),
+		kafkatest.EventMessage(hostile(kafkatest.Event(1, since.Add(time.Minute), 13)), 0),
+		kafkatest.EventMessage(kafkatest.Event(2, since.Add(2*time.Minute), 0), 1),
 	}
-	produce(t, brokers, topic, msgs...)
+	kafkatest.Produce(t, brokers, topic, msgs...)
 
 	// --since finds the two old events; a live one follows.
 	r := start(t, tailCmd(), "--kafka-brokers", brokers, "--topic", topic, "--json", "--since", "10m")
 	waitFor(t, 15*time.Second, "tail to start", func() bool { return strings.Contains(r.stderr.String(), "following") })
-	live := eventMessage(hostile(testEvent(3, time.Now(), 13)), 2)
-	produce(t, brokers, topic, live)
+	live := kafkatest.EventMessage(hostile(kafkatest.Event(3, time.Now(), 13)), 2)
+	kafkatest.Produce(t, brokers, topic, live)
 	msgs = append(msgs, live)
 	waitFor(t, 15*time.Second, "3 lines", func() bool { return len(lines(r.stdout.String())) >= 3 })
 	r.cancel()
@@ -304,8 +194,8 @@ func TestTailJSONIsTheTopicValue(t *testing.T) {
 }
 
 func TestTailExitsZeroOnSIGTERM(t *testing.T) {
-	brokers := kafkaTest(t)
-	topic := newTopic(t, brokers, 1, false)
+	brokers := kafkatest.Brokers(t)
+	topic := kafkatest.NewTopic(t, brokers, 1, false)
 	r := start(t, tailCmd(), "--kafka-brokers", brokers, "--topic", topic)
 	waitFor(t, 15*time.Second, "tail to start", func() bool { return strings.Contains(r.stderr.String(), "following") })
 	// tail's signal.NotifyContext is registered while it runs: the signal

@@ -17,6 +17,7 @@ import (
 	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/filter"
 	"github.com/auditns/auditns/internal/serial"
+	"github.com/auditns/auditns/internal/testenv/kafkatest"
 )
 
 func TestDedupBounds(t *testing.T) {
@@ -55,12 +56,12 @@ func TestDedupBounds(t *testing.T) {
 // The registry annotation goes through the hand-written encoder; it must
 // agree with encoding/json, which decodes it.
 func TestNSInfoEncoderAgreesWithEncodingJSON(t *testing.T) {
-	e := testEvent(5, time.Date(2026, 11, 28, 12, 0, 0, 123456000, time.UTC), 13)
+	e := kafkatest.Event(5, time.Date(2026, 11, 28, 12, 0, 0, 123456000, time.UTC), 13)
 	e.NSInfo = &event.NSInfos{
-		Net: &event.NSInfo{ID: testBoot + "/13", Type: "net", CreatedBy: &event.NSCreator{Event: testBoot + ":3", Op: "unshare", PID: 42, Exe: "/usr/bin/unshare\x1b"},
+		Net: &event.NSInfo{ID: kafkatest.Boot + "/13", Type: "net", CreatedBy: &event.NSCreator{Event: kafkatest.Boot + ":3", Op: "unshare", PID: 42, Exe: "/usr/bin/unshare\x1b"},
 			FirstSeen: time.Date(2026, 11, 28, 11, 0, 0, 654321000, time.UTC), LastSeen: time.Date(2026, 11, 28, 12, 0, 0, 111111000, time.UTC),
 			Gone: time.Date(2026, 11, 28, 12, 30, 0, 222222000, time.UTC)},
-		IPC: &event.NSInfo{ID: testBoot + "/1", Type: "ipc", IsInit: true, FirstSeen: time.Date(2026, 11, 28, 10, 0, 0, 100001000, time.UTC)},
+		IPC: &event.NSInfo{ID: kafkatest.Boot + "/1", Type: "ipc", IsInit: true, FirstSeen: time.Date(2026, 11, 28, 10, 0, 0, 100001000, time.UTC)},
 	}
 	b := e.AppendJSON(nil)
 	var got event.Event
@@ -80,15 +81,15 @@ func TestNSInfoEncoderAgreesWithEncodingJSON(t *testing.T) {
 }
 
 func TestAppendAnnotated(t *testing.T) {
-	e := testEvent(5, time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC), 13)
+	e := kafkatest.Event(5, time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC), 13)
 	raw := e.AppendJSON(nil)
-	info := &event.NSInfos{Net: &event.NSInfo{ID: testBoot + "/13", Type: "net"}}
+	info := &event.NSInfos{Net: &event.NSInfo{ID: kafkatest.Boot + "/13", Type: "net"}}
 	out := AppendAnnotated(nil, raw, e, info)
-	if !bytes.HasPrefix(out, raw[:len(raw)-1]) || !bytes.HasSuffix(out, []byte(`,"ns_info":{"net":{"id":"`+testBoot+`/13","type":"net"}}}`)) {
+	if !bytes.HasPrefix(out, raw[:len(raw)-1]) || !bytes.HasSuffix(out, []byte(`,"ns_info":{"net":{"id":"`+kafkatest.Boot+`/13","type":"net"}}}`)) {
 		t.Fatalf("annotated: %s", out)
 	}
 	var back event.Event
-	if err := json.Unmarshal(out, &back); err != nil || back.NSInfo == nil || back.NSInfo.Net.ID != testBoot+"/13" {
+	if err := json.Unmarshal(out, &back); err != nil || back.NSInfo == nil || back.NSInfo.Net.ID != kafkatest.Boot+"/13" {
 		t.Fatalf("annotated value does not decode: %v", err)
 	}
 	// Unknown fields survive; an already annotated value or a non-object
@@ -115,7 +116,7 @@ func TestAppendAnnotated(t *testing.T) {
 func TestMergeReorderWindow(t *testing.T) {
 	t0 := time.Unix(1800000000, 0).UTC()
 	mk := func(seq int, sec float64) *Item {
-		it, err := decode(&Message{Value: testEvent(uint32(seq), t0.Add(time.Duration(sec*float64(time.Second))), 0).AppendJSON(nil)})
+		it, err := decode(&Message{Value: kafkatest.Event(uint32(seq), t0.Add(time.Duration(sec*float64(time.Second))), 0).AppendJSON(nil)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -193,15 +194,15 @@ func TestPartitionsMissingTopic(t *testing.T) {
 // registryRecords are two versions of net namespace 13 (created by an
 // unshare, later gone) and the initial mnt namespace 8.
 func registryRecords(t0 time.Time) (old, latest, mnt *serial.Record) {
-	created := &serial.CreatedBy{Event: testBoot + ":3", Op: "unshare", PID: 4242, Exe: "/usr/bin/unshare"}
-	old = &serial.Record{Schema: serial.Schema, ID: testBoot + "/13", Host: serial.Host{Name: "web-1", BootID: testBoot},
+	created := &serial.CreatedBy{Event: kafkatest.Boot + ":3", Op: "unshare", PID: 4242, Exe: "/usr/bin/unshare"}
+	old = &serial.Record{Schema: serial.Schema, ID: kafkatest.Boot + "/13", Host: serial.Host{Name: "web-1", BootID: kafkatest.Boot},
 		Type: serial.Net, Serial: 13, Inum: 4026532013, Dev: "0:4", IDSrc: "kernel",
-		FirstSeen: serial.MakeTime(t0), FirstEvent: serial.EventRef(testBoot + ":3"), CreatedBy: created, LastSeen: serial.MakeTime(t0)}
+		FirstSeen: serial.MakeTime(t0), FirstEvent: serial.EventRef(kafkatest.Boot + ":3"), CreatedBy: created, LastSeen: serial.MakeTime(t0)}
 	l := *old
 	gone := serial.MakeTime(t0.Add(90 * time.Second))
 	l.LastSeen, l.Gone = serial.MakeTime(t0.Add(80*time.Second)), &gone
 	latest = &l
-	mnt = &serial.Record{Schema: serial.Schema, ID: testBoot + "/8", Host: serial.Host{Name: "web-1", BootID: testBoot},
+	mnt = &serial.Record{Schema: serial.Schema, ID: kafkatest.Boot + "/8", Host: serial.Host{Name: "web-1", BootID: kafkatest.Boot},
 		Type: serial.Mnt, Serial: 8, Inum: 4026531832, Dev: "0:4", IDSrc: "kernel", IsInit: true,
 		FirstSeen: serial.MakeTime(t0.Add(-time.Hour)), LastSeen: serial.MakeTime(t0)}
 	return
@@ -209,13 +210,13 @@ func registryRecords(t0 time.Time) (old, latest, mnt *serial.Record) {
 
 func TestLoadRegistryLatestWins(t *testing.T) {
 	c, brokers := dial(t)
-	topic := newTopic(t, brokers, 2, true)
+	topic := kafkatest.NewTopic(t, brokers, 2, true)
 	t0 := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
 	old, latest, mnt := registryRecords(t0)
 	gone := *mnt
-	gone.ID, gone.Serial = testBoot+"/99", 99
-	produce(t, brokers, topic, registryMessage(old), registryMessage(mnt), registryMessage(&gone), registryMessage(latest),
-		kafka.Message{Key: []byte(testBoot + "/99")}, // tombstone
+	gone.ID, gone.Serial = kafkatest.Boot+"/99", 99
+	kafkatest.Produce(t, brokers, topic, kafkatest.RegistryMessage(old), kafkatest.RegistryMessage(mnt), kafkatest.RegistryMessage(&gone), kafkatest.RegistryMessage(latest),
+		kafka.Message{Key: []byte(kafkatest.Boot + "/99")}, // tombstone
 		kafka.Message{Key: []byte("junk"), Value: []byte("not json")})
 	reg, err := c.LoadRegistry(context.Background(), topic)
 	if err != nil {
@@ -224,14 +225,14 @@ func TestLoadRegistryLatestWins(t *testing.T) {
 	if reg.Len() != 2 || reg.Messages != 6 || reg.Bad != 1 {
 		t.Fatalf("len %d messages %d bad %d", reg.Len(), reg.Messages, reg.Bad)
 	}
-	n := reg.Lookup(testBoot, 13)
+	n := reg.Lookup(kafkatest.Boot, 13)
 	if n == nil || n.Gone.IsZero() || !n.Gone.Equal(latest.Gone.Time) || n.CreatedBy == nil || n.CreatedBy.Op != "unshare" || n.Type != "net" {
 		t.Fatalf("net 13: %+v", n)
 	}
-	if reg.Lookup(testBoot, 99) != nil {
+	if reg.Lookup(kafkatest.Boot, 99) != nil {
 		t.Fatal("tombstoned record still there")
 	}
-	info, missing := reg.Annotate(testEvent(1, t0, 13))
+	info, missing := reg.Annotate(kafkatest.Event(1, t0, 13))
 	if info == nil || info.Net != n || info.Mnt == nil || !info.Mnt.IsInit || info.IPC != nil || missing != 2 {
 		t.Fatalf("annotate: %+v missing %d", info, missing)
 	}
@@ -247,11 +248,11 @@ func replayFixture(t *testing.T, brokers, topic string) time.Time {
 		if seq%5 == 0 {
 			net = 13
 		}
-		return testEvent(uint32(seq), t0.Add(time.Duration(seq)*time.Second+time.Duration(seq)*time.Millisecond), net)
+		return kafkatest.Event(uint32(seq), t0.Add(time.Duration(seq)*time.Second+time.Duration(seq)*time.Millisecond), net)
 	}
 	var msgs []kafka.Message
 	for seq := 1; seq <= 60; seq++ {
-		msgs = append(msgs, eventMessage(ev(seq), seq%3))
+		msgs = append(msgs, kafkatest.EventMessage(ev(seq), seq%3))
 	}
 	// Skew within a partition: swap neighbours 12<->15 (partition 0) and
 	// 31<->34 (partition 1).
@@ -261,17 +262,17 @@ func replayFixture(t *testing.T, brokers, topic string) time.Time {
 	// and one that landed in another partition.
 	var dups []kafka.Message
 	for _, seq := range []int{10, 20, 21, 39, 40} {
-		dups = append(dups, eventMessage(ev(seq), seq%3))
+		dups = append(dups, kafkatest.EventMessage(ev(seq), seq%3))
 	}
-	dups = append(dups, eventMessage(ev(25), 0))
+	dups = append(dups, kafkatest.EventMessage(ev(25), 0))
 	msgs = append(msgs[:45], append(dups, msgs[45:]...)...)
-	produce(t, brokers, topic, msgs...)
+	kafkatest.Produce(t, brokers, topic, msgs...)
 	return t0
 }
 
 func TestReplayRangeDedupOrder(t *testing.T) {
 	c, brokers := dial(t)
-	topic := newTopic(t, brokers, 3, false)
+	topic := kafkatest.NewTopic(t, brokers, 3, false)
 	t0 := replayFixture(t, brokers, topic)
 
 	var got []int
@@ -356,7 +357,7 @@ func TestReplayRangeDedupOrder(t *testing.T) {
 
 func TestFollowSinceAndLive(t *testing.T) {
 	c, brokers := dial(t)
-	topic := newTopic(t, brokers, 3, false)
+	topic := kafkatest.NewTopic(t, brokers, 3, false)
 	t0 := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
 	// Old events: seq 1-3 at t0, 4-6 at t0+30m.
 	var old []kafka.Message
@@ -365,9 +366,9 @@ func TestFollowSinceAndLive(t *testing.T) {
 		if seq > 3 {
 			at = t0.Add(30 * time.Minute)
 		}
-		old = append(old, eventMessage(testEvent(uint32(seq), at, 0), seq%3))
+		old = append(old, kafkatest.EventMessage(kafkatest.Event(uint32(seq), at, 0), seq%3))
 	}
-	produce(t, brokers, topic, old...)
+	kafkatest.Produce(t, brokers, topic, old...)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -385,7 +386,7 @@ func TestFollowSinceAndLive(t *testing.T) {
 	}()
 	// Live events, with a duplicate of 7.
 	now := time.Now().UTC()
-	produce(t, brokers, topic, eventMessage(testEvent(7, now, 0), 0), eventMessage(testEvent(8, now, 0), 1), eventMessage(testEvent(7, now, 0), 0))
+	kafkatest.Produce(t, brokers, topic, kafkatest.EventMessage(kafkatest.Event(7, now, 0), 0), kafkatest.EventMessage(kafkatest.Event(8, now, 0), 1), kafkatest.EventMessage(kafkatest.Event(7, now, 0), 0))
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		mu.Lock()
