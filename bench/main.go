@@ -98,6 +98,7 @@ type options struct {
 	pacedRate       float64
 	pacedDur        time.Duration
 	env             envList
+	noisyRetries    int
 }
 
 // envList is the repeatable -env flag.
@@ -124,9 +125,11 @@ type bench struct {
 	stamp      string
 	args       []string
 
-	runs     []*runResult
-	lats     []*latResult
-	profiles []*profileResult
+	runs      []*runResult
+	lats      []*latResult
+	profiles  []*profileResult
+	discarded []string // noisy runs run again
+	kauditd   int
 }
 
 func benchMain(args []string) int {
@@ -169,6 +172,7 @@ func benchMain(args []string) int {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (outputs, logs, configs)")
 	fs.BoolVar(&o.verbose, "v", false, "copy the consumers' logs to stderr")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
+	fs.IntVar(&o.noisyRetries, "noisy-retries", 2, "run a run again, up to this many times, when other processes used more than 5% of the machine during it")
 	fs.Var(&o.env, "env", "AUDITNS_KEY=VALUE for every auditns run, over the bench's configuration (repeatable), e.g. -env AUDITNS_AUDIT_STATUS_INTERVAL=10s")
 	fs.IntVar(&o.repeat, "repeat", 3, "runs of each storm with each consumer, interleaved (medians are reported); -quick sets 1")
 	fs.DurationVar(&o.extraFlush, "latency-extra-flush", 10*time.Millisecond, "an extra file-sink latency run with this output.flush_interval (0: none), to separate the pipeline from the flush interval")
@@ -288,12 +292,21 @@ func (b *bench) run() (err error) {
 				if !has(b.o.consumers, c) {
 					continue
 				}
-				r, err := b.storm(w, c, false, rep)
-				if err != nil {
-					return fmt.Errorf("%s storm, %s, run %d: %w", w.name, c, rep, err)
+				for attempt := 0; ; attempt++ {
+					b.waitQuiet(b.ctx)
+					r, err := b.storm(w, c, false, rep)
+					if err != nil {
+						return fmt.Errorf("%s storm, %s, run %d: %w", w.name, c, rep, err)
+					}
+					logf("%s", r.summary())
+					if r.Noisy && attempt < b.o.noisyRetries {
+						b.discarded = append(b.discarded, fmt.Sprintf("%s storm / %s run %d (other processes at %.0f%%)", r.Workload, r.Consumer, r.Run, r.ForeignShare*100))
+						logf("run discarded as noisy; running it again")
+						continue
+					}
+					b.runs = append(b.runs, r)
+					break
 				}
-				b.runs = append(b.runs, r)
-				logf("%s", r.summary())
 			}
 		}
 	}
@@ -309,12 +322,22 @@ func (b *bench) run() (err error) {
 				} else if !has(b.o.consumers, c) {
 					continue
 				}
-				l, err := b.latencyRun(strings.TrimSuffix(c, "-flush"), flush, rep)
-				if err != nil {
-					return fmt.Errorf("latency, %s, run %d: %w", c, rep, err)
+				for attempt := 0; ; attempt++ {
+					b.waitQuiet(b.ctx)
+					l, err := b.latencyRun(strings.TrimSuffix(c, "-flush"), flush, rep)
+					if err != nil {
+						return fmt.Errorf("latency, %s, run %d: %w", c, rep, err)
+					}
+					logf("latency %s, run %d: %d events, p50 %.2f ms, p99 %.2f ms, max %.2f ms; other processes at %.0f%%; %s %s",
+						l.Consumer, rep, l.Stats.N, l.Stats.P50, l.Stats.P99, l.Stats.Max, l.ForeignShare*100, l.Stalls, l.Note)
+					if l.Noisy && attempt < b.o.noisyRetries {
+						b.discarded = append(b.discarded, fmt.Sprintf("latency / %s run %d (other processes at %.0f%%)", l.Consumer, l.Run, l.ForeignShare*100))
+						logf("run discarded as noisy; running it again")
+						continue
+					}
+					b.lats = append(b.lats, l)
+					break
 				}
-				b.lats = append(b.lats, l)
-				logf("latency %s, run %d: %d events, p50 %.2f ms, p99 %.2f ms, max %.2f ms; %s %s", l.Consumer, rep, l.Stats.N, l.Stats.P50, l.Stats.P99, l.Stats.Max, l.Stalls, l.Note)
 			}
 		}
 	}
@@ -324,6 +347,7 @@ func (b *bench) run() (err error) {
 			if !ok {
 				continue
 			}
+			b.waitQuiet(b.ctx)
 			if err := b.profileRun(w); err != nil {
 				return fmt.Errorf("profile: %w", err)
 			}
@@ -781,25 +805,28 @@ func (b *bench) finish(c *consumer, w workload) (delivered, dups int64, err erro
 
 // runResult is one storm with one consumer.
 type runResult struct {
-	Workload    string  `json:"workload"`
-	Consumer    string  `json:"consumer"`
-	Run         int     `json:"run"`
-	Generated   int     `json:"generated"`
-	GenSeconds  float64 `json:"generator_seconds"`
-	GenRate     float64 `json:"generator_rate"`
-	Delivered   int64   `json:"delivered"`
-	Duplicates  int64   `json:"duplicates"`
-	KernelLost  int64   `json:"kernel_lost"`
-	Dropped     int64   `json:"auditns_records_dropped"` // -1: not applicable
-	CPUSeconds  float64 `json:"cpu_seconds"`             // utime+stime from ready to delivered
-	CPUTotal    float64 `json:"cpu_seconds_total"`       // including start-up
-	CPUPerEvent float64 `json:"cpu_us_per_event"`
-	PeakRSS     int64   `json:"peak_rss_bytes"`
-	GenCPU      float64 `json:"generator_cpu_seconds"`
-	OtherCPU    float64 `json:"other_cpu_seconds"` // the machine's busy time in the run minus generator and consumer: kauditd, the bench, the broker, anything else
-	Steal       float64 `json:"steal_seconds"`
-	Clean       string  `json:"host_clean"`
-	Note        string  `json:"note,omitempty"`
+	Workload     string  `json:"workload"`
+	Consumer     string  `json:"consumer"`
+	Run          int     `json:"run"`
+	Generated    int     `json:"generated"`
+	GenSeconds   float64 `json:"generator_seconds"`
+	GenRate      float64 `json:"generator_rate"`
+	Delivered    int64   `json:"delivered"`
+	Duplicates   int64   `json:"duplicates"`
+	KernelLost   int64   `json:"kernel_lost"`
+	Dropped      int64   `json:"auditns_records_dropped"` // -1: not applicable
+	CPUSeconds   float64 `json:"cpu_seconds"`             // utime+stime from ready to delivered
+	CPUTotal     float64 `json:"cpu_seconds_total"`       // including start-up
+	CPUPerEvent  float64 `json:"cpu_us_per_event"`
+	PeakRSS      int64   `json:"peak_rss_bytes"`
+	GenCPU       float64 `json:"generator_cpu_seconds"`
+	KnownCPU     float64 `json:"kauditd_broker_bench_cpu_seconds"`
+	ForeignCPU   float64 `json:"foreign_cpu_seconds"` // the machine's busy time minus all of the above and the consumer's
+	ForeignShare float64 `json:"foreign_share"`       // of the machine (wall time × CPUs)
+	Noisy        bool    `json:"noisy"`
+	Steal        float64 `json:"steal_seconds"`
+	Clean        string  `json:"host_clean"`
+	Note         string  `json:"note,omitempty"`
 }
 
 func (r *runResult) summary() string {
@@ -848,10 +875,6 @@ func (b *bench) storm(w workload, kind string, profile bool, rep int) (*runResul
 	if err := b.waitReady(c, len(b.host.rules)); err != nil {
 		return nil, err
 	}
-	cpu0, err := procCPU(c.pid())
-	if err != nil {
-		return nil, err
-	}
 	_, rules0, err := kernelStatus()
 	if err != nil {
 		return nil, err
@@ -860,7 +883,11 @@ func (b *bench) storm(w workload, kind string, profile bool, rep int) (*runResul
 	if err != nil {
 		return nil, err
 	}
-	busy0, steal0, err := hostCPU()
+	noise, err := b.startNoise()
+	if err != nil {
+		return nil, err
+	}
+	cpu0, err := procCPU(c.pid())
 	if err != nil {
 		return nil, err
 	}
@@ -882,12 +909,14 @@ func (b *bench) storm(w workload, kind string, profile bool, rep int) (*runResul
 	if err != nil {
 		return nil, err
 	}
-	busy1, steal1, err := hostCPU()
+	res.KnownCPU, res.ForeignCPU, res.ForeignShare, res.Steal, err = noise.stop(res.GenCPU + (cpu1 - cpu0))
 	if err != nil {
 		return nil, err
 	}
-	res.OtherCPU = (busy1 - busy0) - res.GenCPU - (cpu1 - cpu0)
-	res.Steal = steal1 - steal0
+	res.Noisy = res.ForeignShare > noisyShare
+	if res.Noisy {
+		res.Note = strings.TrimSpace(res.Note + fmt.Sprintf(" NOISY: other processes used %.0f%% of the machine", res.ForeignShare*100))
+	}
 	if res.PeakRSS, err = procHWM(c.pid()); err != nil {
 		return nil, err
 	}
@@ -933,21 +962,23 @@ func consumerName(kind string) string {
 
 // latResult is one latency run.
 type latResult struct {
-	Consumer   string        `json:"consumer"`
-	Run        int           `json:"run"`
-	Stalls     string        `json:"stalls"`
-	Point      string        `json:"measured_at"`
-	Generated  int           `json:"generated"`
-	GenRate    float64       `json:"generator_rate"`
-	Delivered  int64         `json:"delivered"`
-	KernelLost int64         `json:"kernel_lost"`
-	Stats      *latencyStats `json:"-"`
-	P50ms      float64       `json:"p50_ms"`
-	P99ms      float64       `json:"p99_ms"`
-	Maxms      float64       `json:"max_ms"`
-	Clean      string        `json:"host_clean"`
-	Note       string        `json:"note,omitempty"`
-	PeakRSS    int64         `json:"peak_rss_bytes"`
+	Consumer     string        `json:"consumer"`
+	Run          int           `json:"run"`
+	Stalls       string        `json:"stalls"`
+	Point        string        `json:"measured_at"`
+	Generated    int           `json:"generated"`
+	GenRate      float64       `json:"generator_rate"`
+	Delivered    int64         `json:"delivered"`
+	KernelLost   int64         `json:"kernel_lost"`
+	Stats        *latencyStats `json:"-"`
+	P50ms        float64       `json:"p50_ms"`
+	P99ms        float64       `json:"p99_ms"`
+	Maxms        float64       `json:"max_ms"`
+	Clean        string        `json:"host_clean"`
+	Note         string        `json:"note,omitempty"`
+	PeakRSS      int64         `json:"peak_rss_bytes"`
+	ForeignShare float64       `json:"foreign_share"`
+	Noisy        bool          `json:"noisy"`
 }
 
 // latencyRun runs the syscall generator at a steady rate and measures,
@@ -1026,6 +1057,14 @@ func (b *bench) latencyRun(kind string, flush time.Duration, rep int) (*latResul
 	if err != nil {
 		return nil, err
 	}
+	noise, err := b.startNoise()
+	if err != nil {
+		return nil, err
+	}
+	cpu0, err := procCPU(c.pid())
+	if err != nil {
+		return nil, err
+	}
 	if err := gen.start(); err != nil {
 		return nil, err
 	}
@@ -1042,6 +1081,14 @@ func (b *bench) latencyRun(kind string, flush time.Duration, rep int) (*latResul
 		return nil, err
 	}
 	res.KernelLost = int64(lost1 - lost0)
+	cpu1, err := procCPU(c.pid())
+	if err != nil {
+		return nil, err
+	}
+	if _, _, res.ForeignShare, _, err = noise.stop(gen.cpuOf() + (cpu1 - cpu0)); err != nil {
+		return nil, err
+	}
+	res.Noisy = res.ForeignShare > noisyShare
 	if res.PeakRSS, err = procHWM(c.pid()); err != nil {
 		return nil, err
 	}
@@ -1201,6 +1248,10 @@ func (b *bench) ensureKafka() error {
 	}
 	return kafkaReachable(b.o.kafkaAddr)
 }
+
+// noisyShare is the share of the machine that other processes may use
+// during a run before it is called noisy.
+const noisyShare = 0.05
 
 func rateText(r float64) string {
 	if r <= 0 {

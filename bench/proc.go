@@ -3,11 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -254,4 +257,119 @@ func (c *child) cpuOf() float64 {
 		return 0
 	}
 	return (c.cmd.ProcessState.UserTime() + c.cmd.ProcessState.SystemTime()).Seconds()
+}
+
+// noiseMeter tells how much of the machine processes other than the run's
+// own used during a run. Known and legitimate: the generator, the
+// consumer, kauditd (the kernel thread that moves records to the
+// consumer's socket), the Kafka broker and the bench itself. The rest is
+// foreign: other tests or builds on the machine, which make a run noisy.
+type noiseMeter struct {
+	t0            time.Time
+	busy0, steal0 float64
+	known0        float64
+	pids          []int
+}
+
+// knownPids are kauditd, the broker (its pid file) and the bench.
+func (b *bench) knownPids() []int {
+	pids := []int{os.Getpid()}
+	if b.kauditd == 0 {
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			if comm, err := os.ReadFile("/proc/" + e.Name() + "/comm"); err == nil && strings.TrimSpace(string(comm)) == "kauditd" {
+				b.kauditd = pid
+				break
+			}
+		}
+	}
+	if b.kauditd > 0 {
+		pids = append(pids, b.kauditd)
+	}
+	dir := os.Getenv("KAFKA_CACHE_DIR")
+	if dir == "" {
+		dir = filepath.Join(b.repo, ".cache", "kafka")
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "kafka.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && processAlive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func sumCPU(pids []int) float64 {
+	var s float64
+	for _, p := range pids {
+		if c, err := procCPU(p); err == nil {
+			s += c
+		}
+	}
+	return s
+}
+
+func (b *bench) startNoise() (*noiseMeter, error) {
+	m := &noiseMeter{t0: time.Now(), pids: b.knownPids()}
+	var err error
+	if m.busy0, m.steal0, err = hostCPU(); err != nil {
+		return nil, err
+	}
+	m.known0 = sumCPU(m.pids)
+	return m, nil
+}
+
+// stop returns the known processes' CPU (kauditd, broker, bench), the
+// foreign CPU (everything else but ours, the generator's and consumer's
+// CPU in the window) and the share of the machine the foreign CPU was,
+// and the steal time.
+func (m *noiseMeter) stop(ours float64) (known, foreign, share, steal float64, err error) {
+	busy1, steal1, err := hostCPU()
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	known = sumCPU(m.pids) - m.known0
+	foreign = (busy1 - m.busy0) - known - ours
+	if foreign < 0 {
+		foreign = 0 // 10 ms ticks read at slightly different moments
+	}
+	wall := time.Since(m.t0).Seconds()
+	if wall > 0 {
+		share = foreign / (wall * float64(runtime.NumCPU()))
+	}
+	return known, foreign, share, steal1 - m.steal0, nil
+}
+
+// waitQuiet waits, up to two minutes, until processes that are not the
+// bench's, kauditd or the broker use less than 10% of the machine over a
+// second, so that a run does not start in the middle of someone's build.
+func (b *bench) waitQuiet(ctx context.Context) {
+	deadline := time.Now().Add(2 * time.Minute)
+	logged := false
+	for {
+		m, err := b.startNoise()
+		if err != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		_, _, share, _, err := m.stop(0)
+		if err != nil || share < 0.10 {
+			return
+		}
+		if time.Now().After(deadline) {
+			logf("the machine is still busy (other processes at %.0f%%): going on; the runs will say NOISY", share*100)
+			return
+		}
+		if !logged {
+			logf("waiting for the machine to be quiet (other processes at %.0f%% of it)", share*100)
+			logged = true
+		}
+	}
 }

@@ -335,7 +335,7 @@ func (b *bench) stormRows() [][]string {
 // runRows are every run, the profiled one included.
 func (b *bench) runRows() [][]string {
 	rows := [][]string{{"workload", "consumer", "run", "generated", "delivered", "kernel lost (records)", "auditns dropped (records)",
-		"generator s", "generator ev/s", "generator CPU s", "CPU s", "CPU µs/event", "CPU s incl. start-up", "peak RSS MiB", "other CPU s", "steal s", "note"}}
+		"generator s", "generator ev/s", "generator CPU s", "CPU s", "CPU µs/event", "CPU s incl. start-up", "peak RSS MiB", "kauditd+broker+bench CPU s", "other processes % of machine", "steal s", "note"}}
 	runs := b.runs
 	for _, p := range b.profiles {
 		runs = append(runs[:len(runs):len(runs)], p.Run)
@@ -348,7 +348,7 @@ func (b *bench) runRows() [][]string {
 		rows = append(rows, []string{r.Workload, r.Consumer, fmt.Sprint(r.Run), fmt.Sprint(r.Generated), delivered, fmt.Sprint(r.KernelLost),
 			fmtDropped(r.Dropped), fmt.Sprintf("%.2f", r.GenSeconds), fmt.Sprintf("%.0f", r.GenRate), fmt.Sprintf("%.2f", r.GenCPU), fmt.Sprintf("%.2f", r.CPUSeconds),
 			fmt.Sprintf("%.2f", r.CPUPerEvent), fmt.Sprintf("%.2f", r.CPUTotal), fmt.Sprintf("%.1f", mib(r.PeakRSS)),
-			fmt.Sprintf("%.2f", r.OtherCPU), fmt.Sprintf("%.2f", r.Steal), r.Note})
+			fmt.Sprintf("%.2f", r.KnownCPU), fmt.Sprintf("%.1f", r.ForeignShare*100), fmt.Sprintf("%.2f", r.Steal), r.Note})
 	}
 	return rows
 }
@@ -364,11 +364,11 @@ func (b *bench) latRows() [][]string {
 }
 
 func (b *bench) latRunRows() [][]string {
-	rows := [][]string{{"consumer", "run", "events", "delivered", "kernel lost", "generator ev/s", "p50 ms", "p99 ms", "max ms", "peak RSS MiB", "events over 20 ms"}}
+	rows := [][]string{{"consumer", "run", "events", "delivered", "kernel lost", "generator ev/s", "p50 ms", "p99 ms", "max ms", "peak RSS MiB", "other processes % of machine", "events over 20 ms"}}
 	for _, l := range b.lats {
 		rows = append(rows, []string{l.Consumer, fmt.Sprint(l.Run), fmt.Sprint(l.Generated), fmt.Sprint(l.Delivered), fmt.Sprint(l.KernelLost),
 			fmt.Sprintf("%.0f", l.GenRate), fmt.Sprintf("%.2f", l.P50ms), fmt.Sprintf("%.2f", l.P99ms), fmt.Sprintf("%.2f", l.Maxms),
-			fmt.Sprintf("%.1f", mib(l.PeakRSS)), l.Stalls})
+			fmt.Sprintf("%.1f", mib(l.PeakRSS)), fmt.Sprintf("%.1f", l.ForeignShare*100), l.Stalls})
 	}
 	return rows
 }
@@ -455,6 +455,9 @@ func (b *bench) report() error {
 	printRows(b.runRows())
 	fmt.Println()
 	printRows(b.stormRows())
+	if len(b.discarded) > 0 {
+		fmt.Printf("discarded as noisy and run again: %s\n", strings.Join(b.discarded, "; "))
+	}
 	if len(b.lats) > 0 {
 		fmt.Println()
 		printRows(b.latRunRows())
@@ -527,7 +530,13 @@ func (b *bench) writeDoc(m machine, trows [][]string) error {
 	fmt.Fprintf(&w, "### Storms\n\n")
 	mdTable(&w, b.stormRows(), 2)
 	fmt.Fprintf(&w, "\nRuns were interleaved (ceiling, file, Kafka; one workload after the other) in %d round(s). Delivered, kernel lost and dropped are totals over the runs (the kernel counts lost *records*: an event is 3 records in the syscall storms, 7 in the exec storm); rates and CPU are the median run (min–max); ratios are medians against the ceiling of the same workload. CPU is utime+stime of the consumer process (/proc/PID/stat, 10 ms ticks) from readiness to \"all delivered\", start-up excluded, per event delivered.\n\n", b.o.repeat)
-	w.WriteString("<details><summary>Every run</summary>\n\n")
+	fmt.Fprintf(&w, "Before each run the bench waits (up to 2 min) until processes other than its own, kauditd and the broker use under 10%% of the machine; a run during which they used more than %.0f%% is discarded and run again (up to %d times; after that it is kept and marked NOISY).", noisyShare*100, b.o.noisyRetries)
+	if len(b.discarded) > 0 {
+		fmt.Fprintf(&w, " Discarded as noisy in this invocation: %s.", strings.Join(b.discarded, "; "))
+	} else {
+		w.WriteString(" No run was discarded in this invocation.")
+	}
+	w.WriteString("\n\n<details><summary>Every run</summary>\n\n")
 	mdTable(&w, b.runRows(), 2)
 	if len(b.profiles) > 0 {
 		w.WriteString("\nThe `(pprof)` runs are extra runs under the CPU profiler; they are not used for the targets.\n")
