@@ -14,12 +14,10 @@ package consume
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,10 +26,9 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 	"github.com/segmentio/kafka-go/sasl"
-	"github.com/segmentio/kafka-go/sasl/plain"
-	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"github.com/auditns/auditns/internal/config"
+	"github.com/auditns/auditns/internal/kafkaauth"
 )
 
 // Options configures a Client.
@@ -58,10 +55,12 @@ type Options struct {
 	Warn func(msg string)
 }
 
-// FromConfig builds Options from the kafka.* configuration. Errors name the
-// key. The TLS and SASL set-up here is deliberately minimal (the Kafka sink
-// in internal/publish validates the same keys for the daemon and keeps its
-// builders unexported).
+// FromConfig builds Options from the kafka.* configuration. Errors are one
+// line and name the key. TLS and SASL are built by kafkaauth, as for the
+// daemon's Kafka sink: TLS and SASL settings the daemon refuses are refused
+// here too, with the same error. FromConfig has no logger: kafkaauth's
+// warnings (insecure_skip_verify, plain in clear text, a password file
+// readable by others) are dropped.
 func FromConfig(c config.Kafka) (Options, error) {
 	o := Options{}
 	for _, b := range c.Brokers {
@@ -77,58 +76,12 @@ func FromConfig(c config.Kafka) (Options, error) {
 	if len(o.Brokers) == 0 {
 		return o, errors.New("kafka.brokers: required (--kafka-brokers H:P,..., env AUDITNS_KAFKA_BROKERS, or the config file)")
 	}
-	t := c.TLS
-	if t.Enabled {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // opt-in
-		if t.CAFile != "" {
-			pem, err := os.ReadFile(t.CAFile)
-			if err != nil {
-				return o, fmt.Errorf("kafka.tls.ca_file: %v", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return o, fmt.Errorf("kafka.tls.ca_file: no PEM certificate in %s", t.CAFile)
-			}
-			cfg.RootCAs = pool
-		}
-		if (t.CertFile == "") != (t.KeyFile == "") {
-			return o, errors.New("kafka.tls.cert_file: kafka.tls.cert_file and kafka.tls.key_file go together")
-		}
-		if t.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-			if err != nil {
-				return o, fmt.Errorf("kafka.tls.cert_file: with kafka.tls.key_file %s: %v", t.KeyFile, err)
-			}
-			cfg.Certificates = []tls.Certificate{cert}
-		}
-		o.TLS = cfg
+	var err error
+	if o.TLS, err = kafkaauth.TLS(c.TLS).Build(nil); err != nil {
+		return o, err
 	}
-	s := c.SASL
-	if s.Mechanism != "" {
-		pw := s.Password
-		if s.PasswordFile != "" {
-			b, err := os.ReadFile(s.PasswordFile)
-			if err != nil {
-				return o, fmt.Errorf("kafka.sasl.password_file: %v", err)
-			}
-			pw = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-		}
-		switch strings.ToLower(s.Mechanism) {
-		case "plain":
-			o.SASL = plain.Mechanism{Username: s.Username, Password: pw}
-		case "scram-sha-256", "scram-sha-512":
-			algo := scram.SHA256
-			if strings.EqualFold(s.Mechanism, "scram-sha-512") {
-				algo = scram.SHA512
-			}
-			m, err := scram.Mechanism(algo, s.Username, pw)
-			if err != nil {
-				return o, fmt.Errorf("kafka.sasl.password: not usable with %s: %v", s.Mechanism, err)
-			}
-			o.SASL = m
-		default:
-			return o, fmt.Errorf("kafka.sasl.mechanism: expected plain, scram-sha-256 or scram-sha-512, got %q", s.Mechanism)
-		}
+	if o.SASL, _, err = kafkaauth.SASL(c.SASL).Build(nil, c.TLS.Enabled); err != nil {
+		return o, err
 	}
 	return o, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/auditns/auditns/internal/config"
 	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/filter"
 	"github.com/auditns/auditns/internal/serial"
@@ -180,6 +181,37 @@ func TestDialUnreachable(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("took %v", d)
+	}
+}
+
+// TLS and SASL settings are checked as the daemon checks them (kafkaauth):
+// one line naming the key.
+func TestFromConfigTLSAndSASLErrors(t *testing.T) {
+	for _, c := range []struct {
+		key string
+		mod func(*config.Kafka)
+	}{
+		{"kafka.tls.ca_file", func(k *config.Kafka) { k.TLS.CAFile = "/etc/ssl/ca.pem" }}, // TLS off
+		{"kafka.tls.ca_file", func(k *config.Kafka) { k.TLS = config.TLS{Enabled: true, CAFile: "/nonexistent/ca.pem"} }},
+		{"kafka.tls.key_file", func(k *config.Kafka) { k.TLS = config.TLS{Enabled: true, CertFile: "/nonexistent/c.pem"} }},
+		{"kafka.sasl.mechanism", func(k *config.Kafka) { k.SASL = config.SASL{Mechanism: "gssapi", Username: "u", Password: "p"} }},
+		{"kafka.sasl.password", func(k *config.Kafka) { k.SASL = config.SASL{Mechanism: "scram-sha-256", Username: "u"} }},
+		{"kafka.sasl.password_file", func(k *config.Kafka) {
+			k.SASL = config.SASL{Mechanism: "plain", Username: "u", PasswordFile: "/nonexistent/pw"}
+		}},
+	} {
+		k := config.Kafka{Brokers: []string{"127.0.0.1:9092"}}
+		c.mod(&k)
+		_, err := FromConfig(k)
+		if err == nil || !strings.HasPrefix(err.Error(), c.key+": ") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: err %v, want one line starting with the key", c.key, err)
+		}
+	}
+	k := config.Kafka{Brokers: []string{"127.0.0.1:9092"}, TLS: config.TLS{Enabled: true, ServerName: "kafka.test"},
+		SASL: config.SASL{Mechanism: "SCRAM-SHA-512", Username: "u", Password: "p"}}
+	o, err := FromConfig(k)
+	if err != nil || o.TLS == nil || o.TLS.ServerName != "kafka.test" || o.SASL == nil || o.SASL.Name() != "SCRAM-SHA-512" {
+		t.Fatalf("FromConfig: %+v %v", o, err)
 	}
 }
 

@@ -2,13 +2,9 @@ package publish
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,8 +12,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
-	"github.com/segmentio/kafka-go/sasl/plain"
-	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/auditns/auditns/internal/kafkaauth"
 )
 
 // Defaults of KafkaOptions. A zero field takes the default when NewKafka
@@ -140,71 +136,13 @@ type KafkaOptions struct {
 	ObserveLatency func(time.Duration)
 }
 
-// KafkaTLS configures TLS to the brokers (kafka.tls.*).
-type KafkaTLS struct {
-	// Enabled turns TLS on (kafka.tls.enabled). Default false. The other
-	// TLS fields are an error while it is off, so that a half-done TLS
-	// configuration never silently runs in clear text.
-	Enabled bool
-	// CAFile is a PEM bundle of the CAs that sign the brokers' certificates
-	// (kafka.tls.ca_file). Default: the system's roots.
-	CAFile string
-	// CertFile and KeyFile are the PEM client certificate and its key for
-	// mutual TLS (kafka.tls.cert_file, kafka.tls.key_file). Both or
-	// neither.
-	CertFile string
-	KeyFile  string
-	// ServerName is the name verified in the brokers' certificates
-	// (kafka.tls.server_name). Default: each broker's host name.
-	ServerName string
-	// InsecureSkipVerify turns certificate verification off
-	// (kafka.tls.insecure_skip_verify). Default false; logged as a warning
-	// when true. For tests only.
-	InsecureSkipVerify bool
-}
+// KafkaTLS configures TLS to the brokers (kafka.tls.*); see kafkaauth.TLS.
+type KafkaTLS = kafkaauth.TLS
 
-// KafkaSASL configures SASL authentication (kafka.sasl.*). Its password is
-// never logged or printed: String, GoString and LogValue redact it.
-type KafkaSASL struct {
-	// Mechanism is "" (no SASL), "plain", "scram-sha-256" or
-	// "scram-sha-512" (kafka.sasl.mechanism; case-insensitive).
-	Mechanism string
-	// Username (kafka.sasl.username). Required with a mechanism.
-	Username string
-	// Password (kafka.sasl.password, or the environment variable
-	// AUDITNS_KAFKA_SASL_PASSWORD through the config). Exactly one of
-	// Password and PasswordFile is required with a mechanism.
-	Password string
-	// PasswordFile is a file whose content (one trailing newline removed)
-	// is the password (kafka.sasl.password_file). A file readable by group
-	// or others gets a warning.
-	PasswordFile string
-}
-
-// String describes s without the password.
-func (s KafkaSASL) String() string {
-	if s.Mechanism == "" {
-		return "sasl=none"
-	}
-	pw := "unset"
-	switch {
-	case s.Password != "":
-		pw = "[redacted]"
-	case s.PasswordFile != "":
-		pw = "file:" + s.PasswordFile
-	}
-	return fmt.Sprintf("sasl=%s user=%q password=%s", s.Mechanism, s.Username, pw)
-}
-
-// GoString is String, so that %#v does not print the password either.
-func (s KafkaSASL) GoString() string { return s.String() }
-
-// LogValue keeps the password out of slog output.
-func (s KafkaSASL) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// MarshalJSON keeps the password out of JSON (a JSON log handler marshals
-// nested structs).
-func (s KafkaSASL) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+// KafkaSASL configures SASL authentication (kafka.sasl.*); see
+// kafkaauth.SASL. Its password is never logged or printed: String,
+// GoString, LogValue and MarshalJSON redact it.
+type KafkaSASL = kafkaauth.SASL
 
 // LogValue describes the options for slog without secrets.
 func (o KafkaOptions) LogValue() slog.Value {
@@ -356,10 +294,10 @@ func (opts KafkaOptions) validate(log *slog.Logger) (*kafkaConfig, error) {
 	}
 
 	var err error
-	if c.tls, err = opts.TLS.build(log); err != nil {
+	if c.tls, err = opts.TLS.Build(log); err != nil {
 		return nil, err
 	}
-	if c.sasl, opts.SASL, err = opts.SASL.build(log, opts.TLS.Enabled); err != nil {
+	if c.sasl, opts.SASL, err = opts.SASL.Build(log, opts.TLS.Enabled); err != nil {
 		return nil, err
 	}
 	c.opts = opts
@@ -380,141 +318,4 @@ func checkTopicName(t string) error {
 		}
 	}
 	return nil
-}
-
-// build returns the tls.Config, or nil when TLS is off.
-func (t KafkaTLS) build(log *slog.Logger) (*tls.Config, error) {
-	if !t.Enabled {
-		for _, f := range []struct{ key, val string }{
-			{"kafka.tls.ca_file", t.CAFile},
-			{"kafka.tls.cert_file", t.CertFile},
-			{"kafka.tls.key_file", t.KeyFile},
-			{"kafka.tls.server_name", t.ServerName},
-		} {
-			if f.val != "" {
-				return nil, configErr(f.key, "set but kafka.tls.enabled is false")
-			}
-		}
-		if t.InsecureSkipVerify {
-			return nil, configErr("kafka.tls.insecure_skip_verify", "set but kafka.tls.enabled is false")
-		}
-		return nil, nil
-	}
-	cfg := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ServerName:         t.ServerName,
-		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // opt-in, warned about
-	}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, configErr("kafka.tls.ca_file", "%v", unwrapPathError(err))
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, configErr("kafka.tls.ca_file", "no PEM certificate in %s", t.CAFile)
-		}
-		cfg.RootCAs = pool
-	}
-	switch {
-	case t.CertFile != "" && t.KeyFile == "":
-		return nil, configErr("kafka.tls.key_file", "required with kafka.tls.cert_file")
-	case t.CertFile == "" && t.KeyFile != "":
-		return nil, configErr("kafka.tls.cert_file", "required with kafka.tls.key_file")
-	case t.CertFile != "":
-		if _, err := os.Stat(t.CertFile); err != nil {
-			return nil, configErr("kafka.tls.cert_file", "%v", unwrapPathError(err))
-		}
-		if _, err := os.Stat(t.KeyFile); err != nil {
-			return nil, configErr("kafka.tls.key_file", "%v", unwrapPathError(err))
-		}
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			// The error names no file and never contains key material.
-			return nil, configErr("kafka.tls.cert_file", "with kafka.tls.key_file %s: %v", t.KeyFile, err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	if t.InsecureSkipVerify {
-		log.Warn("kafka: kafka.tls.insecure_skip_verify is true: broker certificates are NOT verified")
-	}
-	return cfg, nil
-}
-
-// unwrapPathError keeps "open /x: no such file or directory" on one line.
-func unwrapPathError(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("%s %s: %w", pe.Op, pe.Path, pe.Err)
-	}
-	return err
-}
-
-// build returns the SASL mechanism (nil when off) and s with the password
-// read from PasswordFile.
-func (s KafkaSASL) build(log *slog.Logger, tlsOn bool) (sasl.Mechanism, KafkaSASL, error) {
-	s.Mechanism = strings.ToLower(strings.TrimSpace(s.Mechanism))
-	if s.Mechanism == "" || s.Mechanism == "none" {
-		s.Mechanism = ""
-		for _, f := range []struct{ key, val string }{
-			{"kafka.sasl.username", s.Username},
-			{"kafka.sasl.password", s.Password},
-			{"kafka.sasl.password_file", s.PasswordFile},
-		} {
-			if f.val != "" {
-				return nil, s, configErr(f.key, "set but kafka.sasl.mechanism is empty (expected plain, scram-sha-256 or scram-sha-512)")
-			}
-		}
-		return nil, s, nil
-	}
-	switch s.Mechanism {
-	case "plain", "scram-sha-256", "scram-sha-512":
-	default:
-		return nil, s, configErr("kafka.sasl.mechanism", "expected plain, scram-sha-256 or scram-sha-512, got %q", s.Mechanism)
-	}
-	if s.Username == "" {
-		return nil, s, configErr("kafka.sasl.username", "required with kafka.sasl.mechanism=%s", s.Mechanism)
-	}
-	switch {
-	case s.Password != "" && s.PasswordFile != "":
-		return nil, s, configErr("kafka.sasl.password_file", "set together with kafka.sasl.password: use one")
-	case s.PasswordFile != "":
-		fi, err := os.Stat(s.PasswordFile)
-		if err != nil {
-			return nil, s, configErr("kafka.sasl.password_file", "%v", unwrapPathError(err))
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			log.Warn("kafka: kafka.sasl.password_file is readable by group or others", "path", s.PasswordFile, "mode", fi.Mode().Perm().String())
-		}
-		b, err := os.ReadFile(s.PasswordFile)
-		if err != nil {
-			return nil, s, configErr("kafka.sasl.password_file", "%v", unwrapPathError(err))
-		}
-		pw := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-		if pw == "" {
-			return nil, s, configErr("kafka.sasl.password_file", "%s is empty", s.PasswordFile)
-		}
-		s.Password = pw
-	case s.Password == "":
-		return nil, s, configErr("kafka.sasl.password", "required with kafka.sasl.mechanism=%s (or kafka.sasl.password_file)", s.Mechanism)
-	}
-	if s.Mechanism == "plain" && !tlsOn {
-		log.Warn("kafka: kafka.sasl.mechanism=plain without kafka.tls.enabled sends the password in clear text")
-	}
-	var m sasl.Mechanism
-	switch s.Mechanism {
-	case "plain":
-		m = plain.Mechanism{Username: s.Username, Password: s.Password}
-	case "scram-sha-256", "scram-sha-512":
-		algo := scram.SHA256
-		if s.Mechanism == "scram-sha-512" {
-			algo = scram.SHA512
-		}
-		var err error
-		if m, err = scram.Mechanism(algo, s.Username, s.Password); err != nil {
-			// SASLprep failures name neither the password nor its bytes.
-			return nil, s, configErr("kafka.sasl.password", "not usable with %s: %v", s.Mechanism, err)
-		}
-	}
-	return m, s, nil
 }
