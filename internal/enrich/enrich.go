@@ -1,17 +1,24 @@
 // Package enrich turns an assembled audit event (its records) into an
-// auditns.event/1 object: ECS-aligned fields from go-libaudit's aucoalesce,
-// resolved user and group names, decoded arguments and proctitle, the
-// subject's namespaces and container, and what a namespace-changing syscall
-// changed.
+// auditns.event/1 object: ECS-aligned fields with go-libaudit's aucoalesce
+// semantics (its normalization tables: action, category, summary), resolved
+// user and group names, decoded arguments and proctitle, the subject's
+// namespaces and container, and what a namespace-changing syscall changed.
+//
+// The event is built straight from the records' parsed fields (package
+// record) without copying them: the strings of an event built by Enrich
+// are views of the records and of the Enricher's buffers. They are valid
+// until the next call of Enrich and, for the records' text, until the
+// Assembler's emit callback returns; event.id, and what the process cache
+// keeps, are copies.
 package enrich
 
 import (
 	"fmt"
 	"log/slog"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/elastic/go-libaudit/v2/aucoalesce"
 	"github.com/elastic/go-libaudit/v2/auparse"
@@ -44,12 +51,52 @@ type Options struct {
 // Enricher builds events. Enrich is called from one goroutine; the
 // process cache is shared with the goroutine that watches process exits.
 type Enricher struct {
-	opts   Options
-	users  *aucoalesce.EntityCache
-	groups *aucoalesce.EntityCache
-	procs  *procCache
-	log    *slog.Logger
-	idBuf  []byte
+	opts  Options
+	names names
+	procs *procCache
+	log   *slog.Logger
+	now   func() time.Time
+
+	// Per event, reused.
+	c        cev
+	rd       []*rdata
+	sb       []byte // decoded values and built strings of the event
+	tagBuf   []string
+	aargs    []string
+	args     []string
+	argParts []argPart
+	argSlots []argSlot
+	clock    int64 // now, in unix nanoseconds
+	kv       []event.KV
+	paths    []event.Fields
+	out      out
+
+	idArena []byte // event ids, never rewritten
+	exes    map[string]string
+	cats    map[[2]*aucoalesce.Normalization][]string
+
+	// Memos of the last arch and its syscall table.
+	arch     auparse.AuditArch
+	archStr  string
+	archOK   bool
+	sysArch  string
+	sysTable []string
+}
+
+// out holds the objects an event points to.
+type out struct {
+	proc     event.Process
+	parent   event.Parent
+	user     event.User
+	ents     [5]event.Entity
+	group    event.Entity
+	sys      event.Syscall
+	sysArgs  [4]string
+	file     event.File
+	src, dst event.Endpoint
+	auditd   event.Auditd
+	summary  event.Summary
+	records  []string
 }
 
 // New returns an Enricher. Close releases what the process cache holds.
@@ -67,11 +114,14 @@ func New(opts Options) (*Enricher, error) {
 		opts.Logger = slog.Default()
 	}
 	e := &Enricher{
-		opts:   opts,
-		users:  aucoalesce.NewUserCache(5 * time.Minute),
-		groups: aucoalesce.NewGroupCache(5 * time.Minute),
-		log:    opts.Logger,
+		opts:  opts,
+		names: newNames(),
+		log:   opts.Logger,
+		now:   time.Now,
+		exes:  make(map[string]string),
+		cats:  make(map[[2]*aucoalesce.Normalization][]string),
 	}
+	norms()
 	var err error
 	e.procs, err = newProcCache(opts.ProcRoot, opts.CacheSize, opts.Namespaces, opts.Logger)
 	if err != nil {
@@ -92,53 +142,59 @@ func (e *Enricher) Enrich(recs []record.Record, ev *event.Event) error {
 	if len(recs) == 0 {
 		return fmt.Errorf("enrich: no records")
 	}
-	msgs := make([]*auparse.AuditMessage, 0, len(recs))
+	e.sb = e.sb[:0]
+	e.kv = e.kv[:0]
+	e.paths = e.paths[:0]
+	for len(e.rd) < len(recs) {
+		e.rd = append(e.rd, &rdata{})
+	}
+	d := e.rd[:len(recs)]
 	for i := range recs {
-		m, err := auparse.Parse(auparse.AuditMessageType(recs[i].Type), string(recs[i].Text))
-		if err != nil {
-			return fmt.Errorf("enrich: %w", err)
-		}
-		msgs = append(msgs, m)
+		d[i].build(&recs[i], e)
 	}
-	ce, err := aucoalesce.CoalesceMessages(msgs)
-	if ce == nil {
-		// Records that cannot be grouped (a PATH whose SYSCALL was lost,
-		// say) are still an event: publish what is there, raw, with why.
-		ce = fallbackEvent(msgs, err)
-	} else if err != nil {
-		ce.Warnings = append(ce.Warnings, err)
+	c := &e.c
+	c.reset()
+	// An EOE that ends the list is not a record of the event.
+	n := len(recs)
+	if recs[n-1].Type == typeEOE {
+		n--
 	}
-	aucoalesce.ResolveIDsFromCaches(ce, e.users, e.groups)
+	switch {
+	case n == 0:
+		e.fallback(c, recs, d, errNoRecords)
+	case !e.coalesce(c, recs[:n], d[:n]):
+		e.fallback(c, recs, d, errNoSyscall)
+	}
+	e.clock = e.now().UnixNano()
+	e.resolve(c, e.clock)
 
 	ev.Schema = event.Schema
 	ev.Host = event.Host{Name: e.opts.HostName, Boot: event.Boot{ID: e.opts.BootID}, Kernel: e.opts.Kernel}
-	e.idBuf = append(e.idBuf[:0], e.opts.BootID...)
-	e.idBuf = append(e.idBuf, ':')
-	e.idBuf = strconv.AppendUint(e.idBuf, uint64(ce.Sequence), 10)
 	ev.Event = event.Meta{
-		ID:       string(e.idBuf),
-		Sequence: ce.Sequence,
-		Created:  ce.Timestamp,
+		ID:       e.eventID(c.hdr.Seq),
+		Sequence: c.hdr.Seq,
+		Created:  c.hdr.Time(),
 		Kind:     event.KindEvent,
-		Category: ce.ECS.Event.Category,
-		Action:   ce.Summary.Action,
-		Outcome:  outcome(ce),
-		Type:     recordTypeName(ce.Type),
+		Category: c.category,
+		Action:   c.action,
+		Outcome:  outcome(c),
+		Type:     typeName(c.hdr.Type),
 	}
-	ev.Tags = ce.Tags
+	ev.Tags = c.tags
 
-	e.process(ce, ev)
-	if ev.Process != nil {
-		if args, argc, ok := execveArgs(msgs); ok {
-			ev.Process.Args, ev.Process.ArgsCount = args, argc
-		}
-		ev.Process.Name = decodeHexField(msgs, "comm", ev.Process.Name)
-		ev.Process.Executable = decodeHexField(msgs, "exe", ev.Process.Executable)
+	o := &e.out
+	e.process(c, recs, ev)
+	e.user(c, ev)
+	e.syscall(c, ev)
+	if c.hasFile {
+		f := c.file
+		o.file = event.File{Path: f.path, Device: f.device, Inode: f.inode, Mode: f.mode,
+			UID: f.uid, GID: f.gid, Owner: f.owner, Group: f.group}
+		ev.File = &o.file
 	}
-	e.user(ce, ev)
-	e.syscall(ce, ev)
-	e.objects(ce, ev)
-	e.auditd(ce, msgs, ev)
+	ev.Source = endpoint(&o.src, c.src)
+	ev.Dest = endpoint(&o.dst, c.dst)
+	e.auditd(c, recs, ev)
 
 	if ev.Process != nil && ev.Process.PID > 0 {
 		ppid := 0
@@ -152,20 +208,91 @@ func (e *Enricher) Enrich(recs []record.Record, ev *event.Event) error {
 	return nil
 }
 
-// unsetID undoes auparse's rendering of the kernel's "no id" (-1) as
-// "unset": ids stay numeric strings, as ECS and the SPEC have them.
-func unsetID(s string) string {
-	if s == "unset" {
-		return "4294967295"
+// eventID returns "<boot_id>:<seq>" carved from an arena of ids that is
+// never rewritten: the id outlives the event (the batch keeps it).
+func (e *Enricher) eventID(seq uint32) string {
+	need := len(e.opts.BootID) + 11
+	if cap(e.idArena)-len(e.idArena) < need {
+		e.idArena = make([]byte, 0, max(16<<10, need))
 	}
-	return s
+	start := len(e.idArena)
+	e.idArena = append(e.idArena, e.opts.BootID...)
+	e.idArena = append(e.idArena, ':')
+	e.idArena = strconv.AppendUint(e.idArena, uint64(seq), 10)
+	return unsafe.String(&e.idArena[start], len(e.idArena)-start)
 }
 
-func outcome(ce *aucoalesce.Event) string {
-	if ce.ECS.Event.Outcome != "" {
-		return ce.ECS.Event.Outcome
+// itoa appends n to the event's buffer.
+func (e *Enricher) itoa(n int64) string {
+	start := len(e.sb)
+	e.sb = strconv.AppendInt(e.sb, n, 10)
+	return record.View(e.sb[start:])
+}
+
+// intern returns a copy of s that outlives the event (the process cache
+// may keep the executable), one per distinct value.
+func (e *Enricher) intern(s string) string {
+	if v, ok := e.exes[s]; ok {
+		return v
 	}
-	switch ce.Result {
+	if len(e.exes) >= 4096 {
+		clear(e.exes)
+	}
+	v := strings.Clone(s)
+	e.exes[v] = v
+	return v
+}
+
+// typeNames caches auparse's record type names.
+var typeNames = func() (t [4096]string) {
+	for i := range t {
+		if s := auparse.AuditMessageType(i).String(); !strings.HasPrefix(s, "UNKNOWN[") {
+			t[i] = s
+		}
+	}
+	return t
+}()
+
+func typeName(t uint16) string {
+	if int(t) < len(typeNames) && typeNames[t] != "" {
+		return typeNames[t]
+	}
+	// auparse names unknown types "UNKNOWN[1234]"; keep its number visible.
+	return auparse.AuditMessageType(t).String()
+}
+
+// resolve is aucoalesce's ResolveIDsFromCaches, for what auditns
+// publishes.
+func (e *Enricher) resolve(c *cev, now int64) {
+	if v := e.names.userByID.get(c.actor1, now); v != "" {
+		c.actor1 = v
+	}
+	if v := e.names.userByID.get(c.actor2, now); v != "" {
+		c.actor2 = v
+	}
+	if c.hasFile {
+		if c.file.uid != "" {
+			c.file.owner = e.names.userByID.get(c.file.uid, now)
+		}
+		if c.file.gid != "" {
+			c.file.group = e.names.groupByID.get(c.file.gid, now)
+		}
+	}
+	t := &c.target
+	if (t.ID == "") != (t.Name == "") {
+		if t.ID != "" {
+			t.Name = e.names.userByID.get(t.ID, now)
+		} else {
+			t.ID = e.names.userByName.get(t.Name, now)
+		}
+	}
+}
+
+func outcome(c *cev) string {
+	if c.ecsOutcome != "" {
+		return c.ecsOutcome
+	}
+	switch c.result {
 	case "success":
 		return "success"
 	case "fail":
@@ -174,9 +301,12 @@ func outcome(ce *aucoalesce.Event) string {
 	return "unknown"
 }
 
-func recordTypeName(t auparse.AuditMessageType) string {
-	s := t.String()
-	// auparse names unknown types "UNKNOWN[1234]"; keep its number visible.
+// unsetID undoes auparse's rendering of the kernel's "no id" (-1) as
+// "unset": ids stay numeric strings, as ECS and the SPEC have them.
+func unsetID(s string) string {
+	if s == "unset" {
+		return "4294967295"
+	}
 	return s
 }
 
@@ -188,176 +318,241 @@ func atoi(s string) int {
 	return n
 }
 
-func (e *Enricher) process(ce *aucoalesce.Event, ev *event.Event) {
-	p := ce.Process
-	if p.IsEmpty() {
+func (e *Enricher) process(c *cev, recs []record.Record, ev *event.Event) {
+	if !c.hasProc {
 		return
 	}
-	proc := &event.Process{
-		PID:              atoi(p.PID),
-		Name:             p.Name,
-		Executable:       p.Exe,
-		Args:             p.Args,
-		WorkingDirectory: p.CWD,
-		Title:            p.Title,
+	o := &e.out
+	o.proc = event.Process{
+		PID:              atoi(c.pid),
+		Name:             c.comm,
+		Executable:       c.exe,
+		Args:             c.args,
+		WorkingDirectory: c.cwd,
+		Title:            c.title,
 	}
-	if pp := atoi(p.PPID); pp > 0 {
-		proc.Parent = &event.Parent{PID: pp}
+	p := &o.proc
+	if pp := atoi(c.ppid); pp > 0 {
+		o.parent = event.Parent{PID: pp}
+		p.Parent = &o.parent
 	}
-	if argc, ok := ce.Data["argc"]; ok {
-		proc.ArgsCount = atoi(argc)
-		delete(ce.Data, "argc")
+	if x := c.data.get(kArgc); x != nil {
+		p.ArgsCount = atoi(x.val)
+		x.dead = true
 	}
-	if tty, ok := ce.Data["tty"]; ok {
-		if tty != "(none)" {
-			proc.TTY = tty
+	if x := c.data.get(kTty); x != nil {
+		if x.val != "(none)" {
+			p.TTY = x.val
 		}
-		delete(ce.Data, "tty")
+		x.dead = true
 	}
-	ev.Process = proc
+	if args, argc, ok := e.execveArgs(recs); ok {
+		p.Args, p.ArgsCount = args, argc
+	}
+	p.Name = e.decodeHexField(recs, " comm=", p.Name)
+	p.Executable = e.intern(e.decodeHexField(recs, " exe=", p.Executable))
+	ev.Process = p
 }
 
-func (e *Enricher) user(ce *aucoalesce.Event, ev *event.Event) {
-	ids, names := ce.User.IDs, ce.User.Names
-	if len(ids) == 0 {
+// decodeHexField undoes the kernel's hex encoding of a SYSCALL record
+// field (comm, exe) that go-libaudit left encoded: the kernel writes the
+// value unquoted, as hex, when it holds a space, quote, control character
+// or non-ASCII byte.
+func (e *Enricher) decodeHexField(recs []record.Record, key, val string) string {
+	if val == "" || !record.IsHex(val) {
+		return val
+	}
+	start := len(e.sb)
+	e.sb = append(append(e.sb, key...), val...)
+	needle := e.sb[start:]
+	found := false
+	for i := range recs {
+		if recs[i].Type == typeSyscall && strings.Contains(record.View(recs[i].Text), record.View(needle)) {
+			found = true
+			break
+		}
+	}
+	e.sb = e.sb[:start]
+	if !found {
+		return val
+	}
+	e.sb, _ = record.AppendUnhex(e.sb, val)
+	return record.View(e.sb[start:])
+}
+
+func (e *Enricher) user(c *cev, ev *event.Event) {
+	var ids [6]string // uid, auid, euid, suid, fsuid, gid
+	var have [6]bool
+	any := false
+	for i := range c.ids.ents {
+		x := &c.ids.ents[i]
+		if x.dead {
+			continue
+		}
+		any = true
+		j := -1
+		switch x.kid {
+		case kUid:
+			j = 0
+		case kAuid:
+			j = 1
+		case kEuid:
+			j = 2
+		case kSuid:
+			j = 3
+		case kFsuid:
+			j = 4
+		case kGid:
+			j = 5
+		}
+		if j >= 0 {
+			ids[j], have[j] = x.val, true
+		}
+	}
+	if !any {
 		return
 	}
-	ent := func(key string) *event.Entity {
-		id, ok := ids[key]
-		if !ok {
-			return nil
+	now := e.clock
+	o := &e.out
+	o.user = event.User{}
+	u := &o.user
+	name := func(j int) string {
+		if j == 5 {
+			return e.names.groupByID.get(ids[j], now)
 		}
-		return &event.Entity{ID: unsetID(id), Name: names[key]}
+		return e.names.userByID.get(ids[j], now)
 	}
-	u := &event.User{}
-	if r := ent("uid"); r != nil {
-		u.ID, u.Name = r.ID, r.Name
+	if have[0] {
+		u.ID, u.Name = unsetID(ids[0]), name(0)
 	}
-	u.Audit = ent("auid")
-	u.Effective = ent("euid")
-	u.Saved = ent("suid")
-	u.FS = ent("fsuid")
-	if ce.ECS.User.Target.ID != "" {
-		u.Target = &event.Entity{ID: ce.ECS.User.Target.ID, Name: ce.ECS.User.Target.Name}
+	for j, dst := range [...]**event.Entity{1: &u.Audit, 2: &u.Effective, 3: &u.Saved, 4: &u.FS} {
+		if j == 0 || !have[j] {
+			continue
+		}
+		o.ents[j-1] = event.Entity{ID: unsetID(ids[j]), Name: name(j)}
+		*dst = &o.ents[j-1]
+	}
+	if c.target.ID != "" {
+		o.ents[4] = event.Entity{ID: c.target.ID, Name: c.target.Name}
+		u.Target = &o.ents[4]
 	}
 	ev.User = u
-	if g := ent("gid"); g != nil {
-		ev.Group = g
+	if have[5] {
+		o.group = event.Entity{ID: unsetID(ids[5]), Name: name(5)}
+		ev.Group = &o.group
 	}
 }
 
-func (e *Enricher) syscall(ce *aucoalesce.Event, ev *event.Event) {
-	name, ok := ce.Data["syscall"]
-	if !ok {
+func (e *Enricher) syscall(c *cev, ev *event.Event) {
+	name := c.data.get(kSyscall)
+	if name == nil {
 		return
 	}
-	s := &event.Syscall{Name: name, Arch: ce.Data["arch"]}
-	s.Nr = syscallNumber(s.Arch, name)
-	if x, ok := ce.Data["exit"]; ok {
-		s.Exit = exitCode(x)
+	o := &e.out
+	o.sys = event.Syscall{Name: name.val}
+	s := &o.sys
+	if x := c.data.get(kArch); x != nil {
+		s.Arch = x.val
 	}
-	for _, k := range [...]string{"a0", "a1", "a2", "a3"} {
-		if v, ok := ce.Data[k]; ok {
-			s.Args = append(s.Args, "0x"+v)
-			delete(ce.Data, k)
+	if c.nrOK && c.nrName == s.Name {
+		// The number the record had (no other has the same name).
+		s.Nr = c.nr
+	} else {
+		s.Nr = syscallNumber(s.Arch, s.Name)
+	}
+	if x := c.data.get(kExit); x != nil {
+		s.Exit = exitCode(x.val)
+	}
+	n := 0
+	for _, k := range [...]kid{kA0, kA1, kA2, kA3} {
+		if x := c.data.get(k); x != nil {
+			start := len(e.sb)
+			e.sb = append(append(e.sb, "0x"...), x.val...)
+			o.sysArgs[n] = record.View(e.sb[start:])
+			n++
+			x.dead = true
 		}
 	}
-	for _, k := range [...]string{"syscall", "arch", "exit", "items"} {
-		delete(ce.Data, k)
+	if n > 0 {
+		s.Args = o.sysArgs[:n:n]
+	}
+	for _, k := range [...]kid{kSyscall, kArch, kExit, kItems} {
+		c.data.del(k)
 	}
 	ev.Syscall = s
 }
 
-func (e *Enricher) objects(ce *aucoalesce.Event, ev *event.Event) {
-	if f := ce.File; f != nil {
-		ev.File = &event.File{Path: f.Path, Device: f.Device, Inode: f.Inode, Mode: f.Mode,
-			UID: f.UID, GID: f.GID, Owner: f.Owner, Group: f.Group}
-	}
-	ev.Source = endpoint(ce.Source)
-	ev.Dest = endpoint(ce.Dest)
-}
-
-func endpoint(a *aucoalesce.Address) *event.Endpoint {
-	if a == nil {
+func endpoint(dst *event.Endpoint, a addr) *event.Endpoint {
+	if !a.set {
 		return nil
 	}
-	return &event.Endpoint{IP: a.IP, Port: atoi(a.Port), Path: a.Path}
+	*dst = event.Endpoint{IP: a.ip, Port: atoi(a.port), Path: a.path}
+	return dst
 }
 
-func (e *Enricher) auditd(ce *aucoalesce.Event, msgs []*auparse.AuditMessage, ev *event.Event) {
-	a := &event.Auditd{Result: ce.Result, Session: unsetID(ce.Session)}
-	if ce.Summary.Action != "" || ce.Summary.Actor.Primary != "" {
-		s := ce.Summary
-		a.Summary = &event.Summary{
-			Actor:  event.Actor{Primary: s.Actor.Primary, Secondary: s.Actor.Secondary},
-			Action: s.Action,
-			Object: event.Object{Type: s.Object.Type, Primary: s.Object.Primary, Secondary: s.Object.Secondary},
-			How:    s.How,
+func (e *Enricher) auditd(c *cev, recs []record.Record, ev *event.Event) {
+	o := &e.out
+	o.auditd = event.Auditd{Result: c.result, Session: unsetID(c.session)}
+	a := &o.auditd
+	if c.action != "" || c.actor1 != "" {
+		o.summary = event.Summary{
+			Actor:  event.Actor{Primary: c.actor1, Secondary: c.actor2},
+			Action: c.action,
+			Object: event.Object{Type: c.objType, Primary: c.obj1, Secondary: c.obj2},
+			How:    c.how,
 		}
+		a.Summary = &o.summary
 	}
-	for _, p := range ce.Paths {
-		a.Paths = append(a.Paths, fields(p))
+	for _, p := range c.paths {
+		e.paths = append(e.paths, e.fields(p))
+	}
+	if len(e.paths) > 0 {
+		a.Paths = e.paths
 	}
 	// Fields already placed elsewhere in the event.
-	for _, k := range [...]string{"key", "result", "ses", "pid", "ppid"} {
-		delete(ce.Data, k)
+	for _, k := range [...]kid{kKey, kResult, kSes, kPid, kPpid} {
+		c.data.del(k)
 	}
-	if msg, ok := ce.Data["msg"]; ok {
+	if x := c.data.get(kMsg); x != nil {
 		// User-space messages (logins, sudo, ...) carry their own text.
-		ev.Message = msg
+		ev.Message = x.val
 	}
-	a.Data = fields(ce.Data)
-	if e.opts.Raw || len(ce.Warnings) > 0 {
-		for _, m := range msgs {
-			if m.RecordType == auparse.AUDIT_EOE {
+	a.Data = e.fields(&c.data)
+	if e.opts.Raw || len(c.warnings) > 0 {
+		o.records = o.records[:0]
+		for i := range recs {
+			r := &recs[i]
+			if r.Type == typeEOE {
 				continue
 			}
-			a.Records = append(a.Records, "type="+m.RecordType.String()+" msg="+m.RawData)
+			start := len(e.sb)
+			e.sb = append(e.sb, "type="...)
+			e.sb = append(e.sb, typeName(r.Type)...)
+			e.sb = append(e.sb, " msg="...)
+			e.sb = append(e.sb, r.Text...)
+			o.records = append(o.records, record.View(e.sb[start:]))
 		}
+		a.Records = o.records
 	}
-	for _, w := range ce.Warnings {
-		a.Warnings = append(a.Warnings, w.Error())
+	if len(c.warnings) > 0 {
+		a.Warnings = c.warnings
 	}
 	ev.Auditd = a
 }
 
-// fallbackEvent is the event of records aucoalesce cannot group: the first
-// record's identity and each record's fields.
-func fallbackEvent(msgs []*auparse.AuditMessage, err error) *aucoalesce.Event {
-	m := msgs[0]
-	ce := &aucoalesce.Event{
-		Timestamp: m.Timestamp,
-		Sequence:  m.Sequence,
-		Category:  aucoalesce.GetAuditEventType(m.RecordType),
-		Type:      m.RecordType,
-		Result:    "unknown",
-		Data:      map[string]string{},
-	}
-	if err != nil {
-		ce.Warnings = append(ce.Warnings, err)
-	}
-	for _, m := range msgs {
-		if data, derr := m.Data(); derr == nil {
-			for k, v := range data {
-				if _, dup := ce.Data[k]; !dup {
-					ce.Data[k] = v
-				}
-			}
+// fields are d's live entries sorted by key.
+func (e *Enricher) fields(d *rdata) event.Fields {
+	start := len(e.kv)
+	for i := range d.ents {
+		if x := &d.ents[i]; !x.dead {
+			e.kv = append(e.kv, event.KV{Key: x.key, Value: x.val})
 		}
 	}
-	ce.ECS.Event.Kind = "event"
-	return ce
-}
-
-func fields(m map[string]string) event.Fields {
-	if len(m) == 0 {
+	if len(e.kv) == start {
 		return nil
 	}
-	f := make(event.Fields, 0, len(m))
-	for k, v := range m {
-		f = append(f, event.KV{Key: k, Value: v})
-	}
-	sort.Slice(f, func(i, j int) bool { return f[i].Key < f[j].Key })
+	f := event.Fields(e.kv[start:len(e.kv):len(e.kv)])
+	f.Sort()
 	return f
 }
 

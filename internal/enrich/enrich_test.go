@@ -74,7 +74,13 @@ func enrichAll(t *testing.T, path string, raw bool) map[uint32]*event.Event {
 		if !json.Valid(b) {
 			t.Fatalf("invalid JSON: %s", b)
 		}
-		out[ev.Event.Sequence] = ev
+		// The event points into the Enricher's buffers until the next
+		// Enrich: keep a decoded copy.
+		cp := new(event.Event)
+		if err := json.Unmarshal(b, cp); err != nil {
+			t.Fatal(err)
+		}
+		out[cp.Event.Sequence] = cp
 	}
 	return out
 }
@@ -233,15 +239,15 @@ func TestExecveArgsChunkedAndContinued(t *testing.T) {
 		`audit(1795868665.170:9): argc=4 a0="prog" a1=6C696E65310A6C696E6532 a2_len=8000 a2[0]=` + hexLong[:7000] + ` a2[1]=` + hexLong[7000:14000],
 		`audit(1795868665.170:9): a2[2]=` + hexLong[14000:] + ` a3="last"`,
 	}
-	var msgs []*auparse.AuditMessage
+	var rs []record.Record
 	for _, r := range recs {
-		m, err := auparse.Parse(auparse.AUDIT_EXECVE, r)
+		m, err := record.Parse(typeExecve, []byte(r))
 		if err != nil {
 			t.Fatal(err)
 		}
-		msgs = append(msgs, m)
+		rs = append(rs, *m)
 	}
-	args, argc, ok := execveArgs(msgs)
+	args, argc, ok := newTestEnricher(t, false).execveArgs(rs)
 	if !ok || argc != 4 || len(args) != 4 || args[0] != "prog" || args[1] != "line1\nline2" || args[2] != long || args[3] != "last" {
 		t.Fatalf("ok %v argc %d args %q", ok, argc, args)
 	}

@@ -1,12 +1,20 @@
 package enrich
 
 import (
-	"encoding/hex"
 	"strconv"
 	"strings"
 
-	"github.com/elastic/go-libaudit/v2/auparse"
+	"github.com/auditns/auditns/internal/record"
 )
+
+// argPart is one value of an EXECVE record: argument n whole (aN=) or one
+// chunk of it (aN[i]=).
+type argPart struct {
+	n     int
+	val   string
+	chunk bool
+	next  int32 // the next chunk of the same argument, -1 at the end
+}
 
 // execveArgs reads the arguments of an exec from its EXECVE records
 // itself. The kernel splits what does not fit: a long argument becomes
@@ -14,15 +22,15 @@ import (
 // EXECVE records without argc; go-libaudit rejects both forms and would
 // leave the event with no arguments at all. Values are "quoted" text or
 // hex (when the argument holds spaces, quotes, control or non-ASCII bytes).
-func execveArgs(msgs []*auparse.AuditMessage) (args []string, argc int, ok bool) {
+// The arguments are views of the records and of the event's buffer.
+func (e *Enricher) execveArgs(recs []record.Record) (args []string, argc int, ok bool) {
 	argc = -1
-	var parts map[int]*strings.Builder
-	var plain map[int]string
-	for _, m := range msgs {
-		if m.RecordType != auparse.AUDIT_EXECVE {
+	parts := e.argParts[:0]
+	for ri := range recs {
+		if recs[ri].Type != typeExecve {
 			continue
 		}
-		text := m.RawData
+		text := record.View(recs[ri].Text)
 		if i := strings.Index(text, "): "); i >= 0 && strings.HasPrefix(text, "audit(") {
 			text = text[i+3:]
 		}
@@ -48,10 +56,10 @@ func execveArgs(msgs []*auparse.AuditMessage) (args []string, argc int, ok bool)
 			} else {
 				val, text = text, ""
 			}
-			if !quoted {
-				if b, err := hex.DecodeString(val); err == nil {
-					val = string(b)
-				}
+			if !quoted && record.IsHex(val) {
+				start := len(e.sb)
+				e.sb, _ = record.AppendUnhex(e.sb, val)
+				val = record.View(e.sb[start:])
 			}
 			switch {
 			case key == "argc":
@@ -63,60 +71,64 @@ func execveArgs(msgs []*auparse.AuditMessage) (args []string, argc int, ok bool)
 				if err != nil {
 					continue
 				}
-				if parts == nil {
-					parts = map[int]*strings.Builder{}
-				}
-				if parts[n] == nil {
-					parts[n] = &strings.Builder{}
-				}
-				parts[n].WriteString(val)
+				parts = append(parts, argPart{n: n, val: val, chunk: true, next: -1})
 			case strings.HasPrefix(key, "a"):
 				n, err := strconv.Atoi(key[1:])
 				if err != nil {
 					continue
 				}
-				if plain == nil {
-					plain = map[int]string{}
-				}
-				plain[n] = val
+				parts = append(parts, argPart{n: n, val: val, next: -1})
 			}
 		}
 	}
+	e.argParts = parts
 	if argc < 0 {
 		return nil, 0, false
 	}
-	args = make([]string, 0, argc)
-	for i := 0; i < argc; i++ {
-		if b := parts[i]; b != nil {
-			args = append(args, b.String())
-		} else if v, ok := plain[i]; ok {
-			args = append(args, v)
-		} else {
-			// The kernel could not log every argument (its limit); the
-			// args present are kept and args_count says how many there were.
-			break
+	// Index the parts by argument. An argument numbered past the number
+	// of parts cannot be reached: every one before it must be there.
+	slots := e.argSlots[:0]
+	for range min(len(parts), argc) {
+		slots = append(slots, argSlot{plain: -1, first: -1, last: -1})
+	}
+	for i := range parts {
+		p := &parts[i]
+		if p.n < 0 || p.n >= len(slots) {
+			continue
+		}
+		s := &slots[p.n]
+		switch {
+		case !p.chunk:
+			s.plain = int32(i) // the last one wins
+		case s.first < 0:
+			s.first, s.last = int32(i), int32(i)
+		default:
+			parts[s.last].next = int32(i)
+			s.last = int32(i)
 		}
 	}
+	e.argSlots = slots
+	args = e.args[:0]
+	for i := range slots {
+		s := &slots[i]
+		switch {
+		case s.first >= 0:
+			start := len(e.sb)
+			for j := s.first; j >= 0; j = parts[j].next {
+				e.sb = append(e.sb, parts[j].val...)
+			}
+			args = append(args, record.View(e.sb[start:]))
+		case s.plain >= 0:
+			args = append(args, parts[s.plain].val)
+		default:
+			// The kernel could not log every argument (its limit); the
+			// args present are kept and args_count says how many there were.
+			e.args = args
+			return args, argc, true
+		}
+	}
+	e.args = args
 	return args, argc, true
 }
 
-// decodeHexField undoes the kernel's hex encoding of a SYSCALL record
-// field (comm, exe) when go-libaudit left it encoded: the kernel writes
-// the value unquoted, as hex, when it holds a space, quote, control
-// character or non-ASCII byte.
-func decodeHexField(msgs []*auparse.AuditMessage, key, val string) string {
-	if val == "" || len(val)%2 != 0 {
-		return val
-	}
-	for _, m := range msgs {
-		if m.RecordType != auparse.AUDIT_SYSCALL {
-			continue
-		}
-		if strings.Contains(m.RawData, " "+key+"="+val) {
-			if b, err := hex.DecodeString(val); err == nil {
-				return string(b)
-			}
-		}
-	}
-	return val
-}
+type argSlot struct{ plain, first, last int32 }

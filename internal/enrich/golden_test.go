@@ -100,6 +100,16 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// setTestNames makes uid/gid names independent of the machine; today's
-// go-libaudit caches read the machine's passwd and group files.
-func setTestNames(e *Enricher) {}
+// setTestNames makes uid/gid names independent of the machine: the names
+// of the machine the golden files were recorded on.
+func setTestNames(e *Enricher) {
+	users := map[string]string{"0": "root", "38": "list", "42": "_apt", "100": "messagebus", "1000": "cloudsdk", "65534": "nobody"}
+	groups := map[string]string{"0": "root", "22": "voice", "38": "list", "42": "shadow", "100": "users", "1000": "cloudsdk", "65534": "nogroup"}
+	byName := map[string]string{}
+	for id, name := range users {
+		byName[name] = id
+	}
+	e.names.userByID.lookup = func(id string) string { return users[id] }
+	e.names.groupByID.lookup = func(id string) string { return groups[id] }
+	e.names.userByName.lookup = func(name string) string { return byName[name] }
+}

@@ -1,6 +1,7 @@
 package enrich
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,56 @@ var syscallNrs = sync.OnceValue(func() map[string]map[string]int {
 	}
 	return out
 })
+
+// syscallNames maps arch → number → name, as slices.
+var syscallNames = sync.OnceValue(func() map[string][]string {
+	out := make(map[string][]string, len(auparse.AuditSyscalls))
+	for arch, table := range auparse.AuditSyscalls {
+		n := 0
+		for nr := range table {
+			if nr >= 0 && nr < 1<<16 {
+				n = max(n, nr+1)
+			}
+		}
+		s := make([]string, n)
+		for nr, name := range table {
+			if nr >= 0 && nr < n {
+				s[nr] = name
+			}
+		}
+		out[arch] = s
+	}
+	return out
+})
+
+// syscallName is auparse's translation of a syscall number.
+func (e *Enricher) syscallName(arch string, nr int) (string, bool) {
+	if arch != e.sysArch || e.sysTable == nil {
+		e.sysArch, e.sysTable = arch, syscallNames()[arch]
+	}
+	if nr >= 0 && nr < len(e.sysTable) && e.sysTable[nr] != "" {
+		return e.sysTable[nr], true
+	}
+	if nr < 0 || nr >= len(e.sysTable) {
+		// Outside the slice (negative or huge): the map decides.
+		name, ok := auparse.AuditSyscalls[arch][nr]
+		return name, ok
+	}
+	return "", false
+}
+
+// archName is auparse's AuditArch.String.
+func (e *Enricher) archName(a auparse.AuditArch) string {
+	if e.archOK && a == e.arch {
+		return e.archStr
+	}
+	name, ok := auparse.AuditArchNames[a]
+	if !ok {
+		name = fmt.Sprintf("unknown[%x]", uint32(a))
+	}
+	e.arch, e.archStr, e.archOK = a, name, true
+	return name
+}
 
 func syscallNumber(arch, name string) int {
 	if n, err := strconv.Atoi(name); err == nil {
@@ -81,7 +132,17 @@ func decodeNSChange(s *event.Syscall) *event.NSChange {
 	default:
 		return nil
 	}
-	c := &event.NSChange{Op: s.Name}
+	c := &event.NSChange{}
+	// The constant, not s.Name: the cause of a namespace outlives the
+	// event's strings.
+	switch s.Name {
+	case "unshare":
+		c.Op = "unshare"
+	case "setns":
+		c.Op = "setns"
+	case "clone":
+		c.Op = "clone"
+	}
 	for i, f := range cloneFlags {
 		if flags&f == 0 {
 			continue

@@ -6,11 +6,12 @@ package record
 
 // IsUpperHex reports whether b is an even number of 0-9 A-F digits: what
 // go-libaudit accepts as a hex-encoded value (it decodes nothing else).
-func IsUpperHex(b []byte) bool {
+func IsUpperHex[T ~string | ~[]byte](b T) bool {
 	if len(b)%2 != 0 {
 		return false
 	}
-	for _, c := range b {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
 		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F') {
 			return false
 		}
@@ -19,12 +20,12 @@ func IsUpperHex(b []byte) bool {
 }
 
 // IsHex reports whether b is an even number of hex digits of either case.
-func IsHex(b []byte) bool {
+func IsHex[T ~string | ~[]byte](b T) bool {
 	if len(b)%2 != 0 {
 		return false
 	}
-	for _, c := range b {
-		if unhex(c) > 0xf {
+	for i := 0; i < len(b); i++ {
+		if unhex(b[i]) > 0xf {
 			return false
 		}
 	}
@@ -46,7 +47,7 @@ func unhex(c byte) byte {
 // AppendUnhex appends the bytes that the hex digits h (either case) encode
 // to dst. ok is false, and dst unchanged, when h is not an even number of
 // hex digits.
-func AppendUnhex(dst, h []byte) (out []byte, ok bool) {
+func AppendUnhex[T ~string | ~[]byte](dst []byte, h T) (out []byte, ok bool) {
 	if !IsHex(h) {
 		return dst, false
 	}
