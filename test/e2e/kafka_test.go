@@ -66,6 +66,13 @@ func readUntil(t *testing.T, brokers, topic string, within time.Duration, pred f
 	return all
 }
 
+// kafkaSinkYAML configures auditns's output to Kafka: events to topic,
+// registry records to namespaces, spooled in spoolDir.
+func kafkaSinkYAML(brokers, topic, namespaces, spoolDir string) string {
+	return fmt.Sprintf("output:\n  sink: kafka\nkafka:\n  brokers: [%s]\n  topic: %s\n  namespaces_topic: %s\n  spool:\n    dir: %s\n",
+		brokers, topic, namespaces, spoolDir)
+}
+
 func header(m kafka.Message, k string) string {
 	for _, h := range m.Headers {
 		if h.Key == k {
@@ -84,8 +91,7 @@ func TestKafkaRoundTrip(t *testing.T) {
 	suffix := fmt.Sprintf("%x", rand.Uint32())
 	events, names := "e2e.events."+suffix, "e2e.ns."+suffix
 	spool := filepath.Join(t.TempDir(), "spool")
-	r := start(t, fmt.Sprintf("output:\n  sink: kafka\nkafka:\n  brokers: [%s]\n  topic: %s\n  namespaces_topic: %s\n  spool:\n    dir: %s\n",
-		brokers, events, names, spool))
+	r := start(t, kafkaSinkYAML(brokers, events, names, spool))
 	m := marker()
 	cmd := exec.Command("unshare", "--net", "/bin/sh", "-c", "sleep 0.3", m)
 	if err := cmd.Run(); err != nil {

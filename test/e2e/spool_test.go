@@ -41,6 +41,12 @@ func keyedEvents(t *testing.T, brokers, topic, key string, want int, within time
 	return perPartition, len(seen), dups
 }
 
+// generatorOnlyYAML audits with the rules in rulesFile only (a generator's),
+// without the namespace rules.
+func generatorOnlyYAML(rulesFile string) string {
+	return "audit:\n  rules_file: " + rulesFile + "\nenrich:\n  ns_rules: false\n"
+}
+
 func inOrder(seqs []uint32) bool {
 	return sort.SliceIsSorted(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
 }
@@ -59,20 +65,8 @@ func TestCrashWithSpooledEventsDeliveredAfterRestart(t *testing.T) {
 	topic := "e2e.crash." + key
 	cfg := func(brokers string) string {
 		p := filepath.Join(dir, "auditns-"+fmt.Sprint(rand.Uint32())+".yaml")
-		os.WriteFile(p, []byte(fmt.Sprintf(`state_dir: %s
-audit:
-  rules_file: %s
-enrich:
-  ns_rules: false
-output:
-  sink: kafka
-kafka:
-  brokers: [%s]
-  topic: %s
-  namespaces_topic: %s.ns
-  spool:
-    dir: %s/spool
-`, dir+"/state", rules, brokers, topic, topic, dir)), 0o600)
+		os.WriteFile(p, []byte(fmt.Sprintf("state_dir: %s\n", dir+"/state")+generatorOnlyYAML(rules)+
+			kafkaSinkYAML(brokers, topic, topic+".ns", dir+"/spool")), 0o600)
 		return p
 	}
 	// Nothing listens on 127.0.0.1:9: Kafka is "down".
@@ -110,19 +104,7 @@ func TestKafkaOutageUnderLoad(t *testing.T) {
 	rules := filepath.Join(dir, "audit.rules")
 	os.WriteFile(rules, []byte(gen.Rule+"\n"), 0o600)
 	topic := "e2e.outage." + key
-	r := start(t, fmt.Sprintf(`audit:
-  rules_file: %s
-enrich:
-  ns_rules: false
-output:
-  sink: kafka
-kafka:
-  brokers: [%s]
-  topic: %s
-  namespaces_topic: %s.ns
-  spool:
-    dir: %s/spool
-`, rules, brokers, topic, topic, dir))
+	r := start(t, generatorOnlyYAML(rules)+kafkaSinkYAML(brokers, topic, topic+".ns", dir+"/spool"))
 	lostBefore, _ := kernelState(t)
 	gen.Go()
 	time.Sleep(4 * time.Second)

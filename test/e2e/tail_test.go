@@ -46,8 +46,7 @@ func TestTailFollowsOneNamespace(t *testing.T) {
 	brokers := testenv.KafkaBrokers(t)
 	suffix := fmt.Sprintf("%x", rand.Uint32())
 	topic := "e2e.tail." + suffix
-	start(t, fmt.Sprintf("output:\n  sink: kafka\nkafka:\n  brokers: [%s]\n  topic: %s\n  namespaces_topic: %s.ns\n  spool:\n    dir: %s\n",
-		brokers, topic, topic, filepath.Join(t.TempDir(), "spool")))
+	start(t, kafkaSinkYAML(brokers, topic, topic+".ns", filepath.Join(t.TempDir(), "spool")))
 
 	holder := exec.Command("unshare", "--net", "--uts", "/bin/sh", "-c", "sleep 30", "auditns-holder-"+suffix)
 	if err := holder.Start(); err != nil {
