@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/elastic/go-libaudit/v2/aucoalesce"
 
@@ -23,8 +24,13 @@ type cev struct {
 	tags     []string
 	warnings []string
 
-	data rdata // the event's data (aucoalesce's Event.Data)
-	ids  rdata // the subject's ids (User.IDs)
+	// data is the event's data (aucoalesce's Event.Data): the data of
+	// its SYSCALL record (or only record), the entries newEvent moves to
+	// ids excluded, to which the other records' are added; own when
+	// there is no such record.
+	data *rdata
+	own  rdata
+	ids  []int32 // the subject's ids (User.IDs): entries of data, moved
 
 	actor1, actor2 string // summary actor: primary, secondary
 	action         string
@@ -59,10 +65,11 @@ type addr struct {
 }
 
 func (c *cev) reset() {
-	ents, idsEnts, paths, args, warnings := c.data.ents[:0], c.ids.ents[:0], c.paths[:0], c.args[:0], c.warnings[:0]
+	own, ids, paths, args, warnings := c.own.ents[:0], c.ids[:0], c.paths[:0], c.args[:0], c.warnings[:0]
 	*c = cev{}
-	c.data.ents, c.ids.ents, c.paths, c.args, c.warnings = ents, idsEnts, paths, args, warnings
-	c.data.keyF, c.ids.keyF = -1, -1
+	c.own.ents, c.ids, c.paths, c.args, c.warnings = own, ids, paths, args, warnings
+	c.own.keyF = -1
+	c.data = &c.own
 }
 
 func (c *cev) warn(err error) { c.warnings = append(c.warnings, err.Error()) }
@@ -72,8 +79,10 @@ func (c *cev) value(key string) (string, bool) {
 	if x := c.data.lookup(key); x != nil {
 		return x.val, true
 	}
-	if x := c.ids.lookup(key); x != nil {
-		return x.val, true
+	for _, i := range c.ids {
+		if x := &c.data.ents[i]; !x.dead && x.key == key {
+			return x.val, true
+		}
 	}
 	return "", false
 }
@@ -165,17 +174,22 @@ func (e *Enricher) newEvent(c *cev, hdr *record.Record, p *rdata) {
 		c.nr, c.nrName, c.nrOK = p.nr, x.val, true
 	}
 	c.tags = p.tags(e)
+	// p's data becomes the event's: result and ses are taken out, the
+	// ids set apart, the SELinux labels dropped.
+	c.data = p
 	for i := range p.ents {
 		x := &p.ents[i]
-		if x.dead || x.kid == kResult || x.kid == kSes {
+		if x.dead {
 			continue
 		}
 		switch {
+		case x.kid == kResult || x.kid == kSes:
+			p.move(i)
 		case strings.HasSuffix(x.key, "uid") || strings.HasSuffix(x.key, "gid"):
-			c.ids.set(x.key, x.val, x.kid, -1)
+			p.move(i)
+			c.ids = append(c.ids, int32(i))
 		case strings.HasPrefix(x.key, "subj_"):
-		default:
-			c.data.set(x.key, x.val, x.kid, -1)
+			p.move(i)
 		}
 	}
 }
@@ -310,13 +324,25 @@ func (e *Enricher) normalize(c *cev) {
 	if sys != nil {
 		sysName = sys.val
 	}
-	norm, sysNorm := normFor(c.hdr.Type, typeName(c.hdr.Type), sysName, sys != nil,
-		func(f string) bool { return c.data.lookup(f) != nil })
-	if norm == nil {
-		c.warn(errors.New("no normalization found for event"))
-		return
+	// A SYSCALL event's normalization depends on its syscall name alone:
+	// the last one is kept, recognised by the identity of the name (one
+	// of auparse's table, when the record's number was translated).
+	static := c.hdr.Type == typeSyscall && sys != nil && c.nrOK && sysName == c.nrName
+	var norm, sysNorm *aucoalesce.Normalization
+	if m := &e.lastNorm; static && m.norm != nil && unsafe.StringData(m.sys) == unsafe.StringData(sysName) && len(m.sys) == len(sysName) {
+		norm, sysNorm, c.category = m.norm, m.norm, m.cats
+	} else {
+		norm, sysNorm = normFor(c.hdr.Type, typeName(c.hdr.Type), sysName, sys != nil,
+			func(f string) bool { return c.data.lookup(f) != nil })
+		if norm == nil {
+			c.warn(errors.New("no normalization found for event"))
+			return
+		}
+		c.category = e.categories(norm, sysNorm)
+		if static {
+			e.lastNorm = lastNorm{sys: sysName, norm: norm, cats: c.category}
+		}
 	}
-	c.category = e.categories(norm, sysNorm)
 	if sysNorm != nil && sysNorm != norm && c.result == "fail" {
 		c.ecsOutcome = "failure"
 	}
@@ -396,12 +422,12 @@ func (c *cev) aucoalesceEvent() *aucoalesce.Event {
 	ev := &aucoalesce.Event{Data: map[string]string{}}
 	ev.User.IDs = map[string]string{}
 	for _, x := range c.data.ents {
-		if !x.dead {
+		if !x.dead && !x.moved {
 			ev.Data[strings.Clone(x.key)] = strings.Clone(x.val)
 		}
 	}
-	for _, x := range c.ids.ents {
-		if !x.dead {
+	for _, i := range c.ids {
+		if x := c.data.ents[i]; !x.dead {
 			ev.User.IDs[strings.Clone(x.key)] = strings.Clone(x.val)
 		}
 	}
@@ -492,4 +518,11 @@ func (e *Enricher) setFileObject(c *cev, hint int) error {
 		c.file.gid = v
 	}
 	return nil
+}
+
+// lastNorm is the normalization of the last SYSCALL event.
+type lastNorm struct {
+	sys  string // a name of auparse's syscall tables
+	norm *aucoalesce.Normalization
+	cats []string
 }

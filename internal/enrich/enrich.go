@@ -71,9 +71,11 @@ type Enricher struct {
 	paths    []event.Fields
 	out      out
 
-	idArena []byte // event ids, never rewritten
-	exes    map[string]string
-	cats    map[[2]*aucoalesce.Normalization][]string
+	idArena  []byte // event ids, never rewritten
+	exes     map[string]string
+	lastExe  string
+	cats     map[[2]*aucoalesce.Normalization][]string
+	lastNorm lastNorm
 
 	// Memos of the last arch and its syscall table.
 	arch     auparse.AuditArch
@@ -232,7 +234,11 @@ func (e *Enricher) itoa(n int64) string {
 // intern returns a copy of s that outlives the event (the process cache
 // may keep the executable), one per distinct value.
 func (e *Enricher) intern(s string) string {
+	if s == e.lastExe {
+		return e.lastExe
+	}
 	if v, ok := e.exes[s]; ok {
+		e.lastExe = v
 		return v
 	}
 	if len(e.exes) >= 4096 {
@@ -240,6 +246,7 @@ func (e *Enricher) intern(s string) string {
 	}
 	v := strings.Clone(s)
 	e.exes[v] = v
+	e.lastExe = v
 	return v
 }
 
@@ -384,8 +391,8 @@ func (e *Enricher) user(c *cev, ev *event.Event) {
 	var ids [6]string // uid, auid, euid, suid, fsuid, gid
 	var have [6]bool
 	any := false
-	for i := range c.ids.ents {
-		x := &c.ids.ents[i]
+	for _, i := range c.ids {
+		x := &c.data.ents[i]
 		if x.dead {
 			continue
 		}
@@ -517,7 +524,7 @@ func (e *Enricher) auditd(c *cev, recs []record.Record, ev *event.Event) {
 		// User-space messages (logins, sudo, ...) carry their own text.
 		ev.Message = x.val
 	}
-	a.Data = e.fields(&c.data)
+	a.Data = e.fields(c.data)
 	if e.opts.Raw || len(c.warnings) > 0 {
 		o.records = o.records[:0]
 		for i := range recs {
@@ -544,7 +551,7 @@ func (e *Enricher) auditd(c *cev, recs []record.Record, ev *event.Event) {
 func (e *Enricher) fields(d *rdata) event.Fields {
 	start := len(e.kv)
 	for i := range d.ents {
-		if x := &d.ents[i]; !x.dead {
+		if x := &d.ents[i]; !x.dead && !x.moved {
 			e.kv = append(e.kv, event.KV{Key: x.key, Value: x.val})
 		}
 	}

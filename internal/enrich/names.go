@@ -16,9 +16,14 @@ type nameCache struct {
 	fixed  map[string]string
 	ttl    int64
 	lookup func(string) string
+	// recent are the last answers, looked at before the map: an event
+	// asks for the same few ids again and again.
+	recent [4]nameEntry
+	next   int
 }
 
 type nameEntry struct {
+	key     string // owned
 	value   string
 	expires int64 // unix nanoseconds; 0 never
 }
@@ -34,8 +39,9 @@ func newNameCache(fixed map[string]string, lookup func(string) string) *nameCach
 func (c *nameCache) reset() {
 	clear(c.m)
 	for k, v := range c.fixed {
-		c.m[k] = nameEntry{value: v}
+		c.m[k] = nameEntry{key: k, value: v}
 	}
+	c.recent = [4]nameEntry{}
 }
 
 // get resolves key; now is the current time in unix nanoseconds.
@@ -43,16 +49,23 @@ func (c *nameCache) get(key string, now int64) string {
 	if key == "" || key == "unset" {
 		return ""
 	}
-	if e, ok := c.m[key]; ok && (e.expires == 0 || now <= e.expires) {
-		return e.value
+	for i := range c.recent {
+		if r := &c.recent[i]; r.key == key && (r.expires == 0 || now <= r.expires) {
+			return r.value
+		}
 	}
-	v := c.lookup(key)
-	if len(c.m) > 1<<16 {
-		// Ids from the kernel's text are untrusted: bound the cache.
-		c.reset()
+	e, ok := c.m[key]
+	if !ok || e.expires != 0 && now > e.expires {
+		if len(c.m) > 1<<16 {
+			// Ids from the kernel's text are untrusted: bound the cache.
+			c.reset()
+		}
+		e = nameEntry{key: strings.Clone(key), value: c.lookup(key), expires: now + c.ttl}
+		c.m[e.key] = e
 	}
-	c.m[strings.Clone(key)] = nameEntry{value: v, expires: now + c.ttl}
-	return v
+	c.recent[c.next] = e
+	c.next = (c.next + 1) % len(c.recent)
+	return e.value
 }
 
 func lookupUserName(id string) string {

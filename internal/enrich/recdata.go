@@ -38,6 +38,7 @@ type ent struct {
 	val   string
 	kid   kid
 	dead  bool  // deleted
+	moved bool  // not part of the data: moved to the event's ids, or dropped
 	field int32 // the record field it was read from; -1 when made up
 }
 
@@ -64,7 +65,7 @@ var (
 
 func keyNotFound(k kid) error { return fmt.Errorf("%s key not found", kidNames[k]) }
 
-// get returns the live entry of a known key.
+// get returns the live entry of a known key (moved entries have no index).
 func (d *rdata) get(k kid) *ent {
 	if i := d.idx[k]; i > 0 && !d.ents[i-1].dead {
 		return &d.ents[i-1]
@@ -106,7 +107,7 @@ func (d *rdata) set(key, val string, k kid, field int32) int {
 	if d.bloom&b != 0 {
 		for i := range d.ents {
 			e := &d.ents[i]
-			if e.kid == kNone && e.key == key {
+			if e.kid == kNone && !e.moved && e.key == key {
 				e.val, e.field, e.dead = val, field, false
 				return i
 			}
@@ -127,11 +128,20 @@ func (d *rdata) lookup(key string) *ent {
 	}
 	for i := range d.ents {
 		e := &d.ents[i]
-		if e.kid == kNone && !e.dead && e.key == key {
+		if e.kid == kNone && !e.dead && !e.moved && e.key == key {
 			return e
 		}
 	}
 	return nil
+}
+
+// move takes entry i out of the data (kept for the event's ids).
+func (d *rdata) move(i int) {
+	x := &d.ents[i]
+	x.moved = true
+	if x.kid != kNone && d.idx[x.kid] == int16(i+1) {
+		d.idx[x.kid] = 0
+	}
 }
 
 func (d *rdata) orig(e *ent) []byte {
@@ -320,16 +330,18 @@ func (d *rdata) hexDecode(e *Enricher, k kid) bool {
 	if x == nil {
 		return false
 	}
-	if o := d.orig(x); o != nil && record.IsUpperHex(o) {
+	if o := d.orig(x); o != nil {
 		start := len(e.sb)
-		e.sb, _ = record.AppendUnhex(e.sb, o)
-		b := e.sb[start:]
-		for i, c := range b {
-			if c == 0 {
-				b[i] = ' '
+		var ok bool
+		if e.sb, ok = record.AppendUpperUnhex(e.sb, o); ok {
+			b := e.sb[start:]
+			for i, c := range b {
+				if c == 0 {
+					b[i] = ' '
+				}
 			}
+			x.val = record.View(b)
 		}
-		x.val = record.View(b)
 	}
 	return true
 }
@@ -353,14 +365,16 @@ func (d *rdata) execve(e *Enricher) error {
 		if a == nil {
 			return fmt.Errorf("failed to find arg a%d", i)
 		}
-		if o := d.orig(a); o != nil && record.IsUpperHex(o) {
+		if o := d.orig(a); o != nil {
 			start := len(e.sb)
-			e.sb, _ = record.AppendUnhex(e.sb, o)
-			b := e.sb[start:]
-			if j := strings.IndexByte(record.View(b), 0); j >= 0 {
-				b = b[:j]
+			var ok bool
+			if e.sb, ok = record.AppendUpperUnhex(e.sb, o); ok {
+				b := e.sb[start:]
+				if j := strings.IndexByte(record.View(b), 0); j >= 0 {
+					b = b[:j]
+				}
+				a.val = record.View(b)
 			}
-			a.val = record.View(b)
 		}
 	}
 	return nil
@@ -412,9 +426,9 @@ func (d *rdata) tags(e *Enricher) []string {
 	}
 	f := &d.rec.Fields[d.keyF]
 	out := e.tagBuf[:0]
-	if o := d.rec.Bytes(f.Orig); record.IsUpperHex(o) {
-		start := len(e.sb)
-		e.sb, _ = record.AppendUnhex(e.sb, o)
+	start := len(e.sb)
+	var ok bool
+	if e.sb, ok = record.AppendUpperUnhex(e.sb, d.rec.Bytes(f.Orig)); ok {
 		s := record.View(e.sb[start:])
 		for {
 			i := strings.IndexByte(s, 1)

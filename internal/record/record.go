@@ -126,6 +126,9 @@ type Header struct {
 // ParseHeader parses the header of a record's text (surrounding space
 // already trimmed) as go-libaudit does.
 func ParseHeader(text []byte) (Header, error) {
+	if h, ok := fastHeader(text); ok {
+		return h, nil
+	}
 	start := bytes.IndexByte(text, '(')
 	if start < 0 {
 		return Header{}, ErrHeader
@@ -165,6 +168,41 @@ func ParseHeader(text []byte) (Header, error) {
 		}
 	}
 	return h, nil
+}
+
+// fastHeader parses the header as the kernel writes it,
+// "audit(SEC.MSEC:SEQ):", and gives up (ok false) on anything else, for
+// ParseHeader's general path to decide.
+func fastHeader(t []byte) (h Header, ok bool) {
+	if len(t) < 12 || string(t[:6]) != "audit(" {
+		return h, false
+	}
+	i := 6
+	if h.Sec, i, ok = digits(t, i, 18); !ok || i == len(t) || t[i] != '.' {
+		return h, false
+	}
+	if h.Msec, i, ok = digits(t, i+1, 18); !ok || i == len(t) || t[i] != ':' {
+		return h, false
+	}
+	seq, i, ok := digits(t, i+1, 10)
+	if !ok || i+1 >= len(t) || t[i] != ')' || seq > 1<<32-1 || t[i+1] != ':' && t[i+1] != ' ' {
+		return h, false
+	}
+	h.Seq, h.End, h.Body = uint32(seq), i, 1
+	return h, true
+}
+
+// digits reads 1 to max decimal digits from t[i:].
+func digits(t []byte, i, max int) (n int64, end int, ok bool) {
+	start := i
+	for i < len(t) && i-start < max && t[i] >= '0' && t[i] <= '9' {
+		n = n*10 + int64(t[i]-'0')
+		i++
+	}
+	if i == start || i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		return 0, i, false
+	}
+	return n, i, true
 }
 
 // Parse parses one record into a new Record that shares text's memory

@@ -141,6 +141,12 @@ var cases = []struct {
 	{1300, `audit(+1.-2:3): y=2`},
 	{1300, `audit(1.2:4294967296): y=2`},
 	{1300, `audit(1.2:): y=2`},
+	{1300, `audit(1.2:4294967295): y=2`},
+	{1300, `audit(1234567890123456789.1:2): y=2`},
+	{1300, `audit(12345678901234567890.1:2): y=2`},
+	{1300, `audit(1.2:3)x y=2`},
+	{1300, `audit(1.2:3) y=2`},
+	{1300, `audit(1.2:03):y=2`},
 	{1300, `garbage`},
 	{1300, ``},
 	{1300, "  \t audit(1.2:3): a=b  \n\x00"},
@@ -272,4 +278,14 @@ func BenchmarkParseRecord(b *testing.B) {
 			b.Fatalf("%d fields", len(fields))
 		}
 	})
+}
+
+func TestAppendUpperUnhex(t *testing.T) {
+	for _, h := range []string{"", "2F62", "2f62", "2F6", "2G", "ZZ", "0A0a", "FF00"} {
+		got, ok := AppendUpperUnhex([]byte("x"), h)
+		want, wok := AppendUnhex([]byte("x"), h)
+		if ok != IsUpperHex(h) || ok && string(got) != string(want) || !ok && string(got) != "x" || ok && !wok {
+			t.Errorf("%q: %q %v", h, got, ok)
+		}
+	}
 }

@@ -23,14 +23,32 @@ func Tokenize(body []byte, fields []Field) []Field {
 	return tokenize(body, 0, len(body), fields, false)
 }
 
-func isKey(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-'
-}
+// Byte classes of the regular expression.
+const (
+	cKey   = 1 << iota // [a-z0-9_-]
+	cSpace             // RE2's \s: [\t\n\f\r ]
+	cQuote             // ' and "
+)
 
-// isSpace is RE2's \s.
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'
-}
+var class = func() (t [256]uint8) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] |= cKey
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] |= cKey
+	}
+	t['_'] |= cKey
+	t['-'] |= cKey
+	for _, c := range " \t\n\f\r" {
+		t[c] |= cSpace
+	}
+	t['\''] |= cQuote
+	t['"'] |= cQuote
+	return t
+}()
+
+func isKey(c byte) bool   { return class[c]&cKey != 0 }
+func isSpace(c byte) bool { return class[c]&cSpace != 0 }
 
 func isTrim(c byte) bool { return c == '\'' || c == '"' || c == ' ' }
 
@@ -72,11 +90,7 @@ func tokenize(b []byte, from, to int, fields []Field, inner bool) []Field {
 			continue
 		default:
 			oe = v + 1
-			for oe < to {
-				c := b[oe]
-				if isSpace(c) || c == '"' || c == '\'' {
-					break
-				}
+			for oe < to && class[b[oe]]&(cSpace|cQuote) == 0 {
 				oe++
 			}
 		}
