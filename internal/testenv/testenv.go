@@ -64,22 +64,7 @@ const LockPath = "/run/auditns-test-audit.lock"
 // LockAudit takes the host-wide audit lock and releases it when t ends.
 func LockAudit(t testing.TB) {
 	t.Helper()
-	path := LockPath
-	if _, err := os.Stat(filepath.Dir(path)); err != nil {
-		path = filepath.Join(os.TempDir(), filepath.Base(LockPath))
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatalf("audit test lock %s: %v", path, err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		t.Fatalf("audit test lock %s: %v", path, err)
-	}
-	t.Cleanup(func() {
-		unix.Flock(int(f.Fd()), unix.LOCK_UN)
-		f.Close()
-	})
+	lock(t, "audit", LockPath)
 }
 
 // KafkaBrokers returns the bootstrap address of the test broker
@@ -110,17 +95,23 @@ func KafkaBrokers(t testing.TB) string {
 // -skip Outage.
 func LockKafka(t testing.TB) {
 	t.Helper()
-	path := "/run/auditns-test-kafka.lock"
+	lock(t, "kafka", "/run/auditns-test-kafka.lock")
+}
+
+// lock takes an exclusive flock on path (or on its name in $TMPDIR when
+// path's directory does not exist) and releases it when t ends.
+func lock(t testing.TB, what, path string) {
+	t.Helper()
 	if _, err := os.Stat(filepath.Dir(path)); err != nil {
 		path = filepath.Join(os.TempDir(), filepath.Base(path))
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		t.Fatalf("kafka test lock %s: %v", path, err)
+		t.Fatalf("%s test lock %s: %v", what, path, err)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		f.Close()
-		t.Fatalf("kafka test lock %s: %v", path, err)
+		t.Fatalf("%s test lock %s: %v", what, path, err)
 	}
 	t.Cleanup(func() {
 		unix.Flock(int(f.Fd()), unix.LOCK_UN)
