@@ -41,10 +41,16 @@ func keyedEvents(t *testing.T, brokers, topic, key string, want int, within time
 	return perPartition, len(seen), dups
 }
 
-// generatorOnlyYAML audits with the rules in rulesFile only (a generator's),
-// without the namespace rules.
-func generatorOnlyYAML(rulesFile string) string {
-	return "audit:\n  rules_file: " + rulesFile + "\nenrich:\n  ns_rules: false\n"
+// generatorOnlyYAML writes gen's rule to dir/audit.rules and returns the
+// configuration that audits with that rule only, without the namespace
+// rules.
+func generatorOnlyYAML(t *testing.T, dir string, gen *generator) string {
+	t.Helper()
+	rules := filepath.Join(dir, "audit.rules")
+	if err := os.WriteFile(rules, []byte(gen.Rule+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return "audit:\n  rules_file: " + rules + "\nenrich:\n  ns_rules: false\n"
 }
 
 func inOrder(seqs []uint32) bool {
@@ -60,12 +66,11 @@ func TestCrashWithSpooledEventsDeliveredAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	key := fmt.Sprintf("auditns-e2e-crash-%x", rand.Uint32())
 	gen := newGenerator(t, 2000, 2*time.Second, key)
-	rules := filepath.Join(dir, "audit.rules")
-	os.WriteFile(rules, []byte(gen.Rule+"\n"), 0o600)
+	audit := generatorOnlyYAML(t, dir, gen)
 	topic := "e2e.crash." + key
 	cfg := func(brokers string) string {
 		p := filepath.Join(dir, "auditns-"+fmt.Sprint(rand.Uint32())+".yaml")
-		os.WriteFile(p, []byte(fmt.Sprintf("state_dir: %s\n", dir+"/state")+generatorOnlyYAML(rules)+
+		os.WriteFile(p, []byte(fmt.Sprintf("state_dir: %s\n", dir+"/state")+audit+
 			kafkaSinkYAML(brokers, topic, topic+".ns", dir+"/spool")), 0o600)
 		return p
 	}
@@ -101,10 +106,8 @@ func TestKafkaOutageUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	key := fmt.Sprintf("auditns-e2e-outage-%x", rand.Uint32())
 	gen := newGenerator(t, 3000, 30*time.Second, key)
-	rules := filepath.Join(dir, "audit.rules")
-	os.WriteFile(rules, []byte(gen.Rule+"\n"), 0o600)
 	topic := "e2e.outage." + key
-	r := start(t, generatorOnlyYAML(rules)+kafkaSinkYAML(brokers, topic, topic+".ns", dir+"/spool"))
+	r := start(t, generatorOnlyYAML(t, dir, gen)+kafkaSinkYAML(brokers, topic, topic+".ns", dir+"/spool"))
 	lostBefore, _ := kernelState(t)
 	gen.Go()
 	time.Sleep(4 * time.Second)
