@@ -99,6 +99,7 @@ type options struct {
 	pacedDur        time.Duration
 	env             envList
 	noisyRetries    int
+	profileSinks    string
 }
 
 // envList is the repeatable -env flag.
@@ -130,6 +131,7 @@ type bench struct {
 	profiles  []*profileResult
 	discarded []string // noisy runs run again
 	kauditd   int
+	seq       int
 }
 
 func benchMain(args []string) int {
@@ -158,7 +160,8 @@ func benchMain(args []string) int {
 	fs.StringVar(&o.auditnsBin, "auditns", "", "auditns binary to measure; empty: build ./cmd/auditns (see -src) into a temporary directory")
 	fs.StringVar(&o.src, "src", "HEAD", "sources of the auditns under test: HEAD (git archive of the last commit) or worktree (the working tree, others' uncommitted edits included)")
 	fs.StringVar(&o.doc, "doc", "docs/PERFORMANCE.md", "Markdown file to write the results into (between the bench markers); empty: none")
-	fs.BoolVar(&o.profile, "profile", true, "CPU-profile auditns (file sink) during an extra syscall storm")
+	fs.BoolVar(&o.profile, "profile", true, "CPU- and heap-profile auditns during an extra syscall storm (file and Kafka sinks) and exec storm (file sink)")
+	fs.StringVar(&o.profileSinks, "profile-sinks", "file,kafka", "the sinks to profile")
 	fs.BoolVar(&o.latency, "latency", true, "run the latency measurement")
 	fs.DurationVar(&o.fileFlush, "file-flush", 0, "output.flush_interval for the file sink; 0: auditns's default")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "the longest one run may wait for its consumer")
@@ -341,14 +344,14 @@ func (b *bench) run() (err error) {
 			}
 		}
 	}
-	if b.o.profile && has(b.o.consumers, "file") {
-		for _, name := range []string{"syscall", "exec"} {
-			w, ok := b.workload(name)
-			if !ok {
+	if b.o.profile {
+		for _, pr := range []struct{ workload, sink string }{{"syscall", "file"}, {"syscall", "kafka"}, {"exec", "file"}} {
+			w, ok := b.workload(pr.workload)
+			if !ok || !has(b.o.consumers, pr.sink) || !has(b.o.profileSinks, pr.sink) {
 				continue
 			}
 			b.waitQuiet(b.ctx)
-			if err := b.profileRun(w); err != nil {
+			if err := b.profileRun(w, pr.sink); err != nil {
 				return fmt.Errorf("profile: %w", err)
 			}
 		}
@@ -543,6 +546,10 @@ func freePort() (string, error) {
 }
 
 func (b *bench) startConsumer(name, kind, rule string, w workload, latency bool, pprofOut string, flush time.Duration) (*consumer, error) {
+	// Unique per start: a run run again (noisy) gets a fresh directory,
+	// state and topic (Kafka deletes topics asynchronously).
+	b.seq++
+	name = fmt.Sprintf("%s-%02d", name, b.seq)
 	dir := filepath.Join(b.tmp, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -842,7 +849,7 @@ func (b *bench) storm(w workload, kind string, profile bool, rep int) (*runResul
 	pprofOut := ""
 	if profile {
 		name += "-pprof"
-		pprofOut = filepath.Join(b.tmp, "auditns-"+w.name+".pprof")
+		pprofOut = filepath.Join(b.tmp, "auditns-"+w.name+"-"+kind+".pprof")
 	}
 	logf("== %s storm (%d at %s), consumer %s, run %d", w.name, w.n, rateText(w.rate), kind, rep)
 	if kind == "kafka" {
@@ -1128,6 +1135,7 @@ func (b *bench) latencyRun(kind string, flush time.Duration, rep int) (*latResul
 // profileResult is the CPU profile of auditns during a storm.
 type profileResult struct {
 	Workload string
+	Sink     string
 	Run      *runResult
 	Flat     string
 	Cum      string
@@ -1135,15 +1143,15 @@ type profileResult struct {
 	Note     string
 }
 
-func (b *bench) profileRun(w workload) error {
-	r, err := b.storm(w, "file", true, 1)
+func (b *bench) profileRun(w workload, sink string) error {
+	r, err := b.storm(w, sink, true, 1)
 	if err != nil {
 		return err
 	}
 	logf("%s", r.summary())
-	p := &profileResult{Workload: w.name, Run: r}
+	p := &profileResult{Workload: w.name, Sink: sink, Run: r}
 	b.profiles = append(b.profiles, p)
-	prof := filepath.Join(b.tmp, "auditns-"+w.name+".pprof")
+	prof := filepath.Join(b.tmp, "auditns-"+w.name+"-"+sink+".pprof")
 	top := func(file string, args ...string) string {
 		cmd := exec.Command("go", append(append([]string{"tool", "pprof"}, args...), file)...)
 		cmd.Dir = b.repo

@@ -477,7 +477,7 @@ func (b *bench) report() error {
 	printRows(trows)
 	for _, p := range b.profiles {
 		fmt.Println()
-		fmt.Printf("CPU profile of auditns (file sink) during the %s storm, top 15 by own time:\n", p.Workload)
+		fmt.Printf("CPU profile of auditns (%s sink) during the %s storm, top 15 by own time:\n", p.Sink, p.Workload)
 		fmt.Println(p.Flat)
 		if p.Heap != "" {
 			fmt.Println()
@@ -492,7 +492,7 @@ func (b *bench) report() error {
 		out := map[string]any{"machine": m, "command": b.command(), "storms": b.runs, "latency": b.lats}
 		var tops []map[string]string
 		for _, p := range b.profiles {
-			tops = append(tops, map[string]string{"workload": p.Workload, "flat": p.Flat, "cum": p.Cum, "heap": p.Heap})
+			tops = append(tops, map[string]string{"workload": p.Workload, "sink": p.Sink, "flat": p.Flat, "cum": p.Cum, "heap": p.Heap})
 		}
 		out["profiles"] = tops
 		j, _ := json.MarshalIndent(out, "", "  ")
@@ -559,7 +559,7 @@ func (b *bench) writeDoc(m machine, trows [][]string) error {
 	mdTable(&w, trows, 3)
 	w.WriteString("\nThe `(context)` lines are not targets of the issue: the same thresholds applied to the paced storm, which the ceiling carries without loss.\n")
 	for _, p := range b.profiles {
-		fmt.Fprintf(&w, "\n### CPU profile: auditns (file sink) during the %s storm\n\n", p.Workload)
+		fmt.Fprintf(&w, "\n### CPU profile: auditns (%s sink) during the %s storm\n\n", p.Sink, p.Workload)
 		fmt.Fprintf(&w, "runtime/pprof in an in-process `auditns run` (bench subcommand `pprof-auditns`: the same config, daemon.Start and Run), from start-up done to SIGTERM; %d events delivered. Top 15 by own (flat) time:\n\n```\n", p.Run.Delivered)
 		w.WriteString(p.Flat)
 		w.WriteString("\n```\n\n<details><summary>By cumulative time (top 30)</summary>\n\n```\n")
