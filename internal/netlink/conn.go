@@ -109,7 +109,7 @@ type Conn struct {
 	log     *slog.Logger
 
 	initial *libaudit.AuditStatus
-	scratch []byte // the reader's gathering buffer, reused
+	scratch []byte   // the reader's gathering buffer, reused
 	added   [][]byte // wire rules to delete on Close, in load order
 	closeMu sync.Mutex
 	closed  bool
