@@ -333,3 +333,24 @@ func reportCPU(b *testing.B) func() {
 		}
 	}
 }
+
+func TestSortFieldsLikeEventSort(t *testing.T) {
+	keys := []string{"cap_fe", "cap_fi", "cap_fp", "cap_frootid", "cap_fver", "dev", "inode", "item", "mode", "name",
+		"nametype", "ogid", "ouid", "rdev", "a", "a0", "a1", "a10", "abcdefgh", "abcdefghi", "abcdefgh_", "", "z"}
+	for n := 0; n < 200; n++ {
+		var f, g event.Fields
+		for i := range keys {
+			k := keys[(i*7+n*13)%len(keys)]
+			if (i+n)%3 == 0 {
+				continue
+			}
+			f = append(f, event.KV{Key: k})
+		}
+		g = append(g, f...)
+		sortFields(f)
+		g.Sort()
+		if fmt.Sprint(f) != fmt.Sprint(g) {
+			t.Fatalf("%v, want %v", f, g)
+		}
+	}
+}

@@ -559,8 +559,45 @@ func (e *Enricher) fields(d *rdata) event.Fields {
 		return nil
 	}
 	f := event.Fields(e.kv[start:len(e.kv):len(e.kv)])
-	f.Sort()
+	sortFields(f)
 	return f
+}
+
+// sortFields sorts f by key (event.Fields.Sort's order) comparing the
+// keys' first eight bytes as integers first: records have a few dozen
+// fields, often sharing no prefix.
+func sortFields(f event.Fields) {
+	var pre [64]uint64
+	if len(f) > len(pre) {
+		f.Sort()
+		return
+	}
+	for i := range f {
+		pre[i] = prefix8(f[i].Key)
+	}
+	for i := 1; i < len(f); i++ {
+		for j := i; j > 0; j-- {
+			a, b := pre[j], pre[j-1]
+			if a > b || a == b && f[j].Key >= f[j-1].Key {
+				break
+			}
+			f[j], f[j-1] = f[j-1], f[j]
+			pre[j], pre[j-1] = b, a
+		}
+	}
+}
+
+// prefix8 is the first eight bytes of s, big-endian, zero-padded: it
+// orders as the strings do, ties broken by the whole strings.
+func prefix8(s string) uint64 {
+	var v uint64
+	for i := 0; i < 8; i++ {
+		v <<= 8
+		if i < len(s) {
+			v |= uint64(s[i])
+		}
+	}
+	return v
 }
 
 // exitCode turns the SYSCALL record's exit field, which auparse renders as
