@@ -172,7 +172,7 @@ func benchMain(args []string) int {
 	fs.IntVar(&o.latencyRepeat, "latency-repeat", 3, "runs of each latency measurement (medians are reported); -quick sets 1")
 	fs.StringVar(&o.consumers, "consumers", "baseline,file,kafka", "consumers to run")
 	fs.StringVar(&o.as, "as", "", "the command to record in the doc (make bench sets it)")
-	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (outputs, logs, configs)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (outputs, logs, configs, profiles) and the Kafka topics")
 	fs.BoolVar(&o.verbose, "v", false, "copy the consumers' logs to stderr")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
 	fs.IntVar(&o.noisyRetries, "noisy-retries", 2, "run a run again, up to this many times, when other processes used more than 5% of the machine during it")
