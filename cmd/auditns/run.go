@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -61,6 +62,12 @@ func runCmd() *cobra.Command {
 			}
 			log := newLogger(c)
 			slog.SetDefault(log)
+			if os.Getenv("GOMEMLIMIT") == "" {
+				// An audit daemon shares the host it watches: a soft limit
+				// makes the collector work harder before the heap grows past
+				// what a steady pipeline needs. GOMEMLIMIT overrides it.
+				debug.SetMemoryLimit(48 << 20)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			d, err := daemon.Start(ctx, c, log)

@@ -38,7 +38,11 @@ func (d *Daemon) openKafka(ctx context.Context, cfg *config.Config, log *slog.Lo
 		SegmentBytes: k.Spool.SegmentBytes,
 		Full:         publish.FullPolicy(k.Spool.FullPolicy),
 		SyncInterval: k.Spool.SyncInterval,
-		Logger:       log,
+		// The in-memory tail saves disk reads while Kafka keeps up; at
+		// 10 ms batches a few MiB hold seconds of a busy host's events,
+		// and every MiB here is resident memory of the daemon.
+		MemoryBytes: 4 << 20,
+		Logger:      log,
 	}
 	o.DeadLetterPath = k.DeadLetter
 	o.Logger = log
