@@ -152,9 +152,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	status := time.NewTicker(p.o.StatusInterval)
-	defer status.Stop()
-	p.pollStatus()
+	// The kernel's status is asked on its own goroutine: go-libaudit's
+	// reply wait sleeps in 50 ms steps, which must not stall the events.
+	statuses := make(chan *libaudit.AuditStatus, 1)
+	go p.pollStatus(readCtx, statuses)
 
 	for {
 		select {
@@ -182,8 +183,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.asm.Flush()
 			p.checkDrops()
 			p.flush()
-		case <-status.C:
-			p.pollStatus()
+		case st := <-statuses:
+			p.observeStatus(st)
 			p.flush()
 		}
 	}
@@ -310,14 +311,28 @@ func (p *Pipeline) checkDrops() {
 	}
 }
 
-// pollStatus reads the kernel's lost counter and backlog.
-func (p *Pipeline) pollStatus() {
-	st, err := p.o.Conn.Status()
-	if err != nil {
-		p.log.Debug("kernel audit status", "error", err)
-		return
+// pollStatus reads the kernel's lost counter and backlog every
+// StatusInterval until ctx ends, handing each answer to out (dropping it if
+// the previous one was not taken yet: only the latest matters).
+func (p *Pipeline) pollStatus(ctx context.Context, out chan<- *libaudit.AuditStatus) {
+	t := time.NewTicker(p.o.StatusInterval)
+	defer t.Stop()
+	for {
+		st, err := p.o.Conn.Status()
+		if err != nil {
+			p.log.Debug("kernel audit status", "error", err)
+		} else {
+			select {
+			case out <- st:
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
-	p.observeStatus(st)
 }
 
 func (p *Pipeline) observeStatus(st *libaudit.AuditStatus) {
