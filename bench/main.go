@@ -132,6 +132,7 @@ type bench struct {
 	discarded []string // noisy runs run again
 	kauditd   int
 	seq       int
+	topics    map[string]bool // created and not yet deleted
 }
 
 func benchMain(args []string) int {
@@ -218,7 +219,7 @@ func benchMain(args []string) int {
 	if o.noKafka {
 		o.consumers = strings.ReplaceAll(o.consumers, "kafka", "")
 	}
-	b := &bench{o: o, args: args, stamp: time.Now().UTC().Format("20060102-150405")}
+	b := &bench{o: o, args: args, stamp: time.Now().UTC().Format("20060102-150405"), topics: map[string]bool{}}
 	if err := b.run(); err != nil {
 		logf("FAILED: %v", err)
 		return 1
@@ -280,6 +281,12 @@ func (b *bench) run() (err error) {
 		in.Enabled, in.PID, len(b.host.rules), in.BacklogLimit, in.BacklogWaitTime, in.Failure, in.Lost)
 	defer func() {
 		stopAllChildren()
+		if !b.o.keep {
+			// Topics of runs that failed before they were counted.
+			for t := range b.topics {
+				deleteTopics(b.o.kafkaAddr, t, t+".ns")
+			}
+		}
 		clean, cerr := b.checkClean()
 		if cerr != nil {
 			logf("%v", cerr)
@@ -609,6 +616,7 @@ func (b *bench) startConsumer(name, kind, rule string, w workload, latency bool,
 		if err != nil {
 			return nil, err
 		}
+		b.topics[c.topic] = true
 		fmt.Fprintf(&y, "output:\n  sink: kafka\n")
 		fmt.Fprintf(&y, "kafka:\n  brokers: [%s]\n  topic: %s\n  namespaces_topic: %s\n  spool:\n    dir: %s\n",
 			b.o.kafkaAddr, c.topic, c.nsTopic, filepath.Join(dir, "spool"))
@@ -805,6 +813,7 @@ func (b *bench) finish(c *consumer, w workload) (delivered, dups int64, err erro
 		})
 		if !b.o.keep {
 			deleteTopics(b.o.kafkaAddr, c.topic, c.nsTopic)
+			delete(b.topics, c.topic)
 		}
 		return delivered, dups, errors.Join(stopErr, err)
 	}
