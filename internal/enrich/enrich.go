@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -250,21 +251,21 @@ func (e *Enricher) intern(s string) string {
 	return v
 }
 
-// typeNames caches auparse's record type names.
-var typeNames = func() (t [4096]string) {
+// typeNames caches auparse's names of the record types below 4096.
+var typeNames = sync.OnceValue(func() *[4096]string {
+	var t [4096]string
 	for i := range t {
-		if s := auparse.AuditMessageType(i).String(); !strings.HasPrefix(s, "UNKNOWN[") {
-			t[i] = s
-		}
+		t[i] = auparse.AuditMessageType(i).String()
 	}
-	return t
-}()
+	return &t
+})
 
+// typeName is auparse's name of a record type; it names unknown types
+// "UNKNOWN[1234]", which keeps their number visible.
 func typeName(t uint16) string {
-	if int(t) < len(typeNames) && typeNames[t] != "" {
-		return typeNames[t]
+	if int(t) < len(typeNames()) {
+		return typeNames()[t]
 	}
-	// auparse names unknown types "UNKNOWN[1234]"; keep its number visible.
 	return auparse.AuditMessageType(t).String()
 }
 

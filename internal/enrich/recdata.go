@@ -49,7 +49,7 @@ type ent struct {
 type rdata struct {
 	rec   *record.Record
 	ents  []ent
-	idx   [numKids]int16 // ents index + 1; 0 when absent
+	idx   [numKids]int32 // ents index + 1; 0 when absent
 	bloom uint64         // of the keys of kNone entries
 	err   error          // Data() failed: the record has no data at all
 	keyF  int32          // the key field (audit rule keys), -1 when none
@@ -87,6 +87,9 @@ func (d *rdata) del(k kid) {
 }
 
 func bloomBit(key string) uint64 {
+	if key == "" {
+		return 1
+	}
 	return 1 << ((uint(len(key))*7 + uint(key[0]) + uint(key[len(key)-1])*3) & 63)
 }
 
@@ -100,7 +103,7 @@ func (d *rdata) set(key, val string, k kid, field int32) int {
 			return int(i - 1)
 		}
 		d.ents = append(d.ents, ent{key: key, val: val, kid: k, field: field})
-		d.idx[k] = int16(len(d.ents))
+		d.idx[k] = int32(len(d.ents))
 		return len(d.ents) - 1
 	}
 	b := bloomBit(key)
@@ -139,7 +142,7 @@ func (d *rdata) lookup(key string) *ent {
 func (d *rdata) move(i int) {
 	x := &d.ents[i]
 	x.moved = true
-	if x.kid != kNone && d.idx[x.kid] == int16(i+1) {
+	if x.kid != kNone && d.idx[x.kid] == int32(i+1) {
 		d.idx[x.kid] = 0
 	}
 }
@@ -153,7 +156,7 @@ func (d *rdata) orig(e *ent) []byte {
 
 // build fills d from rec as auparse's Data() would.
 func (d *rdata) build(rec *record.Record, e *Enricher) {
-	d.rec, d.ents, d.idx, d.bloom, d.err, d.keyF, d.nrOK = rec, d.ents[:0], [numKids]int16{}, 0, nil, -1, false
+	d.rec, d.ents, d.idx, d.bloom, d.err, d.keyF, d.nrOK = rec, d.ents[:0], [numKids]int32{}, 0, nil, -1, false
 	d.args = d.args[:0]
 	if rec.Body == nil {
 		d.err = errNoData
