@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
 	"syscall"
@@ -18,8 +19,8 @@ import (
 )
 
 // runPprofAuditns is `auditns run --config FILE` in this process, as
-// cmd/auditns assembles it (config.NewLoader().Load, daemon.Start, Run with
-// a 10 s shutdown timeout), under the CPU profiler. auditns has no pprof
+// cmd/auditns assembles it (config.NewLoader().Load, the soft memory limit,
+// daemon.Start, Run with a 10 s shutdown timeout), under the CPU profiler. auditns has no pprof
 // flag, and perf has no hardware counters on this VM; runtime/pprof samples
 // user and system time of every thread at 100 Hz (ITIMER_PROF), so time in
 // system calls is attributed to the Go function that made them.
@@ -44,6 +45,12 @@ func runPprofAuditns(args []string) {
 	f, err := os.Create(*out)
 	if err != nil {
 		fail(err)
+	}
+	// As cmd/auditns/run.go does (82ecb64): a soft memory limit unless
+	// GOMEMLIMIT is set. Whatever `auditns run` does before daemon.Start
+	// must be mirrored here, or the profile is of another program.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(48 << 20)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
