@@ -131,7 +131,7 @@ var defaults = map[string]any{
 	"mode":                           "unicast",
 	"output.sink":                    "",
 	"output.raw":                     false,
-	"output.flush_interval":          "100ms",
+	"output.flush_interval":          "10ms",
 	"state_dir":                      "/var/lib/auditns",
 	"host_name":                      "",
 	"log.level":                      "info",

@@ -41,11 +41,11 @@ func NewWriter(w io.Writer, name string) *Lines {
 }
 
 // NewFile opens path for appending (creating it 0600) and flushes the buffer
-// at least every flushInterval (default 100ms). Reopen reopens the path,
+// at least every flushInterval (default 10ms, as in the configuration). Reopen reopens the path,
 // for logrotate.
 func NewFile(path string, flushInterval time.Duration) (*Lines, error) {
 	if flushInterval <= 0 {
-		flushInterval = 100 * time.Millisecond
+		flushInterval = 10 * time.Millisecond
 	}
 	f, err := openAppend(path)
 	if err != nil {
