@@ -80,6 +80,8 @@ type Pipeline struct {
 	lossSeq uint64
 	started int64
 
+	hostKey []byte // the "host" message key, made once
+
 	lastLost    uint32
 	haveLost    bool
 	lastDropped uint64
@@ -98,7 +100,7 @@ func New(o Options) *Pipeline {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	p := &Pipeline{o: o, log: o.Logger, started: time.Now().UnixNano()}
+	p := &Pipeline{o: o, log: o.Logger, started: time.Now().UnixNano(), hostKey: []byte(o.HostName)}
 	p.asm = assemble.New(o.Assemble, p.onEvent, p.onGap)
 	return p
 }
@@ -257,7 +259,7 @@ func (p *Pipeline) key(ev *event.Event) []byte {
 			return strconv.AppendUint([]byte(p.o.BootID+"/"), ev.NS.PID.Serial, 10)
 		}
 	}
-	return []byte(p.o.HostName)
+	return p.hostKey
 }
 
 // flush writes the batch. The arena is reused: sinks do not retain what
