@@ -299,7 +299,10 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 		return nil
 	}
 	e := &procEntry{ppid: ppid, pidfd: pidfd}
-	if c.obs != nil {
+	if c.obs != nil && op == "" {
+		e.ns = c.sameAsParent(pid, ppid)
+	}
+	if c.obs != nil && e.ns == nil {
 		cause := c.cause(ev, op)
 		cause.Types = types
 		if op == "" {
@@ -366,6 +369,65 @@ func (c *procCache) cause(ev *event.Event, op string) Cause {
 		cause.PID, cause.Exe = ev.Process.PID, ev.Process.Executable
 	}
 	return cause
+}
+
+// sameAsParent returns the parent's namespaces when the new process pid
+// is in every one of them, or nil. A child usually is (fork and exec keep
+// namespaces), and comparing inode numbers (readlink of /proc/PID/ns/*)
+// costs a fraction of identifying namespaces through the registry (an open
+// and an ioctl each). It is exact because the parent is alive: its
+// namespaces are alive, so their inode numbers cannot have been given to
+// other namespaces; the parent's pidfd is checked after the comparison.
+func (c *procCache) sameAsParent(pid, ppid int) *event.NS {
+	c.mu.Lock()
+	p := c.entries[ppid]
+	var pns *event.NS
+	pfd := -1
+	if p != nil && p.pidfd >= 0 && p.ns != nil && c.forChildren[ppid].Op == "" {
+		pns, pfd = p.ns, p.pidfd
+	}
+	c.mu.Unlock()
+	if pns == nil {
+		return nil
+	}
+	var link [64]byte
+	base := c.proc + "/" + strconv.Itoa(pid) + "/ns/"
+	for i, t := range event.NSTypes {
+		ref := pns.At(i)
+		if ref.Serial == 0 {
+			return nil
+		}
+		n, err := unix.Readlink(base+t, link[:])
+		if err != nil {
+			return nil
+		}
+		inum, ok := parseNSLink(link[:n])
+		if !ok || inum != ref.Inum {
+			return nil
+		}
+	}
+	// Under the lock the watcher cannot close the pidfd (and its number
+	// cannot be reused) while it is polled.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p.pidfd != pfd {
+		return nil
+	}
+	pfds := []unix.PollFd{{Fd: int32(pfd), Events: unix.POLLIN}}
+	if n, _ := unix.Poll(pfds, 0); n > 0 {
+		return nil // the parent exited meanwhile: not proof any more
+	}
+	return pns
+}
+
+// parseNSLink reads the inode number of an nsfs link, "net:[4026531833]".
+func parseNSLink(b []byte) (uint64, bool) {
+	i := bytes.IndexByte(b, '[')
+	if i < 0 || len(b) < i+3 || b[len(b)-1] != ']' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(b[i+1:len(b)-1]), 10, 64)
+	return n, err == nil
 }
 
 // evictLocked makes room when the cache is full of live processes: it

@@ -135,3 +135,43 @@ func BenchmarkObserveFromProc(b *testing.B) {
 		obs.Observe(os.Getpid(), Cause{})
 	}
 }
+
+// A new child in all of its live parent's namespaces is recognised by
+// comparing inode numbers, without asking the registry; a child in a new
+// namespace is not.
+func TestChildInParentsNamespacesSkipsTheRegistry(t *testing.T) {
+	testenv.RequireRoot(t)
+	obs := &inodeObserver{}
+	e, err := New(Options{BootID: "b", Namespaces: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	var ev event.Event
+	// The parent (this test process) is met first.
+	if err := e.Enrich(syscallRecords(t, os.Getpid(), os.Getppid(), 1), &ev); err != nil {
+		t.Fatal(err)
+	}
+	parent := *ev.NS
+	same := exec.Command("sleep", "30")
+	other := exec.Command("unshare", "--uts", "sleep", "30")
+	for _, c := range []*exec.Cmd{same, other} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func(c *exec.Cmd) { c.Process.Kill(); c.Wait() }(c)
+	}
+	time.Sleep(100 * time.Millisecond) // unshare has unshared and exec'd sleep
+	if err := e.Enrich(syscallRecords(t, same.Process.Pid, os.Getpid(), 2), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if *ev.NS != parent || ev.NSSrc != srcObserved || obs.calls.Load() != 1 {
+		t.Fatalf("child in the parent's namespaces: ns %+v src %s, registry asked %d times (want 1: the parent only)", ev.NS, ev.NSSrc, obs.calls.Load())
+	}
+	if err := e.Enrich(syscallRecords(t, other.Process.Pid, os.Getpid(), 3), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if obs.calls.Load() != 2 || ev.NS.UTS == parent.UTS || ev.NS.Net != parent.Net {
+		t.Fatalf("child in a new uts namespace: ns %+v, registry asked %d times (want 2)", ev.NS, obs.calls.Load())
+	}
+}
