@@ -16,6 +16,8 @@ import (
 	"github.com/spf13/cast"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/auditns/auditns/internal/kafkaauth"
 )
 
 // Config is the validated configuration.
@@ -94,23 +96,13 @@ type Kafka struct {
 	DeadLetter        string
 }
 
-// TLS for Kafka.
-type TLS struct {
-	Enabled            bool
-	CAFile             string
-	CertFile           string
-	KeyFile            string
-	ServerName         string
-	InsecureSkipVerify bool
-}
+// TLS for Kafka (kafka.tls.*): the type the Kafka sink and tail/replay
+// build their TLS configuration from, so the settings are declared once.
+type TLS = kafkaauth.TLS
 
-// SASL for Kafka. Password never appears in logs.
-type SASL struct {
-	Mechanism    string // "" | plain | scram-sha-256 | scram-sha-512
-	Username     string
-	Password     string
-	PasswordFile string
-}
+// SASL for Kafka (kafka.sasl.*). Being kafkaauth's type, its password is
+// redacted wherever a Config is printed or logged.
+type SASL = kafkaauth.SASL
 
 // Spool is the durable buffer in front of Kafka.
 type Spool struct {

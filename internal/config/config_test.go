@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -111,5 +112,24 @@ func TestMissingFileIsClear(t *testing.T) {
 	_, err := NewLoader().Load("/nonexistent/auditns.yaml")
 	if err == nil || err.Error() != "config file /nonexistent/auditns.yaml: not found" {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// A Config printed or logged whole never shows the SASL password.
+func TestPrintedConfigHidesThePassword(t *testing.T) {
+	t.Setenv("AUDITNS_KAFKA_SASL_MECHANISM", "plain")
+	t.Setenv("AUDITNS_KAFKA_SASL_USERNAME", "svc")
+	t.Setenv("AUDITNS_KAFKA_SASL_PASSWORD", "hunter2-secret")
+	c, err := NewLoader().Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Kafka.SASL.Password != "hunter2-secret" {
+		t.Fatal("password not loaded")
+	}
+	for _, f := range []string{"%v", "%+v", "%#v"} {
+		if s := fmt.Sprintf(f, c.Kafka); strings.Contains(s, "hunter2") {
+			t.Fatalf("%s of the Kafka config shows the password: %s", f, s)
+		}
 	}
 }

@@ -28,7 +28,6 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 
 	"github.com/auditns/auditns/internal/config"
-	"github.com/auditns/auditns/internal/kafkaauth"
 )
 
 // Options configures a Client.
@@ -77,10 +76,10 @@ func FromConfig(c config.Kafka) (Options, error) {
 		return o, errors.New("kafka.brokers: required (--kafka-brokers H:P,..., env AUDITNS_KAFKA_BROKERS, or the config file)")
 	}
 	var err error
-	if o.TLS, err = kafkaauth.TLS(c.TLS).Build(nil); err != nil {
+	if o.TLS, err = c.TLS.Build(nil); err != nil {
 		return o, err
 	}
-	if o.SASL, _, err = kafkaauth.SASL(c.SASL).Build(nil, c.TLS.Enabled); err != nil {
+	if o.SASL, _, err = c.SASL.Build(nil, c.TLS.Enabled); err != nil {
 		return o, err
 	}
 	return o, nil

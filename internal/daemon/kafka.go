@@ -29,9 +29,8 @@ func (d *Daemon) openKafka(ctx context.Context, cfg *config.Config, log *slog.Lo
 	o.BatchSize = k.BatchSize
 	o.BatchBytes = k.BatchBytes
 	o.WriteTimeout = k.WriteTimeout
-	o.TLS = publish.KafkaTLS{Enabled: k.TLS.Enabled, CAFile: k.TLS.CAFile, CertFile: k.TLS.CertFile,
-		KeyFile: k.TLS.KeyFile, ServerName: k.TLS.ServerName, InsecureSkipVerify: k.TLS.InsecureSkipVerify}
-	o.SASL = publish.KafkaSASL{Mechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password, PasswordFile: k.SASL.PasswordFile}
+	o.TLS = k.TLS
+	o.SASL = k.SASL
 	o.Spool = publish.SpoolOptions{
 		Dir:          k.Spool.Dir,
 		MaxBytes:     k.Spool.MaxBytes,
