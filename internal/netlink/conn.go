@@ -55,7 +55,9 @@ type Options struct {
 	// BacklogWaitTime is how long, in jiffies, an audited process waits when
 	// the backlog is full (auditctl --backlog_wait_time). The default, 0,
 	// never stalls audited processes: the kernel drops and counts in "lost",
-	// which auditns reports. Set SetBacklogWaitTime to apply it.
+	// which auditns reports, and the reader drops too when the pipeline is
+	// behind. Above 0 nothing is dropped: the reader waits for the pipeline
+	// and the kernel holds audited processes (see Run).
 	BacklogWaitTime int32
 	// Failure is the kernel's failure mode (auditctl -f): FailureSilent,
 	// FailurePrintk or FailurePanic. Set it explicitly; config defaults it to
@@ -109,8 +111,9 @@ type Conn struct {
 	log     *slog.Logger
 
 	initial *libaudit.AuditStatus
-	scratch []byte   // the reader's gathering buffer, reused
-	added   [][]byte // wire rules to delete on Close, in load order
+	scratch []byte      // the reader's gathering buffer, reused
+	mm      *mmsgReader // the reader's receive slots, made on first use
+	added   [][]byte    // wire rules to delete on Close, in load order
 	closeMu sync.Mutex
 	closed  bool
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,10 +32,17 @@ type ReaderStats struct {
 const maxBatch = 128
 
 // Run reads records until ctx is done or the socket fails, handing them to
-// out in batches. A batch that does not fit in out is dropped and counted in
-// stats.Dropped: the kernel's socket must be drained at all times, or the
-// kernel's backlog fills and audited processes pay for it. Each batch's
-// records share one backing array, allocated once per batch.
+// out in batches. Each batch's records share one backing array, allocated
+// once per batch.
+//
+// What happens when out is full follows the kernel's own policy, so that
+// the host's operator makes one choice, not two. With backlog_wait_time 0
+// (the default) the kernel drops rather than stall audited processes, and
+// so does Run: the batch is dropped and counted in stats.Dropped, and the
+// socket keeps being drained. With backlog_wait_time > 0 in unicast mode the
+// operator chose to stall audited processes rather than lose records: Run
+// waits for room, the socket and then the kernel's backlog fill, and the
+// kernel holds audited processes until auditns catches up.
 func (c *Conn) Run(ctx context.Context, out chan<- []Record, stats *ReaderStats) error {
 	s := c.sock
 	for {
@@ -52,10 +58,18 @@ func (c *Conn) Run(ctx context.Context, out chan<- []Record, stats *ReaderStats)
 		}
 		batch, err := c.drain(stats)
 		if len(batch) > 0 {
-			select {
-			case out <- batch:
-			default:
-				stats.Dropped.Add(uint64(len(batch)))
+			if c.lossless() {
+				select {
+				case out <- batch:
+				case <-ctx.Done():
+					stats.Dropped.Add(uint64(len(batch)))
+				}
+			} else {
+				select {
+				case out <- batch:
+				default:
+					stats.Dropped.Add(uint64(len(batch)))
+				}
 			}
 		}
 		if err != nil {
@@ -64,12 +78,20 @@ func (c *Conn) Run(ctx context.Context, out chan<- []Record, stats *ReaderStats)
 	}
 }
 
-// drain reads what the socket holds, up to maxBatch records. Records are
-// gathered in a reused scratch buffer and copied once into an arena of the
-// exact size, so a queued batch holds no slack: the queue's memory is what
-// it carries.
+// lossless reports whether Run waits for the pipeline instead of dropping.
+func (c *Conn) lossless() bool {
+	return c.opts.Mode == Unicast && c.opts.BacklogWaitTime > 0
+}
+
+// drain reads what the socket holds, up to maxBatch records, a recvmmsg(2)
+// of up to mmsgBatch datagrams at a time. Records are gathered in a reused
+// scratch buffer and copied once into an arena of the exact size, so a
+// queued batch holds no slack: the queue's memory is what it carries.
 func (c *Conn) drain(stats *ReaderStats) ([]Record, error) {
-	s := c.sock
+	if c.mm == nil {
+		c.mm = newMmsgReader(c.sock.fd)
+	}
+	mm := c.mm
 	type span struct {
 		typ        uint16
 		start, end int
@@ -79,7 +101,8 @@ func (c *Conn) drain(stats *ReaderStats) ([]Record, error) {
 	n := 0
 	var rerr error
 	for n < maxBatch {
-		size, err := s.recv(true)
+		asked := min(maxBatch-n, mmsgBatch)
+		got, err := mm.recv(asked)
 		if err != nil {
 			if errors.Is(err, unix.EAGAIN) {
 				break
@@ -91,22 +114,27 @@ func (c *Conn) drain(stats *ReaderStats) ([]Record, error) {
 			rerr = err
 			break
 		}
-		h := (*unix.NlMsghdr)(unsafe.Pointer(&s.buf[0]))
-		if h.Type < 1100 {
-			// Netlink control (NOOP, ERROR, DONE) and audit control
-			// replies (1000-1099) are not records.
-			continue
+		for i := range got {
+			typ, data, ok := mm.datagram(i)
+			if !ok || typ < 1100 {
+				// Netlink control (NOOP, ERROR, DONE) and audit control
+				// replies (1000-1099) are not records.
+				continue
+			}
+			// The audit payload runs to the end of the datagram: the
+			// kernel's nlmsg_len is not reliable for audit messages.
+			for len(data) > 0 && (data[len(data)-1] == 0 || data[len(data)-1] == '\n') {
+				data = data[:len(data)-1]
+			}
+			start := len(scratch)
+			scratch = append(scratch, data...)
+			spans[n] = span{typ, start, len(scratch)}
+			n++
 		}
-		// The audit payload runs to the end of the datagram: the kernel's
-		// nlmsg_len is not reliable for audit messages.
-		data := s.buf[unix.NLMSG_HDRLEN:size]
-		for len(data) > 0 && (data[len(data)-1] == 0 || data[len(data)-1] == '\n') {
-			data = data[:len(data)-1]
+		if got < asked {
+			// A short read means the socket is empty: save the EAGAIN call.
+			break
 		}
-		start := len(scratch)
-		scratch = append(scratch, data...)
-		spans[n] = span{h.Type, start, len(scratch)}
-		n++
 	}
 	c.scratch = scratch
 	stats.Records.Add(uint64(n))
