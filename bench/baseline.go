@@ -34,8 +34,8 @@ type baselineResult struct {
 }
 
 // runBaseline is the ceiling: a plain go-libaudit consumer. It becomes the
-// audit daemon (SetPID), sets backlog_limit 16384 and backlog_wait_time 0 as
-// auditns does, enables auditing, adds one rule and counts what it
+// audit daemon (SetPID), sets backlog_limit 16384 and the bench's
+// backlog_wait_time (-wait, the same value auditns gets), enables auditing, adds one rule and counts what it
 // receives: no assembly, no enrichment, no encoding, no output. It prints
 // READY when the rule is loaded, "PROGRESS records events" every 100 ms,
 // and on SIGTERM removes its rule, restores the settings it changed,
@@ -44,6 +44,7 @@ func runBaseline(args []string) {
 	fs := flag.NewFlagSet("baseline", flag.ExitOnError)
 	ruleText := fs.String("rule", "", "the audit rule, auditctl syntax")
 	rcvbuf := fs.Int("rcvbuf", 8<<20, "socket receive buffer in bytes (auditns's audit.receive_buffer default); 0 = go-libaudit's default")
+	wait := fs.Int("wait", 0, "backlog_wait_time in jiffies (the bench passes the same to auditns)")
 	latency := fs.Bool("latency", false, "record receive time - a1 (the generator's clock) per SYSCALL record")
 	_ = fs.Parse(args)
 
@@ -110,7 +111,7 @@ func runBaseline(args []string) {
 	step("set backlog_limit", func() error { return c.SetBacklogLimit(16384, libaudit.WaitForReply) }, func() error {
 		return ctl.SetBacklogLimit(initial.BacklogLimit, libaudit.WaitForReply)
 	})
-	step("set backlog_wait_time", func() error { return c.SetBacklogWaitTime(0, libaudit.WaitForReply) }, func() error {
+	step("set backlog_wait_time", func() error { return c.SetBacklogWaitTime(int32(*wait), libaudit.WaitForReply) }, func() error {
 		return ctl.SetBacklogWaitTime(int32(initial.BacklogWaitTime), libaudit.WaitForReply)
 	})
 	step("enable auditing", func() error { return c.SetEnabled(true, libaudit.WaitForReply) }, func() error {

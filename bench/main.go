@@ -84,6 +84,7 @@ type options struct {
 	profile         bool
 	latency         bool
 	fileFlush       time.Duration
+	backlogWait     int
 	timeout         time.Duration
 	settle          time.Duration
 	workloads       string
@@ -164,6 +165,7 @@ func benchMain(args []string) int {
 	fs.BoolVar(&o.profile, "profile", true, "CPU- and heap-profile auditns during an extra syscall storm (file and Kafka sinks) and exec storm (file sink)")
 	fs.StringVar(&o.profileSinks, "profile-sinks", "file,kafka", "the sinks to profile")
 	fs.BoolVar(&o.latency, "latency", true, "run the latency measurement")
+	fs.IntVar(&o.backlogWait, "backlog-wait", 60000, "backlog_wait_time in jiffies for every consumer (ceiling and auditns alike): above 0 the kernel holds the generator while the consumer is behind instead of dropping records, so a full-speed storm measures how fast each consumer drains; 0 lets the kernel drop (and count lost)")
 	fs.DurationVar(&o.fileFlush, "file-flush", 0, "output.flush_interval for the file sink; 0: auditns's default")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "the longest one run may wait for its consumer")
 	fs.DurationVar(&o.settle, "settle", 3*time.Second, "a consumer whose count has not moved for this long has delivered all it will")
@@ -567,7 +569,7 @@ func (b *bench) startConsumer(name, kind, rule string, w workload, latency bool,
 	}
 	c := &consumer{kind: kind, dir: dir}
 	if kind == "baseline" {
-		argv := []string{b.self, "baseline", "-rule", rule}
+		argv := []string{b.self, "baseline", "-rule", rule, "-wait", strconv.Itoa(b.o.backlogWait)}
 		if latency {
 			argv = append(argv, "-latency")
 		}
@@ -589,7 +591,7 @@ func (b *bench) startConsumer(name, kind, rule string, w workload, latency bool,
 	c.metrics = port
 	var y strings.Builder
 	fmt.Fprintf(&y, "mode: unicast\nstate_dir: %s\nlog:\n  level: info\n", filepath.Join(dir, "state"))
-	fmt.Fprintf(&y, "audit:\n  rules_file: %s\n", rules)
+	fmt.Fprintf(&y, "audit:\n  rules_file: %s\n  backlog_wait_time: %d\n", rules, b.o.backlogWait)
 	fmt.Fprintf(&y, "enrich:\n  namespaces: true\n  ns_rules: false\n")
 	fmt.Fprintf(&y, "metrics:\n  listen: %s\n", port)
 	switch kind {
