@@ -1,10 +1,13 @@
 package event
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // AppendString appends s as a JSON string. The output is always valid UTF-8
@@ -14,12 +17,55 @@ import (
 // exe, argv, paths) can neither break the JSON nor be silently altered into
 // another valid string. Nothing is truncated.
 func AppendString(b []byte, s string) []byte {
+	// Most values need no escaping: find that out first, then copy them
+	// whole.
+	i := 0
+	for i+8 <= len(s) && plain8(load8(s, i)) {
+		i += 8
+	}
+	for i < len(s) && plainByte[s[i]] {
+		i++
+	}
+	if i < len(s) {
+		return appendEscaped(b, s, i)
+	}
+	n := len(b)
+	if cap(b)-n < len(s)+2 {
+		b = slices.Grow(b, len(s)+2)
+	}
+	b = b[:n+len(s)+2]
+	b[n] = '"'
+	copy(b[n+1:], s)
+	b[n+1+len(s)] = '"'
+	return b
+}
+
+// plainByte marks the bytes written as they are: printable ASCII but '"'
+// and '\\'.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// appendEscaped is AppendString for s whose first byte needing a look is
+// s[i].
+func appendEscaped(b []byte, s string, i int) []byte {
 	b = append(b, '"')
 	start := 0
-	for i := 0; i < len(s); {
+	for i < len(s) {
+		// Eight bytes at a time while none needs a look: no control
+		// character, quote, backslash, DEL or non-ASCII byte.
+		for i+8 <= len(s) && plain8(load8(s, i)) {
+			i += 8
+		}
+		if i == len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
+			if plainByte[c] {
 				i++
 				continue
 			}
@@ -56,13 +102,78 @@ func AppendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
+// load8 reads s[i:i+8] as a little-endian word (the caller checks bounds).
+func load8(s string, i int) uint64 {
+	return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
+}
+
+// plain8 reports whether none of the eight bytes of x needs escaping or
+// UTF-8 checking: each is in 0x20-0x7e and is neither '"' nor '\\'. A
+// false answer may be wrong (the byte-wise loop then decides), a true one
+// never is.
+func plain8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	zero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	bad := x&highs | // non-ASCII
+		(x-0x20*ones)&^x&highs | // below 0x20
+		zero(x^('"'*ones)) | zero(x^('\\'*ones)) | zero(x^(0x7f*ones))
+	return bad == 0
+}
+
 const hex = "0123456789abcdef"
 
-// AppendTime appends t as an RFC 3339 JSON string in UTC with microseconds.
+// nsKeys are NSTypes as keys.
+var nsKeys = [8]string{`"ipc":`, `"uts":`, `"user":`, `"pid":`, `"cgroup":`, `"time":`, `"net":`, `"mnt":`}
+
+// AppendTime appends t as an RFC 3339 JSON string in UTC with microseconds
+// (truncated), as t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
+// would, without its layout interpretation: the time of every event is
+// formatted.
 func AppendTime(b []byte, t time.Time) []byte {
-	b = append(b, '"')
-	b = t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
-	return append(b, '"')
+	const maxSec = 253402300799 // 9999-12-31T23:59:59Z
+	sec := t.Unix()
+	if sec < 0 || sec > maxSec {
+		b = append(b, '"')
+		b = t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
+		return append(b, '"')
+	}
+	days, rem := uint64(sec)/86400, uint64(sec)%86400
+	// Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+	z := days + 719468
+	era := z / 146097
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	y := yoe + era*400
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d := doy - (153*mp+2)/5 + 1
+	m := mp + 3
+	if mp >= 10 {
+		m = mp - 9
+		y++
+	}
+	us := uint64(t.Nanosecond()) / 1000
+	var o [29]byte
+	o[0] = '"'
+	o[1], o[2], o[3], o[4] = byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10)
+	o[5] = '-'
+	o[6], o[7] = byte('0'+m/10), byte('0'+m%10)
+	o[8] = '-'
+	o[9], o[10] = byte('0'+d/10), byte('0'+d%10)
+	o[11] = 'T'
+	h, mi, s := rem/3600, rem/60%60, rem%60
+	o[12], o[13] = byte('0'+h/10), byte('0'+h%10)
+	o[14] = ':'
+	o[15], o[16] = byte('0'+mi/10), byte('0'+mi%10)
+	o[17] = ':'
+	o[18], o[19] = byte('0'+s/10), byte('0'+s%10)
+	o[20] = '.'
+	for i := 26; i > 20; i-- {
+		o[i] = byte('0' + us%10)
+		us /= 10
+	}
+	o[27], o[28] = 'Z', '"'
+	return append(b, o[:]...)
 }
 
 // jw is a tiny writer for one JSON object at a time; it tracks whether a
@@ -72,14 +183,14 @@ type jw struct {
 	comma bool
 }
 
+// key writes k, a key already quoted and followed by its colon
+// (`"name":`), after a comma when one is needed.
 func (w *jw) key(k string) {
 	if w.comma {
 		w.b = append(w.b, ',')
 	}
 	w.comma = true
-	w.b = append(w.b, '"')
 	w.b = append(w.b, k...)
-	w.b = append(w.b, '"', ':')
 }
 
 func (w *jw) open()  { w.b = append(w.b, '{'); w.comma = false }
@@ -130,17 +241,18 @@ func (w *jw) entity(k string, e *Entity) {
 	}
 	w.key(k)
 	w.open()
-	w.strOpt("id", e.ID)
-	w.strOpt("name", e.Name)
+	w.strOpt(`"id":`, e.ID)
+	w.strOpt(`"name":`, e.Name)
 	w.close()
 }
 
 func (w *jw) fields(f Fields) {
 	w.open()
 	for _, kv := range f {
-		w.key("")
-		// key() wrote `"":`; replace it with the escaped key.
-		w.b = w.b[:len(w.b)-3]
+		if w.comma {
+			w.b = append(w.b, ',')
+		}
+		w.comma = true
 		w.b = AppendString(w.b, kv.Key)
 		w.b = append(w.b, ':')
 		w.b = AppendString(w.b, kv.Value)
@@ -152,168 +264,168 @@ func (w *jw) fields(f Fields) {
 func (e *Event) AppendJSON(b []byte) []byte {
 	w := jw{b: b}
 	w.open()
-	w.str("schema", e.Schema)
+	w.str(`"schema":`, e.Schema)
 
-	w.key("event")
+	w.key(`"event":`)
 	w.open()
-	w.str("id", e.Event.ID)
-	w.uint("sequence", uint64(e.Event.Sequence))
-	w.key("created")
+	w.str(`"id":`, e.Event.ID)
+	w.uint(`"sequence":`, uint64(e.Event.Sequence))
+	w.key(`"created":`)
 	w.b = AppendTime(w.b, e.Event.Created)
-	w.str("kind", e.Event.Kind)
-	w.strsOpt("category", e.Event.Category)
-	w.strOpt("action", e.Event.Action)
-	w.strOpt("outcome", e.Event.Outcome)
-	w.strOpt("type", e.Event.Type)
+	w.str(`"kind":`, e.Event.Kind)
+	w.strsOpt(`"category":`, e.Event.Category)
+	w.strOpt(`"action":`, e.Event.Action)
+	w.strOpt(`"outcome":`, e.Event.Outcome)
+	w.strOpt(`"type":`, e.Event.Type)
 	w.close()
 
-	w.key("host")
+	w.key(`"host":`)
 	w.open()
-	w.str("name", e.Host.Name)
-	w.key("boot")
+	w.str(`"name":`, e.Host.Name)
+	w.key(`"boot":`)
 	w.open()
-	w.str("id", e.Host.Boot.ID)
+	w.str(`"id":`, e.Host.Boot.ID)
 	w.close()
-	w.strOpt("kernel", e.Host.Kernel)
+	w.strOpt(`"kernel":`, e.Host.Kernel)
 	w.close()
 
-	w.strsOpt("tags", e.Tags)
-	w.strOpt("message", e.Message)
+	w.strsOpt(`"tags":`, e.Tags)
+	w.strOpt(`"message":`, e.Message)
 
 	if p := e.Process; p != nil {
-		w.key("process")
+		w.key(`"process":`)
 		w.open()
 		if p.PID != 0 {
-			w.int("pid", int64(p.PID))
+			w.int(`"pid":`, int64(p.PID))
 		}
 		if p.Parent != nil {
-			w.key("parent")
+			w.key(`"parent":`)
 			w.open()
-			w.int("pid", int64(p.Parent.PID))
+			w.int(`"pid":`, int64(p.Parent.PID))
 			w.close()
 		}
-		w.strOpt("name", p.Name)
-		w.strOpt("executable", p.Executable)
-		w.strsOpt("args", p.Args)
+		w.strOpt(`"name":`, p.Name)
+		w.strOpt(`"executable":`, p.Executable)
+		w.strsOpt(`"args":`, p.Args)
 		if p.ArgsCount != 0 {
-			w.int("args_count", int64(p.ArgsCount))
+			w.int(`"args_count":`, int64(p.ArgsCount))
 		}
-		w.strOpt("working_directory", p.WorkingDirectory)
-		w.strOpt("title", p.Title)
-		w.strOpt("tty", p.TTY)
+		w.strOpt(`"working_directory":`, p.WorkingDirectory)
+		w.strOpt(`"title":`, p.Title)
+		w.strOpt(`"tty":`, p.TTY)
 		w.close()
 	}
 	if u := e.User; u != nil {
-		w.key("user")
+		w.key(`"user":`)
 		w.open()
-		w.strOpt("id", u.ID)
-		w.strOpt("name", u.Name)
-		w.entity("audit", u.Audit)
-		w.entity("effective", u.Effective)
-		w.entity("saved", u.Saved)
-		w.entity("filesystem", u.FS)
-		w.entity("target", u.Target)
+		w.strOpt(`"id":`, u.ID)
+		w.strOpt(`"name":`, u.Name)
+		w.entity(`"audit":`, u.Audit)
+		w.entity(`"effective":`, u.Effective)
+		w.entity(`"saved":`, u.Saved)
+		w.entity(`"filesystem":`, u.FS)
+		w.entity(`"target":`, u.Target)
 		w.close()
 	}
-	w.entity("group", e.Group)
+	w.entity(`"group":`, e.Group)
 	if s := e.Syscall; s != nil {
-		w.key("syscall")
+		w.key(`"syscall":`)
 		w.open()
-		w.strOpt("name", s.Name)
-		w.int("nr", int64(s.Nr))
-		w.strOpt("arch", s.Arch)
-		w.int("exit", s.Exit)
-		w.strsOpt("args", s.Args)
+		w.strOpt(`"name":`, s.Name)
+		w.int(`"nr":`, int64(s.Nr))
+		w.strOpt(`"arch":`, s.Arch)
+		w.int(`"exit":`, s.Exit)
+		w.strsOpt(`"args":`, s.Args)
 		w.close()
 	}
 	if n := e.NS; n != nil {
-		w.key("ns")
+		w.key(`"ns":`)
 		w.open()
-		for i, t := range NSTypes {
+		for i, t := range nsKeys {
 			r := n.At(i)
 			if *r == (NSRef{}) {
 				continue
 			}
 			w.key(t)
 			w.open()
-			w.uint("serial", r.Serial)
-			w.uint("inum", r.Inum)
+			w.uint(`"serial":`, r.Serial)
+			w.uint(`"inum":`, r.Inum)
 			w.close()
 		}
 		w.close()
 	}
-	w.strOpt("ns_src", e.NSSrc)
+	w.strOpt(`"ns_src":`, e.NSSrc)
 	if c := e.NSChange; c != nil {
-		w.key("ns_change")
+		w.key(`"ns_change":`)
 		w.open()
-		w.str("op", c.Op)
-		w.strsOpt("types", c.Types)
-		w.strsOpt("children_only", c.ChildrenOnly)
+		w.str(`"op":`, c.Op)
+		w.strsOpt(`"types":`, c.Types)
+		w.strsOpt(`"children_only":`, c.ChildrenOnly)
 		w.close()
 	}
 	if c := e.Container; c != nil {
-		w.key("container")
+		w.key(`"container":`)
 		w.open()
-		w.str("id", c.ID)
-		w.strOpt("runtime", c.Runtime)
+		w.str(`"id":`, c.ID)
+		w.strOpt(`"runtime":`, c.Runtime)
 		w.close()
 	}
 	if f := e.File; f != nil {
-		w.key("file")
+		w.key(`"file":`)
 		w.open()
-		w.strOpt("path", f.Path)
-		w.strOpt("device", f.Device)
-		w.strOpt("inode", f.Inode)
-		w.strOpt("mode", f.Mode)
-		w.strOpt("uid", f.UID)
-		w.strOpt("gid", f.GID)
-		w.strOpt("owner", f.Owner)
-		w.strOpt("group", f.Group)
+		w.strOpt(`"path":`, f.Path)
+		w.strOpt(`"device":`, f.Device)
+		w.strOpt(`"inode":`, f.Inode)
+		w.strOpt(`"mode":`, f.Mode)
+		w.strOpt(`"uid":`, f.UID)
+		w.strOpt(`"gid":`, f.GID)
+		w.strOpt(`"owner":`, f.Owner)
+		w.strOpt(`"group":`, f.Group)
 		w.close()
 	}
-	w.endpoint("source", e.Source)
-	w.endpoint("destination", e.Dest)
+	w.endpoint(`"source":`, e.Source)
+	w.endpoint(`"destination":`, e.Dest)
 	if l := e.Loss; l != nil {
-		w.key("loss")
+		w.key(`"loss":`)
 		w.open()
-		w.str("reason", l.Reason)
-		w.uint("count", l.Count)
+		w.str(`"reason":`, l.Reason)
+		w.uint(`"count":`, l.Count)
 		if l.From != 0 {
-			w.uint("from", uint64(l.From))
+			w.uint(`"from":`, uint64(l.From))
 		}
 		if l.To != 0 {
-			w.uint("to", uint64(l.To))
+			w.uint(`"to":`, uint64(l.To))
 		}
 		if l.KernelLost != 0 {
-			w.uint("kernel_lost", uint64(l.KernelLost))
+			w.uint(`"kernel_lost":`, uint64(l.KernelLost))
 		}
 		w.close()
 	}
 	if a := e.Auditd; a != nil {
-		w.key("auditd")
+		w.key(`"auditd":`)
 		w.open()
-		w.strOpt("result", a.Result)
-		w.strOpt("session", a.Session)
+		w.strOpt(`"result":`, a.Result)
+		w.strOpt(`"session":`, a.Session)
 		if s := a.Summary; s != nil {
-			w.key("summary")
+			w.key(`"summary":`)
 			w.open()
-			w.key("actor")
+			w.key(`"actor":`)
 			w.open()
-			w.strOpt("primary", s.Actor.Primary)
-			w.strOpt("secondary", s.Actor.Secondary)
+			w.strOpt(`"primary":`, s.Actor.Primary)
+			w.strOpt(`"secondary":`, s.Actor.Secondary)
 			w.close()
-			w.strOpt("action", s.Action)
-			w.key("object")
+			w.strOpt(`"action":`, s.Action)
+			w.key(`"object":`)
 			w.open()
-			w.strOpt("type", s.Object.Type)
-			w.strOpt("primary", s.Object.Primary)
-			w.strOpt("secondary", s.Object.Secondary)
+			w.strOpt(`"type":`, s.Object.Type)
+			w.strOpt(`"primary":`, s.Object.Primary)
+			w.strOpt(`"secondary":`, s.Object.Secondary)
 			w.close()
-			w.strOpt("how", s.How)
+			w.strOpt(`"how":`, s.How)
 			w.close()
 		}
 		if len(a.Paths) > 0 {
-			w.key("paths")
+			w.key(`"paths":`)
 			w.b = append(w.b, '[')
 			for i, p := range a.Paths {
 				if i > 0 {
@@ -324,15 +436,15 @@ func (e *Event) AppendJSON(b []byte) []byte {
 			w.b = append(w.b, ']')
 		}
 		if len(a.Data) > 0 {
-			w.key("data")
+			w.key(`"data":`)
 			w.fields(a.Data)
 		}
-		w.strsOpt("records", a.Records)
-		w.strsOpt("warnings", a.Warnings)
+		w.strsOpt(`"records":`, a.Records)
+		w.strsOpt(`"warnings":`, a.Warnings)
 		w.close()
 	}
 	if e.NSInfo != nil {
-		w.key("ns_info")
+		w.key(`"ns_info":`)
 		w.b = e.NSInfo.AppendJSON(w.b)
 	}
 	w.close()
@@ -343,33 +455,33 @@ func (e *Event) AppendJSON(b []byte) []byte {
 func (n *NSInfos) AppendJSON(b []byte) []byte {
 	w := jw{b: b}
 	w.open()
-	for i, t := range NSTypes {
+	for i, t := range nsKeys {
 		in := *n.At(i)
 		if in == nil {
 			continue
 		}
 		w.key(t)
 		w.open()
-		w.str("id", in.ID)
-		w.str("type", in.Type)
+		w.str(`"id":`, in.ID)
+		w.str(`"type":`, in.Type)
 		if in.IsInit {
-			w.key("is_init")
+			w.key(`"is_init":`)
 			w.b = append(w.b, "true"...)
 		}
 		if c := in.CreatedBy; c != nil {
-			w.key("created_by")
+			w.key(`"created_by":`)
 			w.open()
-			w.strOpt("event", c.Event)
-			w.strOpt("op", c.Op)
+			w.strOpt(`"event":`, c.Event)
+			w.strOpt(`"op":`, c.Op)
 			if c.PID != 0 {
-				w.int("pid", int64(c.PID))
+				w.int(`"pid":`, int64(c.PID))
 			}
-			w.strOpt("exe", c.Exe)
+			w.strOpt(`"exe":`, c.Exe)
 			w.close()
 		}
-		w.timeOpt("first_seen", in.FirstSeen)
-		w.timeOpt("last_seen", in.LastSeen)
-		w.timeOpt("gone", in.Gone)
+		w.timeOpt(`"first_seen":`, in.FirstSeen)
+		w.timeOpt(`"last_seen":`, in.LastSeen)
+		w.timeOpt(`"gone":`, in.Gone)
 		w.close()
 	}
 	w.close()
@@ -389,11 +501,11 @@ func (w *jw) endpoint(k string, e *Endpoint) {
 	}
 	w.key(k)
 	w.open()
-	w.strOpt("ip", e.IP)
+	w.strOpt(`"ip":`, e.IP)
 	if e.Port != 0 {
-		w.int("port", int64(e.Port))
+		w.int(`"port":`, int64(e.Port))
 	}
-	w.strOpt("path", e.Path)
+	w.strOpt(`"path":`, e.Path)
 	w.close()
 }
 

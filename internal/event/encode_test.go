@@ -125,3 +125,119 @@ func BenchmarkEncodingJSONBaseline(b *testing.B) {
 		json.Marshal(e)
 	}
 }
+
+// appendStringRef is AppendString byte by byte, as it was before its
+// eight-byte fast path.
+func appendStringRef(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"':
+				b = append(b, '\\', '"')
+			case '\\':
+				b = append(b, '\\', '\\')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', '\\', 'x', hex[c>>4], hex[c&0xf])
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// Every byte value at every position of an eight-byte word (and around
+// it) is escaped as the byte-wise loop escapes it.
+func TestAppendStringLikeByteWise(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		for pos := 0; pos < 19; pos++ {
+			for _, n := range []int{pos + 1, 8, 16, 19, 24} {
+				if pos >= n {
+					continue
+				}
+				s := []byte("abcdefghijklmnopqrstuvwx")[:n]
+				s[pos] = byte(c)
+				if got, want := AppendString(nil, string(s)), appendStringRef(nil, string(s)); !bytes.Equal(got, want) {
+					t.Fatalf("%q: %s, want %s", s, got, want)
+				}
+			}
+		}
+	}
+	for _, s := range []string{"", "é✓ and some more text", "/usr/bin/\xe2\x9c\x93\xe2\x9c", "0123456\xe2\x9c\x93abcdefg"} {
+		if got, want := AppendString(nil, s), appendStringRef(nil, s); !bytes.Equal(got, want) {
+			t.Fatalf("%q: %s, want %s", s, got, want)
+		}
+	}
+}
+
+func FuzzAppendStringLikeByteWise(f *testing.F) {
+	f.Add("\x1b]0;title\x07 and a longer tail")
+	f.Add("abcdefg\xc3\x28abcdefgh")
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := AppendString(nil, s), appendStringRef(nil, s); !bytes.Equal(got, want) {
+			t.Fatalf("%q: %s, want %s", s, got, want)
+		}
+	})
+}
+
+// AppendTime writes what time's layout writes, from 1970 to 9999 and
+// outside it.
+func TestAppendTimeLikeAppendFormat(t *testing.T) {
+	ref := func(tm time.Time) string {
+		return `"` + tm.UTC().Format("2006-01-02T15:04:05.000000Z07:00") + `"`
+	}
+	check := func(tm time.Time) {
+		t.Helper()
+		if got, want := string(AppendTime(nil, tm)), ref(tm); got != want {
+			t.Fatalf("%v: %s, want %s", tm, got, want)
+		}
+	}
+	check(time.Unix(0, 0))
+	check(time.Unix(-1, 999999999))
+	check(time.Unix(253402300799, 999999999))
+	check(time.Unix(253402300800, 0))
+	check(time.Date(2000, 2, 29, 23, 59, 59, 999999, time.UTC))
+	check(time.Date(2100, 3, 1, 0, 0, 0, 1000, time.UTC))
+	check(time.Date(2026, 11, 28, 12, 2, 37, 994000000, time.FixedZone("x", -7*3600)))
+	check(time.Now())
+	x := uint64(1)
+	for i := 0; i < 200000; i++ {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		check(time.Unix(int64(x%253402300800), int64(x>>20)%1e9))
+	}
+}
+
+func TestNSKeysAreNSTypes(t *testing.T) {
+	for i, k := range nsKeys {
+		if k != `"`+NSTypes[i]+`":` {
+			t.Fatalf("nsKeys[%d] = %s, NSTypes[%d] = %s", i, k, i, NSTypes[i])
+		}
+	}
+}
