@@ -3,7 +3,9 @@ package netlink
 import (
 	"context"
 	"errors"
+	"os"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,19 +46,31 @@ const maxBatch = 128
 // waits for room, the socket and then the kernel's backlog fill, and the
 // kernel holds audited processes until auditns catches up.
 func (c *Conn) Run(ctx context.Context, out chan<- []Record, stats *ReaderStats) error {
-	s := c.sock
+	rc, err := c.sock.pollable()
+	if err != nil {
+		return err
+	}
+	// A past deadline wakes a reader parked on the netpoller.
+	stop := context.AfterFunc(ctx, func() { c.sock.file.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
-		ready, err := s.wait(200)
+		var batch []Record
+		var derr error
+		err := rc.Read(func(uintptr) bool {
+			batch, derr = c.drain(stats)
+			// Nothing read: the socket is empty (drain read until a
+			// short recvmmsg), so park until it is readable again.
+			return len(batch) > 0 || derr != nil
+		})
 		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil
+			}
 			return err
 		}
-		if !ready {
-			continue
-		}
-		batch, err := c.drain(stats)
 		if len(batch) > 0 {
 			if c.lossless() {
 				select {
@@ -72,8 +86,8 @@ func (c *Conn) Run(ctx context.Context, out chan<- []Record, stats *ReaderStats)
 				}
 			}
 		}
-		if err != nil {
-			return err
+		if derr != nil {
+			return derr
 		}
 	}
 }

@@ -3,6 +3,7 @@ package netlink
 import (
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"unsafe"
 
@@ -20,6 +21,11 @@ type socket struct {
 	pid uint32
 	seq uint32
 	buf []byte
+
+	// file and rc exist once the reader has made the socket non-blocking
+	// and handed it to Go's netpoller (see pollable); file then owns fd.
+	file *os.File
+	rc   syscall.RawConn
 }
 
 var _ libaudit.NetlinkSendReceiver = (*socket)(nil)
@@ -99,6 +105,14 @@ func (s *socket) recv(nonBlocking bool) (int, error) {
 		if err == unix.EINTR {
 			continue
 		}
+		if err == unix.EAGAIN && !nonBlocking {
+			// The reader made the socket non-blocking; a control reply
+			// (at shutdown) is waited for here.
+			if _, err := s.wait(-1); err != nil {
+				return 0, err
+			}
+			continue
+		}
 		if err != nil {
 			return 0, err
 		}
@@ -126,4 +140,30 @@ func (s *socket) wait(timeoutMs int) (bool, error) {
 	}
 }
 
-func (s *socket) Close() error { return unix.Close(s.fd) }
+// pollable makes the socket non-blocking and registers it with Go's
+// netpoller, for the reader. A reader blocked in poll(2) holds an OS thread
+// in a syscall, and the runtime hands its P to another thread each time (the
+// sysmon retake), which under a trickle of records costs more than reading
+// them; a goroutine parked on the netpoller costs nothing until data comes.
+func (s *socket) pollable() (syscall.RawConn, error) {
+	if s.rc != nil {
+		return s.rc, nil
+	}
+	if err := unix.SetNonblock(s.fd, true); err != nil {
+		return nil, fmt.Errorf("audit netlink socket: set non-blocking: %w", err)
+	}
+	f := os.NewFile(uintptr(s.fd), "audit-netlink")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("audit netlink socket: %w", err)
+	}
+	s.file, s.rc = f, rc
+	return rc, nil
+}
+
+func (s *socket) Close() error {
+	if s.file != nil {
+		return s.file.Close()
+	}
+	return unix.Close(s.fd)
+}
