@@ -71,7 +71,7 @@ func tokenize(b []byte, from, to int, fields []Field, inner bool) []Field {
 		if v == to {
 			return fields
 		}
-		var oe int
+		var oe, vs, ve int
 		var kind Kind
 		switch c := b[v]; {
 		case c == '"' || c == '\'':
@@ -85,6 +85,13 @@ func tokenize(b []byte, from, to int, fields []Field, inner bool) []Field {
 			if c == '\'' {
 				kind = Single
 			}
+			vs, ve = v, oe
+			for vs < ve && isTrim(b[vs]) {
+				vs++
+			}
+			for ve > vs && isTrim(b[ve-1]) {
+				ve--
+			}
 		case isSpace(c):
 			i = v
 			continue
@@ -93,29 +100,40 @@ func tokenize(b []byte, from, to int, fields []Field, inner bool) []Field {
 			for oe < to && class[b[oe]]&(cSpace|cQuote) == 0 {
 				oe++
 			}
+			// Neither end of a bare value can be a quote or a space:
+			// nothing to trim.
+			vs, ve = v, oe
 		}
 		i = oe
-		vs, ve := v, oe
-		for vs < ve && isTrim(b[vs]) {
-			vs++
+		unset := false
+		switch ve - vs {
+		case 0:
+			unset = true
+		case 1:
+			unset = b[vs] == '?'
+		case 2:
+			unset = b[vs] == '?' && b[vs+1] == ','
+		case 6:
+			unset = string(b[vs:ve]) == "(null)"
 		}
-		for ve > vs && isTrim(b[ve-1]) {
-			ve--
-		}
-		val := b[vs:ve]
-		unset := len(val) == 0 || string(val) == "?" || string(val) == "?," || string(val) == "(null)"
 		if !unset && ke-ks == 3 && string(b[ks:ke]) == "msg" {
 			fields = tokenize(b, vs, ve, fields, true)
 			continue
 		}
-		fields = append(fields, Field{
-			Key:   Span{uint32(ks), uint32(ke)},
-			Orig:  Span{uint32(v), uint32(oe)},
-			Val:   Span{uint32(vs), uint32(ve)},
-			Kind:  kind,
-			Inner: inner,
-			Unset: unset,
-		})
+		n := len(fields)
+		if n == cap(fields) {
+			fields = append(fields, Field{})
+		} else {
+			fields = fields[:n+1]
+		}
+		// Field by field: a composite literal is built on the stack with
+		// narrow stores and copied with wide loads, which stalls on
+		// store forwarding.
+		f := &fields[n]
+		f.Key.Start, f.Key.End = uint32(ks), uint32(ke)
+		f.Orig.Start, f.Orig.End = uint32(v), uint32(oe)
+		f.Val.Start, f.Val.End = uint32(vs), uint32(ve)
+		f.Kind, f.Inner, f.Unset = kind, inner, unset
 	}
 	return fields
 }
