@@ -102,9 +102,9 @@ func (d *rdata) set(key, val string, k kid, field int32) int {
 			e.val, e.field, e.dead = val, field, false
 			return int(i - 1)
 		}
-		d.ents = append(d.ents, ent{key: key, val: val, kid: k, field: field})
-		d.idx[k] = int32(len(d.ents))
-		return len(d.ents) - 1
+		n := d.add(key, val, k, field)
+		d.idx[k] = int32(n + 1)
+		return n
 	}
 	b := bloomBit(key)
 	if d.bloom&b != 0 {
@@ -117,8 +117,23 @@ func (d *rdata) set(key, val string, k kid, field int32) int {
 		}
 	}
 	d.bloom |= b
-	d.ents = append(d.ents, ent{key: key, val: val, kid: k, field: field})
-	return len(d.ents) - 1
+	return d.add(key, val, k, field)
+}
+
+// add appends an entry and returns its index. It writes the entry field
+// by field: a composite literal is built on the stack with narrow stores
+// and copied with wide loads, which stalls on store forwarding.
+func (d *rdata) add(key, val string, k kid, field int32) int {
+	n := len(d.ents)
+	if n == cap(d.ents) {
+		d.ents = append(d.ents, ent{})
+	} else {
+		d.ents = d.ents[:n+1]
+	}
+	e := &d.ents[n]
+	e.key, e.val = key, val
+	e.kid, e.dead, e.moved, e.field = k, false, false, field
+	return n
 }
 
 // lookup finds a live entry by name.
