@@ -121,11 +121,6 @@ func New(opts Options, emit func(recs []record.Record), gap func(Gap)) *Assemble
 // Stats returns the counters.
 func (a *Assembler) Stats() *Stats { return &a.stats }
 
-func (a *Assembler) tick() int64 {
-	a.clock = int64(a.now().Sub(a.base))
-	return a.clock
-}
-
 // Push adds one record (data is not retained). A record that cannot be
 // parsed is counted and logged (the first few), never fatal: the kernel's
 // text is untrusted.
@@ -179,7 +174,7 @@ func (a *Assembler) start(seq uint32) *pending {
 	} else {
 		p = &pending{}
 	}
-	p.seq, p.complete, p.expire = seq, false, a.tick()+a.timeout
+	p.seq, p.complete, p.expire = seq, false, a.clock+a.timeout
 	i := len(a.events)
 	for i > 0 && seqLess(seq, a.events[i-1].seq) {
 		i--
@@ -223,9 +218,10 @@ func (p *pending) add(typ uint16, text []byte, h record.Header) {
 }
 
 // cleanup emits the events at the head of the sequence that are complete,
-// over the in-flight limit or timed out. The clock is the one read when
-// the newest event started (or at the last Flush): an event times out at
-// most one Flush interval late, and a record costs no clock reading.
+// over the in-flight limit or timed out. The clock is the one read at the
+// last Flush, for the events started since as for the older ones: an
+// event times out between Timeout less one Flush interval and Timeout
+// plus one after its first record, and a record costs no clock reading.
 func (a *Assembler) cleanup() {
 	for len(a.events) > 0 {
 		p := a.events[0]
@@ -240,9 +236,15 @@ func (a *Assembler) cleanup() {
 }
 
 // Flush emits events that have timed out; call it periodically (every
-// ~250ms) so an event whose EOE never comes is not held forever.
-func (a *Assembler) Flush() {
-	a.tick()
+// ~250ms) so an event whose EOE never comes is not held forever, and
+// before pushing records that come after a pause (the pipeline calls it
+// for every batch it reads): it reads the clock the new events' timeouts
+// count from.
+func (a *Assembler) Flush() { a.FlushAt(a.now()) }
+
+// FlushAt is Flush with the clock read by the caller.
+func (a *Assembler) FlushAt(now time.Time) {
+	a.clock = int64(now.Sub(a.base))
 	a.cleanup()
 }
 

@@ -222,3 +222,20 @@ func FuzzAssembleLikeGoLibaudit(f *testing.F) {
 		}
 	})
 }
+
+// An event's timeout counts from the clock of the last Flush before its
+// first record (the pipeline flushes before every batch).
+func TestTimeoutCountsFromLastFlush(t *testing.T) {
+	a, c := newCollect(Options{Timeout: time.Second})
+	t0 := a.base.Add(time.Hour)
+	a.FlushAt(t0)
+	a.Push(execve21[0].typ, []byte(execve21[0].text))
+	a.FlushAt(t0.Add(999 * time.Millisecond))
+	if len(c.events) != 0 {
+		t.Fatal("emitted before the timeout")
+	}
+	a.FlushAt(t0.Add(1001 * time.Millisecond))
+	if len(c.events) != 1 {
+		t.Fatalf("after timeout: %d events", len(c.events))
+	}
+}

@@ -68,6 +68,7 @@ type Enricher struct {
 	argParts []argPart
 	argSlots []argSlot
 	clock    int64 // now, in unix nanoseconds
+	clockSet int64 // the clock SetClock gave; 0: Enrich reads it
 	kv       []event.KV
 	paths    []event.Fields
 	out      out
@@ -139,6 +140,17 @@ func (e *Enricher) Close() error { return e.procs.close() }
 // CacheStats reports the process cache's hits and misses.
 func (e *Enricher) CacheStats() (hits, misses uint64, size int) { return e.procs.stats() }
 
+// SetClock sets the time Enrich uses (for how long resolved names are
+// kept) until the next SetClock, so that a caller enriching a batch of
+// events reads the clock once for the batch; a zero time makes Enrich
+// read the clock for every event again.
+func (e *Enricher) SetClock(now time.Time) {
+	e.clockSet = 0
+	if !now.IsZero() {
+		e.clockSet = now.UnixNano()
+	}
+}
+
 // Enrich fills ev (which it resets) from the records of one event.
 func (e *Enricher) Enrich(recs []record.Record, ev *event.Event) error {
 	*ev = event.Event{}
@@ -168,7 +180,9 @@ func (e *Enricher) Enrich(recs []record.Record, ev *event.Event) error {
 	case !e.coalesce(c, recs[:n], d[:n]):
 		e.fallback(c, recs, d, errNoSyscall)
 	}
-	e.clock = e.now().UnixNano()
+	if e.clock = e.clockSet; e.clock == 0 {
+		e.clock = e.now().UnixNano()
+	}
 	e.resolve(c, e.clock)
 
 	ev.Schema = event.Schema

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/elastic/go-libaudit/v2/auparse"
 
@@ -250,5 +251,21 @@ func TestExecveArgsChunkedAndContinued(t *testing.T) {
 	args, argc, ok := newTestEnricher(t, false).execveArgs(rs)
 	if !ok || argc != 4 || len(args) != 4 || args[0] != "prog" || args[1] != "line1\nline2" || args[2] != long || args[3] != "last" {
 		t.Fatalf("ok %v argc %d args %q", ok, argc, args)
+	}
+}
+
+// Enrich uses the clock SetClock gave, and reads it again after a zero one.
+func TestSetClock(t *testing.T) {
+	e, _ := newPair(t)
+	recs := parseLines(benchLines("getppid", 20))
+	var ev event.Event
+	at := time.Unix(1795868665, 0)
+	e.SetClock(at)
+	if err := e.Enrich(recs, &ev); err != nil || e.clock != at.UnixNano() {
+		t.Fatalf("clock %d, want %d (%v)", e.clock, at.UnixNano(), err)
+	}
+	e.SetClock(time.Time{})
+	if err := e.Enrich(recs, &ev); err != nil || time.Since(time.Unix(0, e.clock)) > time.Minute {
+		t.Fatalf("clock %d not read (%v)", e.clock, err)
 	}
 }

@@ -73,6 +73,11 @@ type Pipeline struct {
 	pendMu  sync.Mutex
 	pending []publish.Message // registry records waiting for the next write
 	reports []report          // loss/state reports from other goroutines
+	// hasPending is set while pending or reports hold something: the
+	// processing goroutine looks at it for every event, and takes the
+	// lock only when it is set.
+	hasPending atomic.Bool
+	events     uint64 // events queued since Stats.Events was last added to
 
 	batch   []publish.Message
 	arena   []byte
@@ -118,6 +123,7 @@ func (p *Pipeline) Assembler() *assemble.Assembler { return p.asm }
 func (p *Pipeline) Publish(m publish.Message) {
 	p.pendMu.Lock()
 	p.pending = append(p.pending, m)
+	p.hasPending.Store(true)
 	p.pendMu.Unlock()
 }
 
@@ -132,6 +138,7 @@ type report struct {
 func (p *Pipeline) Report(kind, reason, msg string, count int) {
 	p.pendMu.Lock()
 	p.reports = append(p.reports, report{kind, reason, msg, count})
+	p.hasPending.Store(true)
 	p.pendMu.Unlock()
 }
 
@@ -173,6 +180,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				}
 				return nil
 			}
+			// One clock reading per batch: the assembler's timeouts and
+			// the enricher's name caches count from it.
+			now := time.Now()
+			p.o.Enricher.SetClock(now)
+			p.asm.FlushAt(now)
 			for _, r := range batch {
 				p.asm.Push(r.Type, r.Data)
 			}
@@ -182,7 +194,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				p.flush()
 			}
 		case <-tick.C:
-			p.asm.Flush()
+			now := time.Now()
+			p.o.Enricher.SetClock(now)
+			p.asm.FlushAt(now)
 			p.checkDrops()
 			p.flush()
 		case st := <-statuses:
@@ -202,11 +216,15 @@ func (p *Pipeline) onEvent(recs []record.Record) {
 	}
 	p.takePending()
 	p.add(ev, publish.TopicEvents)
-	p.stats.Events.Add(1)
+	p.events++
 }
 
 func (p *Pipeline) takePending() {
+	if !p.hasPending.Load() {
+		return
+	}
 	p.pendMu.Lock()
+	p.hasPending.Store(false)
 	reports := p.reports
 	p.reports = nil
 	p.pendMu.Unlock()
@@ -266,6 +284,10 @@ func (p *Pipeline) key(ev *event.Event) []byte {
 // they are given.
 func (p *Pipeline) flush() {
 	p.takePending()
+	if p.events > 0 {
+		p.stats.Events.Add(p.events)
+		p.events = 0
+	}
 	if len(p.batch) == 0 {
 		return
 	}
