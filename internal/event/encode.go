@@ -196,9 +196,39 @@ func (w *jw) key(k string) {
 func (w *jw) open()  { w.b = append(w.b, '{'); w.comma = false }
 func (w *jw) close() { w.b = append(w.b, '}'); w.comma = true }
 
+// str writes k and v. A value with nothing to escape (most) is written
+// with its key in one reservation of the buffer.
 func (w *jw) str(k, v string) {
-	w.key(k)
-	w.b = AppendString(w.b, v)
+	i := 0
+	for i+8 <= len(v) && plain8(load8(v, i)) {
+		i += 8
+	}
+	for i < len(v) && plainByte[v[i]] {
+		i++
+	}
+	if i < len(v) {
+		w.key(k)
+		w.b = appendEscaped(w.b, v, i)
+		return
+	}
+	b := w.b
+	n := len(b)
+	need := 1 + len(k) + len(v) + 2
+	if cap(b)-n < need {
+		b = slices.Grow(b, need)
+	}
+	b = b[:n+need]
+	if w.comma {
+		b[n] = ','
+		n++
+	}
+	n += copy(b[n:], k)
+	b[n] = '"'
+	n++
+	n += copy(b[n:], v)
+	b[n] = '"'
+	w.b = b[:n+1]
+	w.comma = true
 }
 
 func (w *jw) strOpt(k, v string) {
