@@ -53,14 +53,15 @@ func isSpace(c byte) bool { return class[c]&cSpace != 0 }
 func isTrim(c byte) bool { return c == '\'' || c == '"' || c == ' ' }
 
 func tokenize(b []byte, from, to int, fields []Field, inner bool) []Field {
+	b = b[:to] // i < len(b) then needs no bounds check
 	i := from
-	for i < to {
+	for i < len(b) {
 		if !isKey(b[i]) {
 			i++
 			continue
 		}
 		ks := i
-		for i < to && isKey(b[i]) {
+		for i < len(b) && isKey(b[i]) {
 			i++
 		}
 		ke := i
@@ -97,7 +98,7 @@ func tokenize(b []byte, from, to int, fields []Field, inner bool) []Field {
 			continue
 		default:
 			oe = v + 1
-			for oe < to && class[b[oe]]&(cSpace|cQuote) == 0 {
+			for oe < len(b) && class[b[oe]]&(cSpace|cQuote) == 0 {
 				oe++
 			}
 			// Neither end of a bare value can be a quote or a space:
