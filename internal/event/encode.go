@@ -176,29 +176,16 @@ func AppendTime(b []byte, t time.Time) []byte {
 	return append(b, o[:]...)
 }
 
-// jw is a tiny writer for one JSON object at a time; it tracks whether a
-// comma is needed so the hand-written encoders stay readable.
-type jw struct {
-	b     []byte
-	comma bool
-}
+// The encoder appends by value: every helper takes the buffer and returns
+// it, so nothing is stored through a pointer (no write barrier while the
+// garbage collector runs), and constant text is appended whole. Keys are
+// written with their leading comma (`,"name":`); an object whose first
+// member is optional is written from a mark with its first comma, which
+// openAt then turns into the '{' (see openAt).
 
-// key writes k, a key already quoted and followed by its colon
-// (`"name":`), after a comma when one is needed.
-func (w *jw) key(k string) {
-	if w.comma {
-		w.b = append(w.b, ',')
-	}
-	w.comma = true
-	w.b = append(w.b, k...)
-}
-
-func (w *jw) open()  { w.b = append(w.b, '{'); w.comma = false }
-func (w *jw) close() { w.b = append(w.b, '}'); w.comma = true }
-
-// str writes k and v. A value with nothing to escape (most) is written
-// with its key in one reservation of the buffer.
-func (w *jw) str(k, v string) {
+// kstr appends k and v as a JSON string. A value with nothing to escape
+// (most) is written with its key in one reservation of the buffer.
+func kstr(b []byte, k, v string) []byte {
 	i := 0
 	for i+8 <= len(v) && plain8(load8(v, i)) {
 		i += 8
@@ -207,343 +194,325 @@ func (w *jw) str(k, v string) {
 		i++
 	}
 	if i < len(v) {
-		w.key(k)
-		w.b = appendEscaped(w.b, v, i)
-		return
+		b = append(b, k...)
+		return appendEscaped(b, v, i)
 	}
-	b := w.b
 	n := len(b)
-	need := 1 + len(k) + len(v) + 2
+	need := len(k) + len(v) + 2
 	if cap(b)-n < need {
 		b = slices.Grow(b, need)
 	}
 	b = b[:n+need]
-	if w.comma {
-		b[n] = ','
-		n++
-	}
 	n += copy(b[n:], k)
 	b[n] = '"'
 	n++
 	n += copy(b[n:], v)
 	b[n] = '"'
-	w.b = b[:n+1]
-	w.comma = true
+	return b
 }
 
-func (w *jw) strOpt(k, v string) {
-	if v != "" {
-		w.str(k, v)
+// kstrOpt is kstr when v is not empty.
+func kstrOpt(b []byte, k, v string) []byte {
+	if v == "" {
+		return b
 	}
+	return kstr(b, k, v)
 }
 
-func (w *jw) int(k string, v int64) {
-	w.key(k)
-	w.b = strconv.AppendInt(w.b, v, 10)
+func kint(b []byte, k string, v int64) []byte {
+	b = append(b, k...)
+	return strconv.AppendInt(b, v, 10)
 }
 
-func (w *jw) uint(k string, v uint64) {
-	w.key(k)
-	w.b = strconv.AppendUint(w.b, v, 10)
+func kuint(b []byte, k string, v uint64) []byte {
+	b = append(b, k...)
+	return strconv.AppendUint(b, v, 10)
 }
 
-func (w *jw) strs(k string, vs []string) {
-	w.key(k)
-	w.b = append(w.b, '[')
+// kstrs appends k and vs as an array of strings.
+func kstrs(b []byte, k string, vs []string) []byte {
+	b = append(b, k...)
+	b = append(b, '[')
 	for i, v := range vs {
 		if i > 0 {
-			w.b = append(w.b, ',')
+			b = append(b, ',')
 		}
-		w.b = AppendString(w.b, v)
+		b = AppendString(b, v)
 	}
-	w.b = append(w.b, ']')
+	return append(b, ']')
 }
 
-func (w *jw) strsOpt(k string, vs []string) {
-	if len(vs) > 0 {
-		w.strs(k, vs)
+func kstrsOpt(b []byte, k string, vs []string) []byte {
+	if len(vs) == 0 {
+		return b
 	}
+	return kstrs(b, k, vs)
 }
 
-func (w *jw) entity(k string, e *Entity) {
+// openAt closes the object whose members were appended from mark on,
+// each after a comma: the first comma becomes the object's '{' ("{}"
+// when there is none).
+func openAt(b []byte, mark int) []byte {
+	if len(b) == mark {
+		return append(b, '{', '}')
+	}
+	b[mark] = '{'
+	return append(b, '}')
+}
+
+// entity appends k (`,"name":`) and e, if any.
+func entity(b []byte, k string, e *Entity) []byte {
 	if e == nil {
-		return
+		return b
 	}
-	w.key(k)
-	w.open()
-	w.strOpt(`"id":`, e.ID)
-	w.strOpt(`"name":`, e.Name)
-	w.close()
+	b = append(b, k...)
+	m := len(b)
+	b = kstrOpt(b, `,"id":`, e.ID)
+	b = kstrOpt(b, `,"name":`, e.Name)
+	return openAt(b, m)
 }
 
-func (w *jw) fields(f Fields) {
-	w.open()
+// fields appends f as an object.
+func fields(b []byte, f Fields) []byte {
+	m := len(b)
 	for _, kv := range f {
-		if w.comma {
-			w.b = append(w.b, ',')
-		}
-		w.comma = true
-		w.b = AppendString(w.b, kv.Key)
-		w.b = append(w.b, ':')
-		w.b = AppendString(w.b, kv.Value)
+		b = append(b, ',')
+		b = AppendString(b, kv.Key)
+		b = append(b, ':')
+		b = AppendString(b, kv.Value)
 	}
-	w.close()
+	return openAt(b, m)
+}
+
+func endpoint(b []byte, k string, e *Endpoint) []byte {
+	if e == nil {
+		return b
+	}
+	b = append(b, k...)
+	m := len(b)
+	b = kstrOpt(b, `,"ip":`, e.IP)
+	if e.Port != 0 {
+		b = kint(b, `,"port":`, int64(e.Port))
+	}
+	b = kstrOpt(b, `,"path":`, e.Path)
+	return openAt(b, m)
+}
+
+func timeOpt(b []byte, k string, t time.Time) []byte {
+	if t.IsZero() {
+		return b
+	}
+	b = append(b, k...)
+	return AppendTime(b, t)
 }
 
 // AppendJSON appends e as one JSON object (no trailing newline).
 func (e *Event) AppendJSON(b []byte) []byte {
-	w := jw{b: b}
-	w.open()
-	w.str(`"schema":`, e.Schema)
+	b = kstr(b, `{"schema":`, e.Schema)
 
-	w.key(`"event":`)
-	w.open()
-	w.str(`"id":`, e.Event.ID)
-	w.uint(`"sequence":`, uint64(e.Event.Sequence))
-	w.key(`"created":`)
-	w.b = AppendTime(w.b, e.Event.Created)
-	w.str(`"kind":`, e.Event.Kind)
-	w.strsOpt(`"category":`, e.Event.Category)
-	w.strOpt(`"action":`, e.Event.Action)
-	w.strOpt(`"outcome":`, e.Event.Outcome)
-	w.strOpt(`"type":`, e.Event.Type)
-	w.close()
+	b = kstr(b, `,"event":{"id":`, e.Event.ID)
+	b = kuint(b, `,"sequence":`, uint64(e.Event.Sequence))
+	b = append(b, `,"created":`...)
+	b = AppendTime(b, e.Event.Created)
+	b = kstr(b, `,"kind":`, e.Event.Kind)
+	b = kstrsOpt(b, `,"category":`, e.Event.Category)
+	b = kstrOpt(b, `,"action":`, e.Event.Action)
+	b = kstrOpt(b, `,"outcome":`, e.Event.Outcome)
+	b = kstrOpt(b, `,"type":`, e.Event.Type)
 
-	w.key(`"host":`)
-	w.open()
-	w.str(`"name":`, e.Host.Name)
-	w.key(`"boot":`)
-	w.open()
-	w.str(`"id":`, e.Host.Boot.ID)
-	w.close()
-	w.strOpt(`"kernel":`, e.Host.Kernel)
-	w.close()
+	b = kstr(b, `},"host":{"name":`, e.Host.Name)
+	b = kstr(b, `,"boot":{"id":`, e.Host.Boot.ID)
+	b = append(b, '}')
+	b = kstrOpt(b, `,"kernel":`, e.Host.Kernel)
+	b = append(b, '}')
 
-	w.strsOpt(`"tags":`, e.Tags)
-	w.strOpt(`"message":`, e.Message)
+	b = kstrsOpt(b, `,"tags":`, e.Tags)
+	b = kstrOpt(b, `,"message":`, e.Message)
 
 	if p := e.Process; p != nil {
-		w.key(`"process":`)
-		w.open()
+		b = append(b, `,"process":`...)
+		m := len(b)
 		if p.PID != 0 {
-			w.int(`"pid":`, int64(p.PID))
+			b = kint(b, `,"pid":`, int64(p.PID))
 		}
 		if p.Parent != nil {
-			w.key(`"parent":`)
-			w.open()
-			w.int(`"pid":`, int64(p.Parent.PID))
-			w.close()
+			b = kint(b, `,"parent":{"pid":`, int64(p.Parent.PID))
+			b = append(b, '}')
 		}
-		w.strOpt(`"name":`, p.Name)
-		w.strOpt(`"executable":`, p.Executable)
-		w.strsOpt(`"args":`, p.Args)
+		b = kstrOpt(b, `,"name":`, p.Name)
+		b = kstrOpt(b, `,"executable":`, p.Executable)
+		b = kstrsOpt(b, `,"args":`, p.Args)
 		if p.ArgsCount != 0 {
-			w.int(`"args_count":`, int64(p.ArgsCount))
+			b = kint(b, `,"args_count":`, int64(p.ArgsCount))
 		}
-		w.strOpt(`"working_directory":`, p.WorkingDirectory)
-		w.strOpt(`"title":`, p.Title)
-		w.strOpt(`"tty":`, p.TTY)
-		w.close()
+		b = kstrOpt(b, `,"working_directory":`, p.WorkingDirectory)
+		b = kstrOpt(b, `,"title":`, p.Title)
+		b = kstrOpt(b, `,"tty":`, p.TTY)
+		b = openAt(b, m)
 	}
 	if u := e.User; u != nil {
-		w.key(`"user":`)
-		w.open()
-		w.strOpt(`"id":`, u.ID)
-		w.strOpt(`"name":`, u.Name)
-		w.entity(`"audit":`, u.Audit)
-		w.entity(`"effective":`, u.Effective)
-		w.entity(`"saved":`, u.Saved)
-		w.entity(`"filesystem":`, u.FS)
-		w.entity(`"target":`, u.Target)
-		w.close()
+		b = append(b, `,"user":`...)
+		m := len(b)
+		b = kstrOpt(b, `,"id":`, u.ID)
+		b = kstrOpt(b, `,"name":`, u.Name)
+		b = entity(b, `,"audit":`, u.Audit)
+		b = entity(b, `,"effective":`, u.Effective)
+		b = entity(b, `,"saved":`, u.Saved)
+		b = entity(b, `,"filesystem":`, u.FS)
+		b = entity(b, `,"target":`, u.Target)
+		b = openAt(b, m)
 	}
-	w.entity(`"group":`, e.Group)
+	b = entity(b, `,"group":`, e.Group)
 	if s := e.Syscall; s != nil {
-		w.key(`"syscall":`)
-		w.open()
-		w.strOpt(`"name":`, s.Name)
-		w.int(`"nr":`, int64(s.Nr))
-		w.strOpt(`"arch":`, s.Arch)
-		w.int(`"exit":`, s.Exit)
-		w.strsOpt(`"args":`, s.Args)
-		w.close()
+		b = append(b, `,"syscall":`...)
+		m := len(b)
+		b = kstrOpt(b, `,"name":`, s.Name)
+		b = kint(b, `,"nr":`, int64(s.Nr))
+		b = kstrOpt(b, `,"arch":`, s.Arch)
+		b = kint(b, `,"exit":`, s.Exit)
+		b = kstrsOpt(b, `,"args":`, s.Args)
+		b = openAt(b, m)
 	}
 	if n := e.NS; n != nil {
-		w.key(`"ns":`)
-		w.open()
+		b = append(b, `,"ns":`...)
+		m := len(b)
 		for i, t := range nsKeys {
 			r := n.At(i)
 			if *r == (NSRef{}) {
 				continue
 			}
-			w.key(t)
-			w.open()
-			w.uint(`"serial":`, r.Serial)
-			w.uint(`"inum":`, r.Inum)
-			w.close()
+			b = append(b, ',')
+			b = append(b, t...)
+			b = kuint(b, `{"serial":`, r.Serial)
+			b = kuint(b, `,"inum":`, r.Inum)
+			b = append(b, '}')
 		}
-		w.close()
+		b = openAt(b, m)
 	}
-	w.strOpt(`"ns_src":`, e.NSSrc)
+	b = kstrOpt(b, `,"ns_src":`, e.NSSrc)
 	if c := e.NSChange; c != nil {
-		w.key(`"ns_change":`)
-		w.open()
-		w.str(`"op":`, c.Op)
-		w.strsOpt(`"types":`, c.Types)
-		w.strsOpt(`"children_only":`, c.ChildrenOnly)
-		w.close()
+		b = kstr(b, `,"ns_change":{"op":`, c.Op)
+		b = kstrsOpt(b, `,"types":`, c.Types)
+		b = kstrsOpt(b, `,"children_only":`, c.ChildrenOnly)
+		b = append(b, '}')
 	}
 	if c := e.Container; c != nil {
-		w.key(`"container":`)
-		w.open()
-		w.str(`"id":`, c.ID)
-		w.strOpt(`"runtime":`, c.Runtime)
-		w.close()
+		b = kstr(b, `,"container":{"id":`, c.ID)
+		b = kstrOpt(b, `,"runtime":`, c.Runtime)
+		b = append(b, '}')
 	}
 	if f := e.File; f != nil {
-		w.key(`"file":`)
-		w.open()
-		w.strOpt(`"path":`, f.Path)
-		w.strOpt(`"device":`, f.Device)
-		w.strOpt(`"inode":`, f.Inode)
-		w.strOpt(`"mode":`, f.Mode)
-		w.strOpt(`"uid":`, f.UID)
-		w.strOpt(`"gid":`, f.GID)
-		w.strOpt(`"owner":`, f.Owner)
-		w.strOpt(`"group":`, f.Group)
-		w.close()
+		b = append(b, `,"file":`...)
+		m := len(b)
+		b = kstrOpt(b, `,"path":`, f.Path)
+		b = kstrOpt(b, `,"device":`, f.Device)
+		b = kstrOpt(b, `,"inode":`, f.Inode)
+		b = kstrOpt(b, `,"mode":`, f.Mode)
+		b = kstrOpt(b, `,"uid":`, f.UID)
+		b = kstrOpt(b, `,"gid":`, f.GID)
+		b = kstrOpt(b, `,"owner":`, f.Owner)
+		b = kstrOpt(b, `,"group":`, f.Group)
+		b = openAt(b, m)
 	}
-	w.endpoint(`"source":`, e.Source)
-	w.endpoint(`"destination":`, e.Dest)
+	b = endpoint(b, `,"source":`, e.Source)
+	b = endpoint(b, `,"destination":`, e.Dest)
 	if l := e.Loss; l != nil {
-		w.key(`"loss":`)
-		w.open()
-		w.str(`"reason":`, l.Reason)
-		w.uint(`"count":`, l.Count)
+		b = kstr(b, `,"loss":{"reason":`, l.Reason)
+		b = kuint(b, `,"count":`, l.Count)
 		if l.From != 0 {
-			w.uint(`"from":`, uint64(l.From))
+			b = kuint(b, `,"from":`, uint64(l.From))
 		}
 		if l.To != 0 {
-			w.uint(`"to":`, uint64(l.To))
+			b = kuint(b, `,"to":`, uint64(l.To))
 		}
 		if l.KernelLost != 0 {
-			w.uint(`"kernel_lost":`, uint64(l.KernelLost))
+			b = kuint(b, `,"kernel_lost":`, uint64(l.KernelLost))
 		}
-		w.close()
+		b = append(b, '}')
 	}
 	if a := e.Auditd; a != nil {
-		w.key(`"auditd":`)
-		w.open()
-		w.strOpt(`"result":`, a.Result)
-		w.strOpt(`"session":`, a.Session)
+		b = append(b, `,"auditd":`...)
+		m := len(b)
+		b = kstrOpt(b, `,"result":`, a.Result)
+		b = kstrOpt(b, `,"session":`, a.Session)
 		if s := a.Summary; s != nil {
-			w.key(`"summary":`)
-			w.open()
-			w.key(`"actor":`)
-			w.open()
-			w.strOpt(`"primary":`, s.Actor.Primary)
-			w.strOpt(`"secondary":`, s.Actor.Secondary)
-			w.close()
-			w.strOpt(`"action":`, s.Action)
-			w.key(`"object":`)
-			w.open()
-			w.strOpt(`"type":`, s.Object.Type)
-			w.strOpt(`"primary":`, s.Object.Primary)
-			w.strOpt(`"secondary":`, s.Object.Secondary)
-			w.close()
-			w.strOpt(`"how":`, s.How)
-			w.close()
+			b = append(b, `,"summary":{"actor":`...)
+			ma := len(b)
+			b = kstrOpt(b, `,"primary":`, s.Actor.Primary)
+			b = kstrOpt(b, `,"secondary":`, s.Actor.Secondary)
+			b = openAt(b, ma)
+			b = kstrOpt(b, `,"action":`, s.Action)
+			b = append(b, `,"object":`...)
+			mo := len(b)
+			b = kstrOpt(b, `,"type":`, s.Object.Type)
+			b = kstrOpt(b, `,"primary":`, s.Object.Primary)
+			b = kstrOpt(b, `,"secondary":`, s.Object.Secondary)
+			b = openAt(b, mo)
+			b = kstrOpt(b, `,"how":`, s.How)
+			b = append(b, '}')
 		}
 		if len(a.Paths) > 0 {
-			w.key(`"paths":`)
-			w.b = append(w.b, '[')
+			b = append(b, `,"paths":[`...)
 			for i, p := range a.Paths {
 				if i > 0 {
-					w.b = append(w.b, ',')
+					b = append(b, ',')
 				}
-				w.fields(p)
+				b = fields(b, p)
 			}
-			w.b = append(w.b, ']')
+			b = append(b, ']')
 		}
 		if len(a.Data) > 0 {
-			w.key(`"data":`)
-			w.fields(a.Data)
+			b = append(b, `,"data":`...)
+			b = fields(b, a.Data)
 		}
-		w.strsOpt(`"records":`, a.Records)
-		w.strsOpt(`"warnings":`, a.Warnings)
-		w.close()
+		b = kstrsOpt(b, `,"records":`, a.Records)
+		b = kstrsOpt(b, `,"warnings":`, a.Warnings)
+		b = openAt(b, m)
 	}
 	if e.NSInfo != nil {
-		w.key(`"ns_info":`)
-		w.b = e.NSInfo.AppendJSON(w.b)
+		b = append(b, `,"ns_info":`...)
+		b = e.NSInfo.AppendJSON(b)
 	}
-	w.close()
-	return w.b
+	return append(b, '}')
 }
 
 // AppendJSON appends n as the JSON object of ns_info.
 func (n *NSInfos) AppendJSON(b []byte) []byte {
-	w := jw{b: b}
-	w.open()
+	m := len(b)
 	for i, t := range nsKeys {
 		in := *n.At(i)
 		if in == nil {
 			continue
 		}
-		w.key(t)
-		w.open()
-		w.str(`"id":`, in.ID)
-		w.str(`"type":`, in.Type)
+		b = append(b, ',')
+		b = append(b, t...)
+		b = kstr(b, `{"id":`, in.ID)
+		b = kstr(b, `,"type":`, in.Type)
 		if in.IsInit {
-			w.key(`"is_init":`)
-			w.b = append(w.b, "true"...)
+			b = append(b, `,"is_init":true`...)
 		}
 		if c := in.CreatedBy; c != nil {
-			w.key(`"created_by":`)
-			w.open()
-			w.strOpt(`"event":`, c.Event)
-			w.strOpt(`"op":`, c.Op)
+			b = append(b, `,"created_by":`...)
+			mc := len(b)
+			b = kstrOpt(b, `,"event":`, c.Event)
+			b = kstrOpt(b, `,"op":`, c.Op)
 			if c.PID != 0 {
-				w.int(`"pid":`, int64(c.PID))
+				b = kint(b, `,"pid":`, int64(c.PID))
 			}
-			w.strOpt(`"exe":`, c.Exe)
-			w.close()
+			b = kstrOpt(b, `,"exe":`, c.Exe)
+			b = openAt(b, mc)
 		}
-		w.timeOpt(`"first_seen":`, in.FirstSeen)
-		w.timeOpt(`"last_seen":`, in.LastSeen)
-		w.timeOpt(`"gone":`, in.Gone)
-		w.close()
+		b = timeOpt(b, `,"first_seen":`, in.FirstSeen)
+		b = timeOpt(b, `,"last_seen":`, in.LastSeen)
+		b = timeOpt(b, `,"gone":`, in.Gone)
+		b = append(b, '}')
 	}
-	w.close()
-	return w.b
-}
-
-func (w *jw) timeOpt(k string, t time.Time) {
-	if !t.IsZero() {
-		w.key(k)
-		w.b = AppendTime(w.b, t)
-	}
-}
-
-func (w *jw) endpoint(k string, e *Endpoint) {
-	if e == nil {
-		return
-	}
-	w.key(k)
-	w.open()
-	w.strOpt(`"ip":`, e.IP)
-	if e.Port != 0 {
-		w.int(`"port":`, int64(e.Port))
-	}
-	w.strOpt(`"path":`, e.Path)
-	w.close()
+	return openAt(b, m)
 }
 
 // MarshalJSON encodes f as a JSON object in its order.
 func (f Fields) MarshalJSON() ([]byte, error) {
-	w := jw{}
-	w.fields(f)
-	return w.b, nil
+	return fields(nil, f), nil
 }
 
 // UnmarshalJSON decodes a JSON object into f, sorted by key.
