@@ -19,7 +19,8 @@ var ErrSinkClosed = errors.New("publish: sink is closed")
 
 // Kafka is the Kafka sink: Write appends every message to a durable spool
 // and returns at once; one forwarder goroutine reads the spool in order and
-// produces it to Kafka through one long-lived kafka-go Writer, and moves the
+// produces it to Kafka with kafka-go's Client.Produce (one request per
+// topic-partition per round, over one long-lived Transport), and moves the
 // spool past what the brokers acknowledged (acks=all).
 //
 // Delivery is at least once and in order per partition: the forwarder never
@@ -43,8 +44,14 @@ type Kafka struct {
 	dead  *deadLetterFile
 
 	transport *kafka.Transport
-	writer    *kafka.Writer
-	admin     *kafka.Client
+	addr      net.Addr
+	admin     *kafka.Client // metadata, topics, and Produce
+
+	// Forwarder state (see kafka_produce.go).
+	roundRobin kafka.RoundRobin // partitions of nil-key messages
+	partList   []int
+	reqs       []partRequest
+	lingerT    *time.Timer
 
 	mu     sync.Mutex // serialises Write with Close
 	closed bool
@@ -136,30 +143,12 @@ func NewKafka(ctx context.Context, opts KafkaOptions) (*Kafka, error) {
 		TLS:            cfg.tls,
 		SASL:           cfg.sasl,
 	}
-	addr := kafka.TCP(o.Brokers...)
-	k.writer = &kafka.Writer{
-		Addr:      addr,
-		Balancer:  &kafka.Hash{},
-		Transport: k.transport,
-		// The forwarder retries, with its own backoff, and never lets a
-		// later batch overtake an earlier one; kafka-go's internal retries
-		// would only hide failures and pile up queued duplicates.
-		MaxAttempts:  1,
-		BatchSize:    o.BatchSize,
-		BatchBytes:   o.BatchBytes,
-		BatchTimeout: o.BatchTimeout,
-		ReadTimeout:  o.WriteTimeout,
-		WriteTimeout: o.WriteTimeout,
-		RequiredAcks: kafka.RequireAll,
-		Compression:  cfg.compression,
-		// One line per failed attempt: debug only, the forwarder logs state
-		// changes.
-		ErrorLogger: kafka.LoggerFunc(func(f string, a ...any) {
-			log.Debug("kafka-go: " + fmt.Sprintf(f, a...))
-		}),
-		AllowAutoTopicCreation: false,
-	}
-	k.admin = &kafka.Client{Addr: addr, Transport: k.transport, Timeout: o.WriteTimeout}
+	k.addr = kafka.TCP(o.Brokers...)
+	// The forwarder produces with RequiredAcks all, the compression
+	// configured, and no retries of its own (the forwarder retries, with
+	// its own backoff, and never lets a later batch overtake an earlier
+	// one). WriteTimeout bounds one request.
+	k.admin = &kafka.Client{Addr: k.addr, Transport: k.transport, Timeout: o.WriteTimeout}
 
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 
@@ -285,17 +274,6 @@ drain:
 		<-k.done
 	}
 
-	// kafka-go's Close waits for abandoned in-flight requests (bounded by
-	// WriteTimeout); do not wait past ctx for them.
-	wdone := make(chan error, 1)
-	go func() { wdone <- k.writer.Close() }()
-	select {
-	case err := <-wdone:
-		if err != nil {
-			errs = append(errs, fmt.Errorf("kafka writer: %w", err))
-		}
-	case <-ctx.Done():
-	}
 	k.transport.CloseIdleConnections()
 
 	if err := k.dead.Close(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 
@@ -28,15 +29,18 @@ var contentTypeJSON = []byte("application/json")
 // another message in the same call; they are sent again at once.
 var errNotAttempted = errors.New("not attempted")
 
-// outMsg is one spool record on its way to Kafka.
+// outMsg is one spool record on its way to Kafka. Its byte fields alias the
+// record's data, which the spool hands over for good.
 type outMsg struct {
-	pos    Pos
-	msg    kafka.Message
-	evTime time.Time
-	size   int64 // kafka-go's size estimate, as checked against BatchBytes
-	raw    []byte
-	bad    error // the record could not be decoded
-	done   bool  // acknowledged or dead-lettered
+	pos                Pos
+	topic              Topic
+	key, value         []byte
+	id, schema, bootID []byte // the headers
+	evTime             time.Time
+	size               int64 // kafka-go's size estimate, as checked against BatchBytes
+	raw                []byte
+	bad                error // the record could not be decoded
+	done               bool  // acknowledged or dead-lettered
 }
 
 // retryState tracks a run of failures, so that the log gets one line per
@@ -75,10 +79,8 @@ func (k *Kafka) forward() {
 				continue
 			}
 			nextErr = ""
-			carry = k.decode(recs)
-			if len(carry) == 0 {
-				continue
-			}
+			carry = k.decode(carry[:0], recs)
+			carry = k.gather(carry)
 		}
 		n := k.takeBatch(carry)
 		if !k.deliver(carry[:n], &rs) {
@@ -104,6 +106,52 @@ func (k *Kafka) forward() {
 	}
 }
 
+// canceledCtx makes Spool.Next return what is available without waiting.
+var canceledCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// gather completes a round: unless carry already holds BatchSize messages
+// or BatchBytes, it waits BatchTimeout (from the round's first read) and
+// then adds what was spooled meanwhile, up to those limits. This is what
+// the Writer's BatchTimeout was meant for: fewer, larger produce requests
+// at a modest rate, at the price of at most BatchTimeout of latency.
+// Under load a round fills at once and does not wait.
+func (k *Kafka) gather(carry []outMsg) []outMsg {
+	var bytes int64
+	for i := range carry {
+		bytes += carry[i].size
+	}
+	if len(carry) >= k.opts.BatchSize || bytes >= k.opts.BatchBytes || k.opts.BatchTimeout <= 0 {
+		return carry
+	}
+	if k.lingerT == nil {
+		k.lingerT = time.NewTimer(k.opts.BatchTimeout)
+	} else {
+		k.lingerT.Reset(k.opts.BatchTimeout)
+	}
+	select {
+	case <-k.lingerT.C:
+	case <-k.ctx.Done():
+		k.lingerT.Stop()
+		return carry
+	}
+	for len(carry) < k.opts.BatchSize && bytes < k.opts.BatchBytes {
+		recs, err := k.spool.Next(canceledCtx, k.opts.BatchSize-len(carry), int(k.opts.BatchBytes-bytes))
+		if err != nil || len(recs) == 0 {
+			break
+		}
+		n := len(carry)
+		carry = k.decode(carry, recs)
+		for i := n; i < len(carry); i++ {
+			bytes += carry[i].size
+		}
+	}
+	return carry
+}
+
 // doneCount is the length of the prefix of batch that is done.
 func doneCount(batch []outMsg) int {
 	for i := range batch {
@@ -114,40 +162,24 @@ func doneCount(batch []outMsg) int {
 	return len(batch)
 }
 
-// decode turns spool records into Kafka messages. The messages alias the
-// records' data, which the spool hands over for good (kafka-go may still
-// hold a message after an abandoned WriteMessages).
-func (k *Kafka) decode(recs []Record) []outMsg {
-	out := make([]outMsg, len(recs))
-	headers := make([]kafka.Header, 0, 4*len(recs))
+// decode appends the spool records, as Kafka messages, to out. The messages
+// alias the records' data, which the spool hands over for good.
+func (k *Kafka) decode(out []outMsg, recs []Record) []outMsg {
+	n := len(out)
+	out = slices.Grow(out, len(recs))[:n+len(recs)]
 	for i := range recs {
 		data := recs[i].Data
-		o := &out[i]
-		o.pos = recs[i].Pos
+		o := &out[n+i]
+		*o = outMsg{pos: recs[i].Pos}
 		v, err := parseKafkaRecord(data)
 		if err != nil {
 			o.bad, o.raw = err, data
 			continue
 		}
-		h := len(headers)
-		for _, kv := range [...]struct {
-			k string
-			v []byte
-		}{{"event_id", v.id}, {"schema", v.schema}, {"boot_id", v.bootID}} {
-			if len(kv.v) > 0 {
-				headers = append(headers, kafka.Header{Key: kv.k, Value: kv.v})
-			}
-		}
-		headers = append(headers, kafka.Header{Key: "content-type", Value: contentTypeJSON})
-		o.msg = kafka.Message{
-			Topic:   k.topicName(v.topic),
-			Key:     v.key,
-			Value:   v.value,
-			Headers: headers[h:len(headers):len(headers)],
-			Time:    v.time,
-		}
+		o.topic, o.key, o.value = v.topic, v.key, v.value
+		o.id, o.schema, o.bootID = v.id, v.schema, v.bootID
 		o.evTime = v.time
-		o.size = kafkaMessageSize(&o.msg)
+		o.size = o.messageSize()
 	}
 	return out
 }
@@ -307,60 +339,6 @@ func indexOf(s []int, v int) int {
 	return -1
 }
 
-// produce sends batch[i] for every i in sub in one WriteMessages call and
-// returns one error per message (nil: acknowledged).
-func (k *Kafka) produce(batch []outMsg, sub []int) []error {
-	msgs := make([]kafka.Message, len(sub))
-	for j, i := range sub {
-		msgs[j] = batch[i].msg
-	}
-	// kafka-go's own produce timeout (WriteTimeout) should fire first; the
-	// context only guards against a hang elsewhere.
-	ctx, cancel := context.WithTimeout(k.ctx, k.opts.WriteTimeout+k.opts.BatchTimeout+2*time.Second)
-	err := k.writer.WriteMessages(ctx, msgs...)
-	cancel()
-
-	errs := make([]error, len(sub))
-	if err == nil {
-		return errs
-	}
-	var werrs kafka.WriteErrors
-	var tooLarge kafka.MessageTooLargeError
-	switch {
-	case errors.As(err, &werrs) && len(werrs) == len(sub):
-		copy(errs, werrs)
-	case errors.As(err, &tooLarge):
-		// Nothing was sent; find the message kafka-go measured as too big.
-		found := false
-		for j := range msgs {
-			if !found && sameBytes(msgs[j].Value, tooLarge.Message.Value) && sameBytes(msgs[j].Key, tooLarge.Message.Key) {
-				errs[j] = kafka.MessageSizeTooLarge
-				found = true
-			} else {
-				errs[j] = errNotAttempted
-			}
-		}
-		if !found {
-			for j := range errs {
-				errs[j] = err
-			}
-		}
-	default:
-		for j := range errs {
-			errs[j] = err
-		}
-	}
-	return errs
-}
-
-// sameBytes reports whether a and b are the same slice (not just equal).
-func sameBytes(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	return len(a) == 0 || &a[0] == &b[0]
-}
-
 type errClass int
 
 const (
@@ -476,18 +454,9 @@ func (k *Kafka) recovered(rs *retryState) {
 }
 
 func (k *Kafka) deadLetterOf(now time.Time, o *outMsg, err error) DeadLetter {
-	m := Message{Key: o.msg.Key, Value: o.msg.Value, Time: o.evTime}
-	for _, h := range o.msg.Headers {
-		switch h.Key {
-		case "event_id":
-			m.ID = string(h.Value)
-		case "schema":
-			m.Schema = string(h.Value)
-		case "boot_id":
-			m.BootID = string(h.Value)
-		}
-	}
-	return newDeadLetter(now, o.msg.Topic, &m, err)
+	m := Message{Key: o.key, Value: o.value, Time: o.evTime,
+		ID: string(o.id), Schema: string(o.schema), BootID: string(o.bootID)}
+	return newDeadLetter(now, k.topicName(o.topic), &m, err)
 }
 
 // deadLetter writes entries to the dead-letter file and reports them. If the

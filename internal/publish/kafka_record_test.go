@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -130,5 +131,35 @@ func TestClassify(t *testing.T) {
 		if got := classify(c.err); got != c.want {
 			t.Errorf("classify(%v) = %d, want %d", c.err, got, c.want)
 		}
+	}
+}
+
+// The forwarder partitions like kafka-go's Hash balancer, which the sink
+// used through its Writer: a key keeps its partition across the change.
+func TestPartitionOfMatchesKafkaGoHash(t *testing.T) {
+	k := &Kafka{}
+	var h kafka.Hash
+	keys := [][]byte{{}, []byte("web-1"), []byte("55b0d7d6-6d0b-4a38-9c3a-2d1e5f0c9a11/13"), {0xff, 0x80, 0}}
+	for i := range 2000 {
+		keys = append(keys, fmt.Appendf(nil, "e%d", i))
+	}
+	for _, n := range []int{1, 2, 3, 7, 12, 100} {
+		ps := make([]int, n)
+		for i := range ps {
+			ps[i] = i
+		}
+		for _, key := range keys {
+			if got, want := k.partitionOf(key, n), h.Balance(kafka.Message{Key: key}, ps...); got != want {
+				t.Fatalf("key %q, %d partitions: partition %d, kafka.Hash says %d", key, n, got, want)
+			}
+		}
+	}
+	// Nil keys: round robin over all partitions.
+	seen := map[int]int{}
+	for range 30 {
+		seen[k.partitionOf(nil, 3)]++
+	}
+	if len(seen) != 3 || seen[0] != 10 || seen[1] != 10 || seen[2] != 10 {
+		t.Fatalf("nil keys: partitions %v, want 10 each of 0, 1, 2", seen)
 	}
 }
