@@ -74,7 +74,9 @@ const (
 	DefaultSpoolSyncInterval = 50 * time.Millisecond
 	// DefaultSpoolCheckpointInterval is the default
 	// SpoolOptions.CheckpointInterval.
-	DefaultSpoolCheckpointInterval = 10 * time.Millisecond
+	// Each checkpoint write costs two fsyncs (~150µs of CPU on a VM); at
+	// 10ms they were half the sink's CPU at 10,000 events/s.
+	DefaultSpoolCheckpointInterval = 100 * time.Millisecond
 	// DefaultSpoolNextBytes is the byte limit Next applies when called with
 	// maxBytes <= 0.
 	DefaultSpoolNextBytes = 1 << 20
@@ -147,7 +149,7 @@ type SpoolOptions struct {
 	// CheckpointInterval is the least time between two checkpoint writes
 	// (each one is write + fsync + rename + fsync of Dir). The latest Ack is
 	// always written by Sync and Close. After a crash, records acknowledged
-	// within this interval may be delivered again. Default 10ms; negative is
+	// within this interval may be delivered again. Default 100ms; negative is
 	// invalid.
 	CheckpointInterval time.Duration
 
