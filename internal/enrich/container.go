@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"bytes"
+	"time"
 
 	"github.com/auditns/auditns/internal/event"
 )
@@ -101,4 +102,66 @@ func isContainerID(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// cgroupCache remembers the container of cgroup v2 cgroups by cgroup id
+// (PIDFD_GET_INFO), so that a new process in a known cgroup costs no read
+// of /proc/<pid>/cgroup. It serves only hosts where that file has the
+// cgroup v2 line alone: with cgroup v1 hierarchies the container may be in
+// a v1 path (docker's cgroupfs driver on v1 leaves the v2 cgroup shared by
+// every container), which the v2 id does not determine. A cgroup's path,
+// hence its container, does not change (cgroup v2 directories cannot be
+// renamed) and its id is never reused within a boot; still the cache is
+// forgotten now and then, which also notices v1 hierarchies mounted since.
+// Used by the observing goroutine only.
+type cgroupCache struct {
+	m      map[uint64]*event.Container
+	since  time.Time // when m was started or hybrid set
+	hybrid bool      // a file read had cgroup v1 lines
+}
+
+const (
+	cgroupCacheMax = 4096
+	cgroupCacheTTL = 10 * time.Second
+)
+
+// wanted reports whether a cgroup id could serve: not on a host with cgroup
+// v1 hierarchies (until the cache is next forgotten).
+func (cc *cgroupCache) wanted() bool {
+	if (cc.m != nil || cc.hybrid) && time.Since(cc.since) > cgroupCacheTTL {
+		cc.m, cc.hybrid = nil, false
+	}
+	return !cc.hybrid
+}
+
+// sawHybrid notes a /proc/<pid>/cgroup with cgroup v1 lines.
+func (cc *cgroupCache) sawHybrid() {
+	cc.m, cc.hybrid, cc.since = nil, true, time.Now()
+}
+
+// get returns the container of cgroup id, if known.
+func (cc *cgroupCache) get(id uint64, ok bool) (*event.Container, bool) {
+	if !ok || cc.m == nil {
+		return nil, false
+	}
+	ct, ok := cc.m[id]
+	return ct, ok
+}
+
+// put remembers the container of cgroup id.
+func (cc *cgroupCache) put(id uint64, ct *event.Container) {
+	if cc.m == nil || len(cc.m) >= cgroupCacheMax {
+		cc.m, cc.since = make(map[uint64]*event.Container), time.Now()
+	}
+	cc.m[id] = ct
+}
+
+// cgroupV2Only reports whether the contents of /proc/<pid>/cgroup are the
+// single cgroup v2 line, "0::<path>".
+func cgroupV2Only(data []byte) bool {
+	if !bytes.HasPrefix(data, []byte("0::")) {
+		return false
+	}
+	i := bytes.IndexByte(data, '\n')
+	return i < 0 || i == len(data)-1
 }

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -56,6 +58,9 @@ type procEntry struct {
 	container *event.Container
 	pidfd     int // -1 once the process has exited
 	deadAt    time.Time
+	// pinned: the entry holds a reference on c.pins for each of its
+	// namespaces (see sameAsParent), dropped when it dies or is dropped.
+	pinned bool
 }
 
 // procCache remembers each process's namespaces and container so that
@@ -85,7 +90,31 @@ type procCache struct {
 	// its future children new pid or time namespaces, so that the creator
 	// of those namespaces is known when a child is first observed.
 	forChildren map[int]Cause
+
+	// pidfdOK: procfs is the kernel's own (c.proc is /proc), so what a
+	// pidfd tells about a process is what /proc tells. False with a
+	// substitute procfs (tests), where only files are read.
+	pidfdOK bool
+	// noNSIoctl, noInfoIoctl: the kernel answered that it does not know
+	// PIDFD_GET_<type>_NAMESPACE (< 6.11) or PIDFD_GET_INFO (< 6.13); the
+	// /proc files are used instead. Only the observing goroutine uses them.
+	noNSIoctl, noInfoIoctl bool
+	// pins hold an nsfs fd per namespace that a live entry's children are
+	// compared with (sameAsParent), by inode number; guarded by mu.
+	pins map[uint64]*nsPin
+	// cgroups caches the container of a cgroup v2 cgroup by its id.
+	cgroups cgroupCache
 }
+
+// nsPin is an open nsfs fd of a namespace, held while refs live entries
+// (parents of new processes) are in it.
+type nsPin struct {
+	fd   int
+	refs int
+}
+
+// maxPins bounds the namespaces pinned (and the fds that costs).
+const maxPins = 256
 
 // deadGrace is how long an exited process's entry answers late events.
 const deadGrace = 30 * time.Second
@@ -102,6 +131,8 @@ func newProcCache(procRoot string, max int, obs Observer, log *slog.Logger) (*pr
 		buf:     make([]byte, 0, 4096),
 
 		forChildren: make(map[int]Cause),
+		pins:        make(map[uint64]*nsPin),
+		pidfdOK:     filepath.Clean(procRoot) == "/proc",
 	}
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err == nil {
@@ -132,6 +163,10 @@ func (c *procCache) close() error {
 		unix.Close(fd)
 	}
 	c.byFD = map[int]int{}
+	for inum, p := range c.pins {
+		unix.Close(p.fd)
+		delete(c.pins, inum)
+	}
 	unix.Close(c.epfd)
 	unix.Close(c.wake)
 	return nil
@@ -174,6 +209,7 @@ func (c *procCache) watch() {
 			if e := c.entries[pid]; e != nil && e.pidfd == fd {
 				e.pidfd = -1
 				e.deadAt = now
+				c.unpinLocked(e)
 			}
 			delete(c.forChildren, pid)
 			exited = append(exited, pid)
@@ -284,6 +320,12 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 // observe reads a live process's namespaces and container and caches them
 // under pid. It returns nil when the process is gone or started after the
 // event (its pid was reused): never a wrong observed value.
+//
+// What is read through the pidfd (namespaces by PIDFD_GET_<type>_NAMESPACE,
+// the cgroup id by PIDFD_GET_INFO) is the pidfd's process by construction.
+// What is read by /proc/<pid> path may belong to a newer process if the one
+// of the pidfd exited and its pid was reused meanwhile: such reads are
+// trusted only if the pidfd's process is still alive after them.
 func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []string) *procEntry {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
@@ -295,14 +337,28 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 			unix.Close(pidfd)
 		}
 	}()
+	// An exited process (a zombie not yet reaped) has no namespaces left
+	// to read: the final check below would refuse whatever was read, so
+	// read nothing (exec storms meet many such processes).
+	if exited(pidfd) {
+		return nil
+	}
 	if !c.startedBy(pid, ev.Event.Created) {
 		return nil
 	}
 	e := &procEntry{ppid: ppid, pidfd: pidfd}
+	byPath := false // something was read by /proc/<pid> path
+	cgid, haveCG := c.cgroupID(pidfd)
 	if c.obs != nil && op == "" {
-		e.ns = c.sameAsParent(pid, ppid)
+		var p bool
+		e.ns, p = c.sameAsParent(pid, pidfd, ppid)
+		byPath = byPath || p
 	}
 	if c.obs != nil && e.ns == nil {
+		if exited(pidfd) {
+			return nil // not worth the registry's opens and ioctls
+		}
+		byPath = true
 		cause := c.cause(ev, op)
 		cause.Types = types
 		if op == "" {
@@ -328,13 +384,29 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 			e.ns = ns
 		}
 	}
-	if data, err := c.read(pid, "cgroup"); err == nil {
+	learn := false // the container is cgroup cgid's, to cache once proven the process's
+	if ct, ok := c.cgroups.get(cgid, haveCG); ok {
+		e.container = ct
+	} else if data, err := c.read(pid, "cgroup"); err == nil {
+		byPath = true
 		e.container = containerFromCgroup(data)
+		if !cgroupV2Only(data) {
+			c.cgroups.sawHybrid()
+		} else if haveCG {
+			learn = true
+		}
 	}
-	// If the process exited while we read, what we read may be partial.
-	pfd := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-	if n, _ := unix.Poll(pfd, 0); n > 0 {
+	// If the process exited while we read by path, what we read may be
+	// partial, or another process's.
+	if byPath && exited(pidfd) {
 		return nil
+	}
+	if learn {
+		// Cached only if the process was in the same cgroup before and
+		// after the read (the file is then cgroup cgid's).
+		if again, ok := c.cgroupID(pidfd); ok && again == cgid {
+			c.cgroups.put(cgid, e.container)
+		}
 	}
 	if e.ns == nil && c.obs != nil {
 		return nil
@@ -343,6 +415,7 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 	if old := c.entries[pid]; old != nil && old.pidfd >= 0 {
 		delete(c.byFD, old.pidfd)
 		unix.Close(old.pidfd)
+		c.unpinLocked(old)
 	}
 	if len(c.entries) >= c.max {
 		c.sweepLocked(time.Now())
@@ -363,6 +436,46 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 	return e
 }
 
+// pidfdInfo is struct pidfd_info up to PIDFD_INFO_SIZE_VER0 (64 bytes,
+// Linux 6.13), which every kernel with PIDFD_GET_INFO accepts.
+type pidfdInfo struct {
+	mask     uint64
+	cgroupid uint64
+	pid      uint32
+	tgid     uint32
+	ppid     uint32
+	ids      [9]uint32 // ruid ... fsgid
+	_        uint32
+}
+
+// pidfdGetInfo is PIDFD_GET_INFO for a struct of pidfdInfo's size.
+const pidfdGetInfo = 0xc0000000 | unsafe.Sizeof(pidfdInfo{})<<16 | 0xff<<8 | 11
+
+// cgroupID returns the id of pidfd's process's cgroup v2 cgroup, by
+// PIDFD_GET_INFO; ok is false where the kernel cannot tell.
+func (c *procCache) cgroupID(pidfd int) (id uint64, ok bool) {
+	if !c.pidfdOK || c.noInfoIoctl || !c.cgroups.wanted() {
+		return 0, false
+	}
+	info := pidfdInfo{mask: unix.PIDFD_INFO_CGROUPID}
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(pidfd), pidfdGetInfo, uintptr(unsafe.Pointer(&info)))
+	if errno == unix.ENOTTY || errno == unix.EINVAL {
+		c.noInfoIoctl = true
+	}
+	if errno != 0 || info.mask&unix.PIDFD_INFO_CGROUPID == 0 {
+		return 0, false
+	}
+	return info.cgroupid, true
+}
+
+// exited reports whether the process of pidfd has exited (a pidfd polls
+// readable then).
+func exited(pidfd int) bool {
+	pfd := [1]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	n, _ := unix.Poll(pfd[:], 0)
+	return n > 0
+}
+
 func (c *procCache) cause(ev *event.Event, op string) Cause {
 	cause := Cause{EventID: ev.Event.ID, Time: ev.Event.Created, Op: op}
 	if ev.Process != nil {
@@ -372,13 +485,15 @@ func (c *procCache) cause(ev *event.Event, op string) Cause {
 }
 
 // sameAsParent returns the parent's namespaces when the new process pid
-// is in every one of them, or nil. A child usually is (fork and exec keep
-// namespaces), and comparing inode numbers (readlink of /proc/PID/ns/*)
-// costs a fraction of identifying namespaces through the registry (an open
-// and an ioctl each). It is exact because the parent is alive: its
-// namespaces are alive, so their inode numbers cannot have been given to
-// other namespaces; the parent's pidfd is checked after the comparison.
-func (c *procCache) sameAsParent(pid, ppid int) *event.NS {
+// (pidfd) is in every one of them, or nil. A child usually is (fork and
+// exec keep namespaces), and comparing inode numbers costs a fraction of
+// identifying namespaces through the registry (an open and an ioctl each).
+// It is exact because the parent is alive: its namespaces are alive, so
+// their inode numbers cannot have been given to other namespaces; the
+// parent's pidfd is checked after the comparison. byPath reports that the
+// comparison read /proc/<pid>/ns/* (the caller then checks that pidfd's
+// process is still alive, i.e. that the links were its own).
+func (c *procCache) sameAsParent(pid, pidfd, ppid int) (ns *event.NS, byPath bool) {
 	c.mu.Lock()
 	p := c.entries[ppid]
 	var pns *event.NS
@@ -388,36 +503,149 @@ func (c *procCache) sameAsParent(pid, ppid int) *event.NS {
 	}
 	c.mu.Unlock()
 	if pns == nil {
-		return nil
+		return nil, false
 	}
+	for i := range event.NSTypes {
+		if pns.At(i).Serial == 0 {
+			return nil, false
+		}
+	}
+	fds := [8]int{-1, -1, -1, -1, -1, -1, -1, -1}
+	same, known := false, false
+	if c.pidfdOK && !c.noNSIoctl {
+		same, known = c.sameByPidfd(pidfd, pns, &fds)
+	}
+	if !known {
+		byPath = true
+		same = c.sameByLink(pid, pns)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Under the lock the watcher cannot close the pidfd (and its number
+	// cannot be reused) while it is polled.
+	if same && (p.pidfd != pfd || exited(pfd)) {
+		same = false // the parent exited meanwhile: not proof any more
+	}
+	if same && known && !p.pinned {
+		c.pinLocked(p, &fds)
+	}
+	if known {
+		for _, fd := range fds {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}
+	}
+	if !same {
+		return nil, byPath
+	}
+	return pns, byPath
+}
+
+// nsIoctl is PIDFD_GET_<type>_NAMESPACE, in event.NSTypes order.
+var nsIoctl = [8]uintptr{
+	0xff02, // ipc
+	0xff0a, // uts
+	0xff09, // user
+	0xff05, // pid (the process's own, as /proc/<pid>/ns/pid)
+	0xff01, // cgroup
+	0xff07, // time (its own, as /proc/<pid>/ns/time)
+	0xff04, // net
+	0xff03, // mnt
+}
+
+// sameByPidfd compares the namespaces of pidfd's process with pns by
+// opening each through the pidfd (an ioctl and an fstat; no /proc lookups,
+// which cost more on a process never looked at). The opened fds are left in
+// fds (-1: none) for the caller to pin or close: a namespace with an open fd
+// keeps its nsfs inode, which the next child's ioctl then finds instead of
+// making a new one. known is false if the kernel has not these ioctls.
+func (c *procCache) sameByPidfd(pidfd int, pns *event.NS, fds *[8]int) (same, known bool) {
+	for i, req := range nsIoctl {
+		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(pidfd), req, 0)
+		if errno != 0 {
+			if errno == unix.ENOTTY || errno == unix.EINVAL || errno == unix.EOPNOTSUPP {
+				if errno != unix.EOPNOTSUPP {
+					c.noNSIoctl = true
+				}
+				for j := 0; j < i; j++ {
+					unix.Close(fds[j])
+					fds[j] = -1
+				}
+				return false, false
+			}
+			return false, true // exited (ESRCH), not allowed, ...
+		}
+		fds[i] = int(r)
+		var st unix.Stat_t
+		if unix.Fstat(fds[i], &st) != nil || st.Ino != pns.At(i).Inum {
+			return false, true
+		}
+	}
+	return true, true
+}
+
+// sameByLink compares the namespaces of the process at pid with pns by
+// reading its /proc/<pid>/ns links.
+func (c *procCache) sameByLink(pid int, pns *event.NS) bool {
 	var link [64]byte
 	base := c.proc + "/" + strconv.Itoa(pid) + "/ns/"
 	for i, t := range event.NSTypes {
-		ref := pns.At(i)
-		if ref.Serial == 0 {
-			return nil
-		}
 		n, err := unix.Readlink(base+t, link[:])
 		if err != nil {
-			return nil
+			return false
 		}
 		inum, ok := parseNSLink(link[:n])
-		if !ok || inum != ref.Inum {
-			return nil
+		if !ok || inum != pns.At(i).Inum {
+			return false
 		}
 	}
-	// Under the lock the watcher cannot close the pidfd (and its number
-	// cannot be reused) while it is polled.
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if p.pidfd != pfd {
-		return nil
+	return true
+}
+
+// pinLocked makes p hold a pin on each of its namespaces, taking the fds
+// from fds (set to -1 when taken): an fd of the same namespace, opened
+// through a child in it. A pin keeps a namespace no longer than its member
+// p is alive and in the cache (unpinLocked), so auditns never keeps a
+// namespace alive that would otherwise be gone, save a parent that left
+// its namespace without an audited setns or unshare.
+func (c *procCache) pinLocked(p *procEntry, fds *[8]int) {
+	fresh := 0
+	for i := range fds {
+		if c.pins[p.ns.At(i).Inum] == nil {
+			fresh++
+		}
 	}
-	pfds := []unix.PollFd{{Fd: int32(pfd), Events: unix.POLLIN}}
-	if n, _ := unix.Poll(pfds, 0); n > 0 {
-		return nil // the parent exited meanwhile: not proof any more
+	if len(c.pins)+fresh > maxPins {
+		return
 	}
-	return pns
+	for i := range fds {
+		inum := p.ns.At(i).Inum
+		if pin := c.pins[inum]; pin != nil {
+			pin.refs++
+			continue
+		}
+		c.pins[inum] = &nsPin{fd: fds[i], refs: 1}
+		fds[i] = -1
+	}
+	p.pinned = true
+}
+
+// unpinLocked drops e's pins, closing those no other entry holds.
+func (c *procCache) unpinLocked(e *procEntry) {
+	if !e.pinned {
+		return
+	}
+	e.pinned = false
+	for i := range event.NSTypes {
+		inum := e.ns.At(i).Inum
+		if pin := c.pins[inum]; pin != nil {
+			if pin.refs--; pin.refs <= 0 {
+				unix.Close(pin.fd)
+				delete(c.pins, inum)
+			}
+		}
+	}
 }
 
 // parseNSLink reads the inode number of an nsfs link, "net:[4026531833]".
@@ -438,6 +666,7 @@ func (c *procCache) evictLocked() {
 			delete(c.byFD, e.pidfd)
 			unix.Close(e.pidfd)
 		}
+		c.unpinLocked(e)
 		delete(c.entries, pid)
 		if len(c.entries) < c.max {
 			return
@@ -447,9 +676,23 @@ func (c *procCache) evictLocked() {
 
 // startedBy reports whether the process now at pid was started no later
 // than the event (with a tick of slack), i.e. whether it can be the event's
-// subject rather than a newer process that reused the pid.
+// subject rather than a newer process that reused the pid. The caller holds
+// a pidfd of the process, opened before the call.
 func (c *procCache) startedBy(pid int, when time.Time) bool {
 	if c.bootWall.IsZero() || when.IsZero() {
+		return true
+	}
+	limit := when.Add(50 * time.Millisecond)
+	// A process that exists now started no later than now: while the
+	// event is less than the slack old (the usual case: auditns keeps up),
+	// the start time need not be read. This is the test below with now
+	// for the start time, on the same clock (bootWall + CLOCK_BOOTTIME),
+	// and the start time is never later than now: it accepts nothing the
+	// test below would refuse. (Not with a substitute procfs, whose stat
+	// files the tests decide.)
+	var ts unix.Timespec
+	if c.pidfdOK && unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) == nil &&
+		!c.bootWall.Add(time.Duration(ts.Nano())).After(limit) {
 		return true
 	}
 	data, err := c.read(pid, "stat")
@@ -472,26 +715,35 @@ func (c *procCache) startedBy(pid int, when time.Time) bool {
 		return false
 	}
 	start := c.bootWall.Add(time.Duration(ticks) * 10 * time.Millisecond)
-	return !start.After(when.Add(50 * time.Millisecond))
+	return !start.After(limit)
 }
 
+// read returns the contents of /proc/<pid>/<name> in c.buf (valid until
+// the next read). Plain syscalls: an os.File would try to register the fd
+// with the netpoller, for nothing.
 func (c *procCache) read(pid int, name string) ([]byte, error) {
 	path := c.proc + "/" + strconv.Itoa(pid) + "/" + name
-	f, err := os.Open(path)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer unix.Close(fd)
 	c.buf = c.buf[:0]
 	for {
 		if len(c.buf) == cap(c.buf) {
 			c.buf = append(c.buf, 0)[:len(c.buf)]
 		}
-		n, err := f.Read(c.buf[len(c.buf):cap(c.buf)])
-		c.buf = c.buf[:len(c.buf)+n]
-		if err != nil || n == 0 {
+		n, err := unix.Read(fd, c.buf[len(c.buf):cap(c.buf)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
 			break
 		}
+		c.buf = c.buf[:len(c.buf)+n]
 	}
 	return c.buf, nil
 }

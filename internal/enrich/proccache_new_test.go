@@ -1,0 +1,303 @@
+package enrich
+
+import (
+	"bufio"
+	"bytes"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/auditns/auditns/internal/event"
+	"github.com/auditns/auditns/internal/record"
+	"github.com/auditns/auditns/internal/testenv"
+)
+
+// ownNS is the test process's namespaces as the inodeObserver reads them.
+func ownNS(t testing.TB) *event.NS {
+	set, err := (&inodeObserver{}).Observe(os.Getpid(), Cause{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &event.NS{}
+	for i := range set {
+		*ns.At(i) = set[i]
+	}
+	return ns
+}
+
+// The namespaces read through a pidfd are those of /proc/<pid>/ns.
+func TestNamespacesByPidfdAgreeWithLinks(t *testing.T) {
+	testenv.RequireRoot(t)
+	c, err := newProcCache("/proc", 100, &inodeObserver{}, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	pns := ownNS(t)
+	same := exec.Command("sleep", "30")
+	other := exec.Command("unshare", "--uts", "sleep", "30")
+	for _, cmd := range []*exec.Cmd{same, other} {
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func(cmd *exec.Cmd) { cmd.Process.Kill(); cmd.Wait() }(cmd)
+	}
+	time.Sleep(100 * time.Millisecond) // unshare has unshared and exec'd sleep
+	for _, tc := range []struct {
+		cmd  *exec.Cmd
+		want bool
+	}{{same, true}, {other, false}} {
+		pid := tc.cmd.Process.Pid
+		pidfd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fds := [8]int{-1, -1, -1, -1, -1, -1, -1, -1}
+		got, known := c.sameByPidfd(pidfd, pns, &fds)
+		for _, fd := range fds {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}
+		unix.Close(pidfd)
+		if !known {
+			t.Skip("PIDFD_GET_<type>_NAMESPACE not supported (Linux < 6.11)")
+		}
+		if got != tc.want || c.sameByLink(pid, pns) != tc.want {
+			t.Errorf("pid %d: by pidfd %v, by links %v, want %v", pid, got, c.sameByLink(pid, pns), tc.want)
+		}
+	}
+}
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// A parent whose children are compared with it pins its namespaces while
+// it lives, and no longer.
+func TestPinsLastAsLongAsTheParent(t *testing.T) {
+	testenv.RequireRoot(t)
+	obs := &inodeObserver{}
+	e, err := New(Options{BootID: "b", Namespaces: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	sh := exec.Command("sh", "-c", "sleep 30 & echo $!; wait")
+	out, _ := sh.StdoutPipe()
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sh.Process.Kill(); sh.Wait() }()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, _ := strconv.Atoi(strings.TrimSpace(line))
+	defer unix.Kill(child, unix.SIGKILL)
+	var ev event.Event
+	if err := e.Enrich(syscallRecords(t, sh.Process.Pid, os.Getpid(), 1), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Enrich(syscallRecords(t, child, sh.Process.Pid, 2), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.NSSrc != srcObserved || obs.calls.Load() != 1 {
+		t.Fatalf("child: src %s, registry asked %d times (want 1: the shell only)", ev.NSSrc, obs.calls.Load())
+	}
+	c := e.procs
+	c.mu.Lock()
+	pinned, pins := c.entries[sh.Process.Pid].pinned, len(c.pins)
+	c.mu.Unlock()
+	if c.noNSIoctl {
+		t.Skip("PIDFD_GET_<type>_NAMESPACE not supported (Linux < 6.11)")
+	}
+	if !pinned || pins != 8 {
+		t.Fatalf("parent pinned %v, %d namespaces pinned, want 8", pinned, pins)
+	}
+	unix.Kill(child, unix.SIGKILL)
+	sh.Process.Kill()
+	sh.Wait()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		c.mu.Lock()
+		pins = len(c.pins)
+		c.mu.Unlock()
+		if pins == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d namespaces still pinned 2s after the parent exited", pins)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A process that has exited (a zombie) is not observed, nor is the registry
+// asked about it: its event inherits from its parent.
+func TestExitedProcessInheritsWithoutReads(t *testing.T) {
+	testenv.RequireRoot(t)
+	obs := &inodeObserver{}
+	e, err := New(Options{BootID: "b", Namespaces: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	var ev event.Event
+	if err := e.Enrich(syscallRecords(t, os.Getpid(), os.Getppid(), 1), &ev); err != nil {
+		t.Fatal(err)
+	}
+	parent := *ev.NS
+	z := exec.Command("true")
+	if err := z.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer z.Wait()
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(z.Process.Pid) + "/stat")
+		if i := bytes.LastIndexByte(b, ')'); i > 0 && bytes.HasPrefix(b[i+1:], []byte(" Z")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("child not a zombie within 2s")
+		}
+	}
+	if err := e.Enrich(syscallRecords(t, z.Process.Pid, os.Getpid(), 2), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.NSSrc != srcInherited || *ev.NS != parent || obs.calls.Load() != 1 {
+		t.Fatalf("zombie: src %s ns %+v, registry asked %d times (want inherited, 1)", ev.NSSrc, ev.NS, obs.calls.Load())
+	}
+}
+
+// startedBy: a process that exists is accepted without reading its start
+// time while the event is recent; for an older event the start time
+// decides.
+func TestStartedBy(t *testing.T) {
+	testenv.RequireRoot(t)
+	c, err := newProcCache("/proc", 100, nil, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	child := exec.Command("sleep", "30")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { child.Process.Kill(); child.Wait() }()
+	now := time.Now()
+	for _, tc := range []struct {
+		pid  int
+		when time.Time
+		want bool
+	}{
+		{child.Process.Pid, now, true},
+		{child.Process.Pid, now.Add(-time.Hour), false}, // started after the event
+		{child.Process.Pid, now.Add(-10 * time.Second), false},
+		{1, now.Add(-time.Second), true}, // init started long before
+	} {
+		if got := c.startedBy(tc.pid, tc.when); got != tc.want {
+			t.Errorf("startedBy(%d, now%+v) = %v, want %v", tc.pid, tc.when.Sub(now), got, tc.want)
+		}
+	}
+}
+
+func TestCgroupV2Only(t *testing.T) {
+	for in, want := range map[string]bool{
+		"0::/user.slice/session-1.scope\n": true,
+		"0::/\n":                           true,
+		"0::/":                             true,
+		"":                                 false,
+		"1:name=systemd:/\n0::/\n":         false,
+		"0::/\n4:memory:/docker/x\n":       false,
+		"12:pids:/docker/x\n":              false,
+	} {
+		if got := cgroupV2Only([]byte(in)); got != want {
+			t.Errorf("cgroupV2Only(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestCgroupCache(t *testing.T) {
+	var cc cgroupCache
+	ct := &event.Container{ID: strings.Repeat("a", 64), Runtime: "docker"}
+	if !cc.wanted() {
+		t.Fatal("empty cache not wanted")
+	}
+	if _, ok := cc.get(7, true); ok {
+		t.Fatal("hit in an empty cache")
+	}
+	cc.put(7, ct)
+	cc.put(8, nil) // no container: known too
+	if got, ok := cc.get(7, true); !ok || got != ct {
+		t.Fatalf("get 7: %v %v", got, ok)
+	}
+	if got, ok := cc.get(8, true); !ok || got != nil {
+		t.Fatalf("get 8: %v %v", got, ok)
+	}
+	if _, ok := cc.get(7, false); ok {
+		t.Fatal("hit without a cgroup id")
+	}
+	cc.sawHybrid()
+	if cc.wanted() {
+		t.Fatal("wanted on a host with cgroup v1 lines")
+	}
+	if _, ok := cc.get(7, true); ok {
+		t.Fatal("hit after a cgroup v1 file")
+	}
+	cc.since = time.Now().Add(-2 * cgroupCacheTTL)
+	if !cc.wanted() {
+		t.Fatal("not wanted again after the TTL")
+	}
+	cc.put(9, ct)
+	cc.since = time.Now().Add(-2 * cgroupCacheTTL)
+	if cc.wanted(); cc.m != nil {
+		t.Fatal("cache kept past its TTL")
+	}
+}
+
+// The exec storm's case: the first event of a new child of a known parent.
+func BenchmarkObserveNewChild(b *testing.B) {
+	testenv.RequireRoot(b)
+	obs := &inodeObserver{}
+	e, err := New(Options{BootID: "b", HostName: "h", Namespaces: obs})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	var ev event.Event
+	e.Enrich(syscallRecords(b, os.Getpid(), os.Getppid(), 1), &ev)
+	kids := make([]*exec.Cmd, b.N)
+	for i := range kids {
+		kids[i] = exec.Command("sleep", "30")
+		if err := kids[i].Start(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, k := range kids {
+			k.Process.Kill()
+			k.Wait()
+		}
+	}()
+	time.Sleep(time.Duration(b.N) * 2 * time.Millisecond) // the children have exec'd sleep
+	msgs := make([][]record.Record, b.N)
+	for i, k := range kids {
+		msgs[i] = syscallRecords(b, k.Process.Pid, os.Getpid(), 2+i)
+	}
+	b.ResetTimer()
+	for i := range kids {
+		e.Enrich(msgs[i], &ev)
+		if ev.NSSrc != srcObserved {
+			b.Fatalf("child %d: %s", i, ev.NSSrc)
+		}
+	}
+	b.StopTimer()
+	if obs.calls.Load() != 1 {
+		b.Fatalf("registry asked %d times", obs.calls.Load())
+	}
+}
