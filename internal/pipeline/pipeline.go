@@ -252,15 +252,24 @@ func (p *Pipeline) takePending() {
 func (p *Pipeline) add(ev *event.Event, topic publish.Topic) {
 	start := len(p.arena)
 	p.arena = ev.AppendJSON(p.arena)
-	p.batch = append(p.batch, publish.Message{
-		Topic:  topic,
-		Key:    p.key(ev),
-		Value:  p.arena[start:len(p.arena):len(p.arena)],
-		ID:     ev.Event.ID,
-		Schema: event.Schema,
-		BootID: p.o.BootID,
-		Time:   ev.Event.Created,
-	})
+	// The message is written in place, field by field: a composite
+	// literal is built on the stack and copied, which stalls on store
+	// forwarding and, while the collector marks, costs a bulk write
+	// barrier over the whole struct.
+	n := len(p.batch)
+	if n == cap(p.batch) {
+		p.batch = append(p.batch, publish.Message{})
+	} else {
+		p.batch = p.batch[:n+1]
+	}
+	m := &p.batch[n]
+	m.Topic = topic
+	m.Key = p.key(ev)
+	m.Value = p.arena[start:len(p.arena):len(p.arena)]
+	m.ID = ev.Event.ID
+	m.Schema = event.Schema
+	m.BootID = p.o.BootID
+	m.Time = ev.Event.Created
 	if p.o.OnEvent != nil {
 		p.o.OnEvent(ev)
 	}

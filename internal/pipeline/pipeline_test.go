@@ -1,0 +1,118 @@
+package pipeline
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/auditns/auditns/internal/enrich"
+	"github.com/auditns/auditns/internal/publish"
+)
+
+// getppid returns the records of one audited getppid of this process
+// (SYSCALL, PROCTITLE, EOE), as the kernel sends them, with sequence seq.
+func getppid(seq int, now time.Time) [][]byte {
+	hdr := fmt.Sprintf("audit(%d.%03d:%d): ", now.Unix(), now.Nanosecond()/1e6, seq)
+	pid, ppid := os.Getpid(), os.Getppid()
+	return [][]byte{
+		fmt.Appendf(nil, `%sarch=c000003e syscall=110 success=yes exit=%d a0=7 a1=18b4ad3bf6a05f0e a2=0 a3=0 items=0 ppid=%d pid=%d auid=4294967295 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=4294967295 comm="auditns-bench" exe="/work/main/bin/auditns-bench" key="auditns-bench"`, hdr, ppid, ppid, pid),
+		[]byte(hdr + `proctitle=62696E2F61756469746E732D62656E636800676574707069642D73746F726D`),
+		[]byte(hdr),
+	}
+}
+
+var getppidTypes = []uint16{1300, 1327, 1320}
+
+func newTestPipeline(tb testing.TB, sink publish.Sink) *Pipeline {
+	e, err := enrich.New(enrich.Options{HostName: "h", BootID: "boot", Kernel: "6.18"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { e.Close() })
+	return New(Options{Enricher: e, Sink: sink, HostName: "h", BootID: "boot", Kernel: "6.18"})
+}
+
+// batch does what Run does with one batch of records from the reader.
+func (p *Pipeline) batchForTest(typs []uint16, recs [][]byte, flush bool) {
+	now := time.Now()
+	p.o.Enricher.SetClock(now)
+	p.asm.FlushAt(now)
+	for i, r := range recs {
+		p.asm.Push(typs[i], r)
+	}
+	if flush {
+		p.flush()
+	}
+}
+
+func TestEventsReachTheSinkAfterPendingRecords(t *testing.T) {
+	var out bytes.Buffer
+	p := newTestPipeline(t, publish.NewWriter(&out, "buffer"))
+	now := time.Now()
+	var typs []uint16
+	var recs [][]byte
+	for seq := 1; seq <= 3; seq++ {
+		typs = append(typs, getppidTypes...)
+		recs = append(recs, getppid(seq, now)...)
+	}
+	p.Publish(publish.Message{Topic: publish.TopicNamespaces, Value: []byte(`{"registry":1}`)})
+	p.batchForTest(typs, recs, true)
+	lines := bytes.Split(bytes.TrimSuffix(out.Bytes(), []byte("\n")), []byte("\n"))
+	if len(lines) != 4 || string(lines[0]) != `{"registry":1}` {
+		t.Fatalf("%d lines:\n%s", len(lines), out.Bytes())
+	}
+	for i, l := range lines[1:] {
+		if !bytes.Contains(l, []byte(`"id":"boot:`+strconv.Itoa(i+1)+`"`)) || !bytes.Contains(l, []byte(`"name":"getppid"`)) {
+			t.Fatalf("line %d: %s", i+1, l)
+		}
+	}
+	if p.Stats().Events.Load() != 3 || p.Stats().Registry.Load() != 1 {
+		t.Fatalf("events %d registry %d", p.Stats().Events.Load(), p.Stats().Registry.Load())
+	}
+	// Nothing pending: the next batch writes its events only.
+	out.Reset()
+	p.batchForTest(getppidTypes, getppid(4, now), true)
+	if n := bytes.Count(out.Bytes(), []byte("\n")); n != 1 {
+		t.Fatalf("%d lines:\n%s", n, out.Bytes())
+	}
+}
+
+// BenchmarkPipelineGetppid is the processing goroutine's work per event
+// of the getppid storm, from the reader's records to the bytes in the file
+// sink's buffer: batches of 64 events (192 records), each pushed into the
+// assembler, enriched, encoded, and written to the sink (a file sink on
+// io.Discard) once per batch, as Run does when the queue is empty. The
+// records are made beforehand. ns/event is the figure to read (an op is
+// a batch).
+func BenchmarkPipelineGetppid(b *testing.B) {
+	const perBatch = 64
+	p := newTestPipeline(b, publish.NewWriter(io.Discard, "discard"))
+	now := time.Now()
+	var batches [16]struct {
+		typs []uint16
+		recs [][]byte
+	}
+	seq := 1
+	for i := range batches {
+		for j := 0; j < perBatch; j++ {
+			batches[i].typs = append(batches[i].typs, getppidTypes...)
+			batches[i].recs = append(batches[i].recs, getppid(seq, now)...)
+			seq++
+		}
+	}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		bt := &batches[n%len(batches)]
+		p.batchForTest(bt.typs, bt.recs, true)
+		n++
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perBatch), "ns/event")
+	if p.Stats().Events.Load() != uint64(b.N*perBatch) {
+		b.Fatalf("%d events, want %d", p.Stats().Events.Load(), b.N*perBatch)
+	}
+}
