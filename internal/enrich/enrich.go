@@ -80,11 +80,14 @@ type Enricher struct {
 	lastNorm lastNorm
 
 	// Memos of the last arch and its syscall table.
-	arch     auparse.AuditArch
-	archStr  string
-	archOK   bool
-	sysArch  string
-	sysTable []string
+	arch    auparse.AuditArch
+	archStr string
+	archOK  bool
+	// The last arch field parsed: as written (hex) and its value.
+	archHex    string
+	archHexVal int64
+	sysArch    string
+	sysTable   []string
 }
 
 // out holds the objects an event points to.

@@ -233,9 +233,14 @@ func (d *rdata) enrich(e *Enricher) error {
 		if x == nil {
 			return keyNotFound(kArch)
 		}
-		arch, err := strconv.ParseInt(x.val, 16, 64)
-		if err != nil {
-			return fmt.Errorf("failed to parse arch: %w", err)
+		arch := e.archHexVal
+		if x.val != e.archHex || e.archHex == "" {
+			var err error
+			if arch, err = strconv.ParseInt(x.val, 16, 64); err != nil {
+				return fmt.Errorf("failed to parse arch: %w", err)
+			}
+			// The next record's is most likely the same.
+			e.archHex, e.archHexVal = strings.Clone(x.val), arch
 		}
 		x.val = e.archName(auparse.AuditArch(arch))
 		s := d.get(kSyscall)
