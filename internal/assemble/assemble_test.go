@@ -239,3 +239,23 @@ func TestTimeoutCountsFromLastFlush(t *testing.T) {
 		t.Fatalf("after timeout: %d events", len(c.events))
 	}
 }
+
+// The header memo answers what record.ParseHeader answers.
+func TestHeaderMemoLikeParseHeader(t *testing.T) {
+	a, _ := newCollect(Options{})
+	texts := []string{
+		"audit(1795868665.170:21): arch=c000003e", "audit(1795868665.170:21): proctitle=41", "audit(1795868665.170:21):",
+		"audit(1795868665.170:21)x", "audit(1795868665.170:211): x", "audit(1795868665.170:21) x=1", "audit(1795868665.170:2): x",
+		"audit(1795868665.170:21)): x", "x(1.2:3): a=b", "x(1.2:3): a=b", "x(1.2:3) a=b", "audit(1.2:3", "audit(1.2:3)",
+		"audit(1795868665.170:21): x", "audit(1795868665.171:21): x", "audit(99999999999999999999.170:21): x",
+	}
+	for round := 0; round < 2; round++ {
+		for _, s := range texts {
+			got, gerr := a.header([]byte(s))
+			want, werr := record.ParseHeader([]byte(s))
+			if got != want || (gerr == nil) != (werr == nil) {
+				t.Fatalf("%q: %+v %v, want %+v %v", s, got, gerr, want, werr)
+			}
+		}
+	}
+}
