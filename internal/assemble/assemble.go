@@ -51,6 +51,7 @@ type Stats struct {
 
 // Record types that matter to grouping (linux/audit.h).
 const (
+	typeSyscall     = 1300
 	typeEOE         = 1320
 	typeProctitle   = 1327
 	lastDaemon      = 1299 // AUDIT_LAST_DAEMON: user-space and daemon messages are events of one record
@@ -75,6 +76,7 @@ type Assembler struct {
 
 	lastHdr []byte        // the last header parsed, ')' included
 	lastH   record.Header // and what it parsed to
+	memo    fieldMemo
 
 	events []*pending // in flight, in sequence order
 	free   []*pending
@@ -151,7 +153,7 @@ func (a *Assembler) Push(typ uint16, data []byte) {
 	if p == nil {
 		p = a.start(h.Seq)
 	}
-	p.add(typ, text, h)
+	a.add(p, typ, text, h)
 	if typ == typeProctitle || typ <= lastDaemon || typ >= firstAnomLogins {
 		p.complete = true
 	}
@@ -216,7 +218,7 @@ func seqLess(a, b uint32) bool {
 	return a < b
 }
 
-func (p *pending) add(typ uint16, text []byte, h record.Header) {
+func (a *Assembler) add(p *pending, typ uint16, text []byte, h record.Header) {
 	r := pendingRec{typ: typ, sec: h.Sec, msec: h.Msec, hasBody: h.Body >= 0}
 	start := len(p.buf)
 	p.buf = append(p.buf, text...)
@@ -231,10 +233,62 @@ func (p *pending) add(typ uint16, text []byte, h record.Header) {
 			hi += start + h.Body
 		}
 		r.body = record.Span{Start: uint32(lo), End: uint32(hi)}
-		p.fields = record.Tokenize(p.buf[lo:hi], p.fields)
+		off := -1 // the header's end in the body, when the body holds it
+		if !rewritten {
+			off = h.End + 1 - h.Body
+		}
+		p.fields = a.tokenize(typ, p.buf[lo:hi], off, p.fields)
 	}
 	r.fieldHi = len(p.fields)
 	p.recs = append(p.recs, r)
+}
+
+// fieldMemo is the last SYSCALL record tokenized, from the byte after its
+// header on, and its fields (spans of that tail): a process that makes the
+// same call again and again sends records that differ in their headers
+// only, and the fields of the same bytes are the same.
+type fieldMemo struct {
+	tail   []byte
+	fields []record.Field
+}
+
+// tokenize appends the fields of body to fields (record.Tokenize). The
+// header, body[:off], ends with ')' and holds no '=': no field starts in
+// it or crosses its end, so the fields are the tail's, shifted by off, and
+// come from the memo when the tail is the last SYSCALL record's.
+func (a *Assembler) tokenize(typ uint16, body []byte, off int, fields []record.Field) []record.Field {
+	if typ != typeSyscall || off <= 0 || off > len(body) || len(body)-off > 4096 ||
+		body[off-1] != ')' || bytes.IndexByte(body[:off], '=') >= 0 {
+		return record.Tokenize(body, fields)
+	}
+	m := &a.memo
+	tail := body[off:]
+	if m.tail != nil && bytes.Equal(m.tail, tail) {
+		n := len(fields)
+		fields = append(fields, m.fields...)
+		shift(fields[n:], off)
+		return fields
+	}
+	n := len(fields)
+	fields = record.Tokenize(body, fields)
+	m.tail = append(m.tail[:0], tail...)
+	m.fields = append(m.fields[:0], fields[n:]...)
+	shift(m.fields, -off)
+	return fields
+}
+
+// shift moves the spans of fields by d bytes.
+func shift(fields []record.Field, d int) {
+	u := uint32(d)
+	for i := range fields {
+		f := &fields[i]
+		f.Key.Start += u
+		f.Key.End += u
+		f.Orig.Start += u
+		f.Orig.End += u
+		f.Val.Start += u
+		f.Val.End += u
+	}
 }
 
 // cleanup emits the events at the head of the sequence that are complete,

@@ -259,3 +259,39 @@ func TestHeaderMemoLikeParseHeader(t *testing.T) {
 		}
 	}
 }
+
+// Records whose bodies repeat take their fields from the memo: the same
+// as record.Parse finds, body for body.
+func TestFieldMemoLikeParse(t *testing.T) {
+	a, c := newCollect(Options{})
+	bodies := []string{
+		`arch=c000003e syscall=110 success=yes exit=1 a0=7 items=0 ppid=1 pid=2 comm="x" exe="/x" key="k"`,
+		`arch=c000003e syscall=110 success=yes exit=1 a0=7 items=0 ppid=1 pid=2 comm="x" exe="/x" key="k"`,
+		`arch=c000003e syscall=110 success=yes exit=12 a0=7 items=0 ppid=1 pid=2 comm="x" exe="/x" key="k"`,
+		`arch=c000003e syscall=110 success=yes exit=1 a0=7 items=0 ppid=1 pid=2 comm="x" exe="/x" key="k"`,
+		`arch=c000003e syscall=110 success=yes exit=1 a0=7 items=0 ppid=1 pid=2 comm="x" exe="/x" key="k"`,
+		``, ``, `a=1 msg='b=2 c="3"'`, `a=1 msg='b=2 c="3"'`,
+	}
+	var texts []string
+	for i, body := range bodies {
+		text := fmt.Sprintf("audit(1795868665.170:%d): %s", 100+i, body)
+		texts = append(texts, text)
+		a.Push(1300, []byte(text))
+		a.Push(1320, []byte(fmt.Sprintf("audit(1795868665.170:%d): ", 100+i)))
+	}
+	if len(c.events) != len(bodies) {
+		t.Fatalf("%d events", len(c.events))
+	}
+	if got, want := string(a.memo.tail), `: a=1 msg='b=2 c="3"'`; got != want {
+		t.Fatalf("memo holds %q, want %q", got, want)
+	}
+	for i, ev := range c.events {
+		want, err := record.Parse(1300, []byte(texts[i]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(ev[0].Fields) != fmt.Sprint(want.Fields) || string(ev[0].Body) != string(want.Body) {
+			t.Fatalf("%q: fields %v, want %v", texts[i], ev[0].Fields, want.Fields)
+		}
+	}
+}
