@@ -77,10 +77,11 @@ func FuzzSpoolRecover(f *testing.F) {
 		case 2:
 			w := &Spool{opts: SpoolOptions{Dir: dir}}
 			w.dir, _ = os.Open(dir)
-			if err := w.writeCheckpoint(Pos{1, ackOff}); err != nil {
+			if _, err := w.writeCheckpoint(Pos{1, ackOff}); err != nil {
 				t.Fatal(err)
 			}
 			w.dir.Close()
+			w.ckptFile.Close()
 			k := 0
 			for k < len(want) && want[k].end <= ackOff {
 				k++

@@ -883,10 +883,11 @@ func TestSpoolCorruptCheckpoint(t *testing.T) {
 		dir, recs, _ := setup(t)
 		s := &Spool{opts: SpoolOptions{Dir: dir}}
 		s.dir, _ = os.Open(dir)
-		if err := s.writeCheckpoint(Pos{recs[30].Pos.Segment, recs[30].Pos.Offset - 3}); err != nil {
+		if _, err := s.writeCheckpoint(Pos{recs[30].Pos.Segment, recs[30].Pos.Offset - 3}); err != nil {
 			t.Fatal(err)
 		}
 		s.dir.Close()
+		s.ckptFile.Close()
 		s2, lb := openTestSpool(t, SpoolOptions{Dir: dir, SegmentBytes: 2048})
 		defer s2.Close()
 		if w := lb.lines("WARN"); len(w) != 1 || !strings.Contains(w[0], "not at a record boundary") {
@@ -909,6 +910,7 @@ func TestSpoolCorruptCheckpoint(t *testing.T) {
 		s.dir, _ = os.Open(dir)
 		s.writeCheckpoint(last.Pos)
 		s.dir.Close()
+		s.ckptFile.Close()
 		os.Truncate(filepath.Join(dir, segName(seg)), last.Pos.Offset-3)
 		s2, _ := openTestSpool(t, SpoolOptions{Dir: dir, SegmentBytes: 2048})
 		defer s2.Close()
@@ -1291,11 +1293,25 @@ func TestSpoolCheckpointFormat(t *testing.T) {
 	s := &Spool{opts: SpoolOptions{Dir: dir}}
 	s.dir, _ = os.Open(dir)
 	defer s.dir.Close()
-	if err := s.writeCheckpoint(Pos{0x0102030405060708, 0x1112131415161718}); err != nil {
-		t.Fatal(err)
+	check := func(pos Pos, wantDirSynced bool) {
+		t.Helper()
+		dirSynced, err := s.writeCheckpoint(pos)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dirSynced != wantDirSynced {
+			t.Fatalf("dirSynced = %v, want %v (the first write renames, later ones write in place)", dirSynced, wantDirSynced)
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, spoolCkptName))
+		if len(b) != 28 || string(b[:8]) != "ANSCKPT1" || binary.LittleEndian.Uint64(b[8:]) != pos.Segment || binary.LittleEndian.Uint64(b[16:]) != uint64(pos.Offset) {
+			t.Fatalf("checkpoint bytes %x", b)
+		}
+		if got, found, bad, err := readCheckpoint(filepath.Join(dir, spoolCkptName)); got != pos || !found || bad != "" || err != nil {
+			t.Fatalf("readCheckpoint: %v %v %q %v, want %v", got, found, bad, err, pos)
+		}
 	}
-	b, _ := os.ReadFile(filepath.Join(dir, spoolCkptName))
-	if len(b) != 28 || string(b[:8]) != "ANSCKPT1" || binary.LittleEndian.Uint64(b[8:]) != 0x0102030405060708 || binary.LittleEndian.Uint64(b[16:]) != 0x1112131415161718 {
-		t.Fatalf("checkpoint bytes %x", b)
-	}
+	check(Pos{0x0102030405060708, 0x1112131415161718}, true)
+	check(Pos{0x0102030405060709, 16}, false)
+	check(Pos{0x0102030405060709, 0x7fffffff}, false)
+	s.ckptFile.Close()
 }
