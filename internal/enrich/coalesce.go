@@ -185,7 +185,13 @@ func (e *Enricher) newEvent(c *cev, hdr *record.Record, p *rdata) {
 		switch {
 		case x.kid == kResult || x.kid == kSes:
 			p.move(i)
-		case strings.HasSuffix(x.key, "uid") || strings.HasSuffix(x.key, "gid"):
+		case x.kid != kNone:
+			// A known key: its name's tests are made once (kidIDs).
+			if kidIDs[x.kid] {
+				p.move(i)
+				c.ids = append(c.ids, int32(i))
+			}
+		case isIDKey(x.key):
 			p.move(i)
 			c.ids = append(c.ids, int32(i))
 		case strings.HasPrefix(x.key, "subj_"):
@@ -193,6 +199,23 @@ func (e *Enricher) newEvent(c *cev, hdr *record.Record, p *rdata) {
 		}
 	}
 }
+
+// isIDKey tells the keys aucoalesce takes for the subject's ids.
+func isIDKey(key string) bool {
+	return strings.HasSuffix(key, "uid") || strings.HasSuffix(key, "gid")
+}
+
+// kidIDs marks the known keys that are ids; no known key starts with
+// "subj_" (newEvent's third case).
+var kidIDs = func() (t [numKids]bool) {
+	for k, name := range kidNames {
+		t[k] = isIDKey(name)
+		if strings.HasPrefix(name, "subj_") {
+			panic("enrich: known key " + name + " starts with subj_")
+		}
+	}
+	return t
+}()
 
 // addRecord is normalizeCompound's treatment of one record.
 func (e *Enricher) addRecord(c *cev, r *record.Record, d *rdata) {
