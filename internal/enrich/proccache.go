@@ -61,6 +61,9 @@ type procEntry struct {
 	// pinned: the entry holds a reference on c.pins for each of its
 	// namespaces (see sameAsParent), dropped when it dies or is dropped.
 	pinned bool
+	// watched: pidfd is in the epoll set. Else the entry is in c.lazy:
+	// its exit is noticed by polling (see lazyBatch).
+	watched bool
 }
 
 // procCache remembers each process's namespaces and container so that
@@ -80,6 +83,7 @@ type procCache struct {
 
 	epfd     int
 	wake     int // eventfd that stops the watcher
+	kick     int // eventfd that tells the watcher that c.lazy is not empty
 	done     chan struct{}
 	bootWall time.Time
 
@@ -104,7 +108,31 @@ type procCache struct {
 	pins map[uint64]*nsPin
 	// cgroups caches the container of a cgroup v2 cgroup by its id.
 	cgroups cgroupCache
+
+	// lazy are live entries not (yet) in the epoll set; guarded by mu.
+	lazy      []*procEntry
+	pollBuf   []unix.PollFd
+	lastSweep time.Time
+	lazySince time.Time // when the oldest of c.lazy became lazy
+	// polling: the watcher waits at most lazyPeriod (else it is kicked
+	// when an entry becomes lazy); guarded by mu.
+	polling bool
 }
+
+// A process met through its parent (the registry not asked) is not put in
+// the epoll set at once: most are short-lived (an exec storm's processes
+// have one event each and exit within a millisecond), and adding a pidfd
+// to the set, waking the watcher when it exits and taking it out again
+// cost more than observing it. Such entries are in c.lazy, and their exit
+// is noticed by a poll of them all, when lazyBatch have gathered (by the
+// observer) or every lazyPeriod (by the watcher); one still alive then,
+// or one that has a second event, is moved to the epoll set. An event of
+// a lazy entry polls its pidfd before it is answered from the cache, so a
+// lazy entry never answers for a process that has exited.
+const (
+	lazyBatch  = 64
+	lazyPeriod = 100 // ms
+)
 
 // nsPin is an open nsfs fd of a namespace, held while refs live entries
 // (parents of new processes) are in it.
@@ -149,6 +177,13 @@ func newProcCache(procRoot string, max int, obs Observer, log *slog.Logger) (*pr
 		return nil, err
 	}
 	unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, c.wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: -1})
+	c.kick, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(c.epfd)
+		unix.Close(c.wake)
+		return nil, err
+	}
+	unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, c.kick, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: -2})
 	go c.watch()
 	return c, nil
 }
@@ -169,6 +204,7 @@ func (c *procCache) close() error {
 	}
 	unix.Close(c.epfd)
 	unix.Close(c.wake)
+	unix.Close(c.kick)
 	return nil
 }
 
@@ -182,8 +218,17 @@ func (c *procCache) stats() (uint64, uint64, int) {
 func (c *procCache) watch() {
 	defer close(c.done)
 	evs := make([]unix.EpollEvent, 64)
+	var exited []int
 	for {
-		n, err := unix.EpollWait(c.epfd, evs, 10000)
+		c.mu.Lock()
+		timeout := 10000
+		c.polling = len(c.lazy) > 0
+		if c.polling {
+			left := lazyPeriod*time.Millisecond - time.Since(c.lazySince)
+			timeout = max(1, int(left.Milliseconds())+1)
+		}
+		c.mu.Unlock()
+		n, err := unix.EpollWait(c.epfd, evs, timeout)
 		if err == unix.EINTR {
 			continue
 		}
@@ -192,13 +237,18 @@ func (c *procCache) watch() {
 			return
 		}
 		now := time.Now()
-		var exited []int
+		exited = exited[:0]
 		c.mu.Lock()
 		for _, ev := range evs[:n] {
 			fd := int(ev.Fd)
 			if fd == -1 {
 				c.mu.Unlock()
 				return
+			}
+			if fd == -2 {
+				var b [8]byte
+				unix.Read(c.kick, b[:])
+				continue
 			}
 			pid, ok := c.byFD[fd]
 			if !ok {
@@ -214,14 +264,83 @@ func (c *procCache) watch() {
 			delete(c.forChildren, pid)
 			exited = append(exited, pid)
 		}
-		c.sweepLocked(now)
+		if len(c.lazy) > 0 && now.Sub(c.lazySince) >= lazyPeriod*time.Millisecond {
+			exited = c.reapLocked(now, exited)
+		}
+		if now.Sub(c.lastSweep) > time.Second {
+			c.sweepLocked(now)
+		}
 		c.mu.Unlock()
-		if c.obs != nil {
-			for _, pid := range exited {
-				c.obs.Exited(pid, now)
-			}
+		c.tellExited(exited, now)
+	}
+}
+
+func (c *procCache) tellExited(pids []int, now time.Time) {
+	if c.obs != nil {
+		for _, pid := range pids {
+			c.obs.Exited(pid, now)
 		}
 	}
+}
+
+// reapLocked polls the lazy entries: those exited are marked dead (their
+// pids appended to exited), the others moved to the epoll set.
+func (c *procCache) reapLocked(now time.Time, exited []int) []int {
+	c.lazySince = now
+	pfds := c.pollBuf[:0]
+	live := c.lazy[:0]
+	for _, e := range c.lazy {
+		if e.pidfd >= 0 && !e.watched {
+			live = append(live, e)
+			pfds = append(pfds, unix.PollFd{Fd: int32(e.pidfd), Events: unix.POLLIN})
+		}
+	}
+	clear(c.lazy[len(live):])
+	c.lazy = live
+	c.pollBuf = pfds
+	if len(pfds) == 0 {
+		return exited
+	}
+	if _, err := unix.Poll(pfds, 0); err != nil {
+		return exited // EINTR, ENOMEM: next time
+	}
+	stay := live[:0]
+	for i, e := range live {
+		if pfds[i].Revents != 0 {
+			exited = c.retireLocked(e, now, exited)
+		} else if !c.watchLocked(e) {
+			stay = append(stay, e)
+		}
+	}
+	clear(live[len(stay):])
+	c.lazy = stay
+	return exited
+}
+
+// retireLocked marks e dead now, closing its pidfd, and appends its pid
+// to exited.
+func (c *procCache) retireLocked(e *procEntry, now time.Time, exited []int) []int {
+	pid, ok := c.byFD[e.pidfd]
+	delete(c.byFD, e.pidfd)
+	unix.Close(e.pidfd)
+	e.pidfd = -1
+	e.deadAt = now
+	c.unpinLocked(e)
+	if ok {
+		delete(c.forChildren, pid)
+		exited = append(exited, pid)
+	}
+	return exited
+}
+
+// watchLocked puts a live lazy entry's pidfd in the epoll set; the watcher
+// then marks it dead when it exits. Where that fails (false) it stays lazy.
+func (c *procCache) watchLocked(e *procEntry) bool {
+	if unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, e.pidfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(e.pidfd)}) != nil {
+		return false
+	}
+	e.watched = true
+	return true
 }
 
 // sweepLocked forgets dead entries past their grace period.
@@ -229,6 +348,7 @@ func (c *procCache) sweepLocked(now time.Time) {
 	if len(c.entries) < c.max/2 {
 		return
 	}
+	c.lastSweep = now
 	for pid, e := range c.entries {
 		if e.pidfd < 0 && now.Sub(e.deadAt) > deadGrace {
 			delete(c.entries, pid)
@@ -249,12 +369,27 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 	c.mu.Lock()
 	e := c.entries[pid]
 	if change == nil && e != nil && e.pidfd >= 0 && (ppid == 0 || e.ppid == ppid) {
+		if e.watched {
+			c.mu.Unlock()
+			c.hits.Add(1)
+			ev.NS, ev.Container, ev.NSSrc = e.ns, e.container, srcObserved
+			return
+		}
+		// A lazy entry: alive? (then watched from now on)
+		if !exited(e.pidfd) {
+			c.watchLocked(e)
+			c.mu.Unlock()
+			c.hits.Add(1)
+			ev.NS, ev.Container, ev.NSSrc = e.ns, e.container, srcObserved
+			return
+		}
+		now := time.Now()
+		gone := c.retireLocked(e, now, nil)
 		c.mu.Unlock()
-		c.hits.Add(1)
-		ev.NS, ev.Container, ev.NSSrc = e.ns, e.container, srcObserved
-		return
+		c.tellExited(gone, now)
+	} else {
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
 	c.misses.Add(1)
 
 	op := ""
@@ -354,11 +489,12 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 		e.ns, p = c.sameAsParent(pid, pidfd, ppid)
 		byPath = byPath || p
 	}
+	asked := false // the registry was asked: it wants to hear of the exit
 	if c.obs != nil && e.ns == nil {
 		if exited(pidfd) {
 			return nil // not worth the registry's opens and ioctls
 		}
-		byPath = true
+		byPath, asked = true, true
 		cause := c.cause(ev, op)
 		cause.Types = types
 		if op == "" {
@@ -415,6 +551,7 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 	if old := c.entries[pid]; old != nil && old.pidfd >= 0 {
 		delete(c.byFD, old.pidfd)
 		unix.Close(old.pidfd)
+		old.pidfd = -1
 		c.unpinLocked(old)
 	}
 	if len(c.entries) >= c.max {
@@ -423,16 +560,39 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 	}
 	c.entries[pid] = e
 	c.byFD[pidfd] = pid
+	keep = true
+	if !asked {
+		now := time.Now()
+		if len(c.lazy) == 0 {
+			c.lazySince = now
+		}
+		c.lazy = append(c.lazy, e)
+		var gone []int
+		if len(c.lazy) >= lazyBatch {
+			gone = c.reapLocked(now, nil)
+		}
+		kick := !c.polling
+		c.polling = true
+		c.mu.Unlock()
+		if kick {
+			unix.Write(c.kick, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		}
+		c.tellExited(gone, now)
+		return e
+	}
+	e.watched = true
 	c.mu.Unlock()
 	if err := unix.EpollCtl(c.epfd, unix.EPOLL_CTL_ADD, pidfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(pidfd)}); err != nil {
 		c.mu.Lock()
-		delete(c.byFD, pidfd)
-		e.pidfd = -1
-		e.deadAt = time.Now()
+		if e.pidfd == pidfd { // not evicted meanwhile
+			delete(c.byFD, pidfd)
+			unix.Close(pidfd)
+			e.pidfd = -1
+			e.deadAt = time.Now()
+			c.unpinLocked(e)
+		}
 		c.mu.Unlock()
-		return e
 	}
-	keep = true
 	return e
 }
 
@@ -530,16 +690,39 @@ func (c *procCache) sameAsParent(pid, pidfd, ppid int) (ns *event.NS, byPath boo
 		c.pinLocked(p, &fds)
 	}
 	if known {
-		for _, fd := range fds {
-			if fd >= 0 {
-				unix.Close(fd)
-			}
-		}
+		closeFDs(fds[:])
 	}
 	if !same {
 		return nil, byPath
 	}
 	return pns, byPath
+}
+
+// closeFDs closes the fds (-1: none) of fds, with one close_range when
+// they are consecutive numbers (as fds opened in a row usually are): the
+// range then holds no other fd.
+func closeFDs(fds []int) {
+	lo, hi, n := -1, -1, 0
+	for _, fd := range fds {
+		if fd < 0 {
+			continue
+		}
+		if n == 0 || fd < lo {
+			lo = fd
+		}
+		if fd > hi {
+			hi = fd
+		}
+		n++
+	}
+	if n > 1 && hi-lo+1 == n && unix.CloseRange(uint(lo), uint(hi), 0) == nil {
+		return
+	}
+	for _, fd := range fds {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
 }
 
 // nsIoctl is PIDFD_GET_<type>_NAMESPACE, in event.NSTypes order.
@@ -665,6 +848,7 @@ func (c *procCache) evictLocked() {
 		if e.pidfd >= 0 {
 			delete(c.byFD, e.pidfd)
 			unix.Close(e.pidfd)
+			e.pidfd = -1
 		}
 		c.unpinLocked(e)
 		delete(c.entries, pid)

@@ -301,3 +301,112 @@ func BenchmarkObserveNewChild(b *testing.B) {
 		b.Fatalf("registry asked %d times", obs.calls.Load())
 	}
 }
+
+func TestCloseFDs(t *testing.T) {
+	open := func() int {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fd
+	}
+	isOpen := func(fd int) bool {
+		_, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		return err == nil
+	}
+	// Consecutive fds, an fd of someone else's in the middle, none.
+	a, b, c := open(), open(), open()
+	closeFDs([]int{c, -1, a, b})
+	for _, fd := range []int{a, b, c} {
+		if isOpen(fd) {
+			t.Fatalf("fd %d left open", fd)
+		}
+	}
+	a, keep, c := open(), open(), open()
+	defer unix.Close(keep)
+	closeFDs([]int{a, c})
+	if isOpen(a) || isOpen(c) || !isOpen(keep) {
+		t.Fatalf("gap: %d %v, %d %v, kept %d %v", a, isOpen(a), c, isOpen(c), keep, isOpen(keep))
+	}
+	closeFDs([]int{-1, -1})
+}
+
+// A process met through its parent is not in the epoll set until it has a
+// second event; its exit is noticed all the same: by its next event, or by
+// the watcher's poll of such processes.
+func TestLazyEntries(t *testing.T) {
+	testenv.RequireRoot(t)
+	obs := &inodeObserver{}
+	e, err := New(Options{BootID: "b", Namespaces: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	c := e.procs
+	var ev event.Event
+	if err := e.Enrich(syscallRecords(t, os.Getpid(), os.Getppid(), 1), &ev); err != nil {
+		t.Fatal(err)
+	}
+	var kids [3]*exec.Cmd
+	start := time.Now()
+	for i := range kids {
+		kids[i] = exec.Command("sleep", "30")
+		if err := kids[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func(k *exec.Cmd) { k.Process.Kill(); k.Wait() }(kids[i])
+		if err := e.Enrich(syscallRecords(t, kids[i].Process.Pid, os.Getpid(), 10+i), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.NSSrc != srcObserved {
+			t.Fatalf("child %d: %s", i, ev.NSSrc)
+		}
+	}
+	entry := func(k *exec.Cmd) procEntry {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return *c.entries[k.Process.Pid]
+	}
+	for i, k := range kids {
+		// (after lazyPeriod, the watcher has watched those alive)
+		if en := entry(k); en.pidfd < 0 || en.watched && time.Since(start) < lazyPeriod*time.Millisecond/2 {
+			t.Fatalf("child %d: watched %v pidfd %d, want lazy", i, en.watched, en.pidfd)
+		}
+	}
+	// A second event: answered from the cache, watched from now on.
+	if err := e.Enrich(syscallRecords(t, kids[0].Process.Pid, os.Getpid(), 20), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if en := entry(kids[0]); ev.NSSrc != srcObserved || !en.watched {
+		t.Fatalf("second event: %s, watched %v", ev.NSSrc, en.watched)
+	}
+	// An event after the exit: the cache's, as cached.
+	kids[1].Process.Kill()
+	kids[1].Wait()
+	if err := e.Enrich(syscallRecords(t, kids[1].Process.Pid, os.Getpid(), 21), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if en := entry(kids[1]); ev.NSSrc != srcCached || en.pidfd >= 0 {
+		t.Fatalf("event after the exit: %s, pidfd %d", ev.NSSrc, en.pidfd)
+	}
+	// No event: the watcher notices within its period.
+	before := obs.exited.Load()
+	kids[2].Process.Kill()
+	kids[2].Wait()
+	deadline := time.Now().Add(2 * time.Second)
+	for obs.exited.Load() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("exit of a lazy entry not noticed within 2s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if en := entry(kids[2]); en.pidfd >= 0 {
+		t.Fatalf("exited lazy entry: pidfd %d", en.pidfd)
+	}
+	c.mu.Lock()
+	n := len(c.lazy)
+	c.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d entries still lazy", n)
+	}
+}
