@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"bufio"
 	"io"
 	"sync"
 
@@ -50,28 +51,43 @@ func (*lz4Codec) NewReader(r io.Reader) io.ReadCloser {
 }
 
 func (*lz4Codec) NewWriter(w io.Writer) io.WriteCloser {
-	z, _ := lz4WriterPool.Get().(*lz4.Writer)
+	z, _ := lz4WriterPool.Get().(*lz4Writer)
 	if z == nil {
-		z = lz4.NewWriter(w)
-		if err := z.Apply(lz4Options...); err != nil {
+		z = &lz4Writer{z: lz4.NewWriter(w)}
+		if err := z.z.Apply(lz4Options...); err != nil {
 			// The options are constants; this cannot happen.
 			panic("publish: lz4 options: " + err.Error())
 		}
+		z.buf = bufio.NewWriterSize(z.z, int(lz4.Block64Kb))
 	}
-	z.Reset(w)
-	return &lz4Writer{Writer: z}
+	z.z.Reset(w)
+	z.buf.Reset(z.z)
+	z.open = true
+	return z
 }
 
-type lz4Writer struct{ *lz4.Writer }
+// lz4Writer gathers kafka-go's many small writes (a record is a dozen
+// varints and header fields, then the value) into whole 64 KiB blocks,
+// which the frame writer then compresses without copying them again.
+type lz4Writer struct {
+	z    *lz4.Writer
+	buf  *bufio.Writer
+	open bool
+}
+
+func (w *lz4Writer) Write(b []byte) (int, error) { return w.buf.Write(b) }
 
 func (w *lz4Writer) Close() error {
-	z := w.Writer
-	if z == nil {
+	if !w.open {
 		return nil
 	}
-	w.Writer = nil
-	err := z.Close()
-	z.Reset(nil)
-	lz4WriterPool.Put(z)
+	w.open = false
+	err := w.buf.Flush()
+	if cerr := w.z.Close(); err == nil {
+		err = cerr
+	}
+	w.z.Reset(nil)
+	w.buf.Reset(nil)
+	lz4WriterPool.Put(w)
 	return err
 }
