@@ -83,6 +83,7 @@ type Enricher struct {
 	arch    auparse.AuditArch
 	archStr string
 	archOK  bool
+	sysMemo syscallMemo
 	// The last arch field parsed: as written (hex) and its value.
 	archHex    string
 	archHexVal int64
@@ -168,7 +169,11 @@ func (e *Enricher) Enrich(recs []record.Record, ev *event.Event) error {
 	}
 	d := e.rd[:len(recs)]
 	for i := range recs {
-		d[i].build(&recs[i], e)
+		if recs[i].Type == typeSyscall {
+			d[i].buildSyscall(&recs[i], e)
+		} else {
+			d[i].build(&recs[i], e)
+		}
 	}
 	c := &e.c
 	c.reset()

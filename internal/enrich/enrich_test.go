@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -267,5 +268,87 @@ func TestSetClock(t *testing.T) {
 	e.SetClock(time.Time{})
 	if err := e.Enrich(recs, &ev); err != nil || time.Since(time.Unix(0, e.clock)) > time.Minute {
 		t.Fatalf("clock %d not read (%v)", e.clock, err)
+	}
+}
+
+// An event whose SYSCALL record repeats the last one's text after the
+// header (the memo of buildSyscall) is enriched as the first was, for
+// every event of the golden files and every syscall of the x86_64 table,
+// its records again in other memory.
+func TestSyscallMemoLikeBuild(t *testing.T) {
+	hits := 0
+	for _, path := range goldenFiles(t) {
+		e, err := New(Options{HostName: "h", BootID: "boot", Kernel: "6.18", ProcRoot: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		setTestNames(e)
+		for _, recs := range loadEvents(t, path) {
+			var ev event.Event
+			e.sysMemo.valid = false
+			if err := e.Enrich(recs, &ev); err != nil {
+				t.Fatal(err)
+			}
+			first := string(ev.AppendJSON(nil))
+			again := make([]record.Record, len(recs))
+			for i := range recs {
+				again[i] = recs[i].Clone()
+			}
+			scribble(recs)
+			valid := e.sysMemo.valid
+			if err := e.Enrich(again, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if valid {
+				hits++
+			}
+			if second := string(ev.AppendJSON(nil)); second != first {
+				t.Fatalf("%s: again (memo %v):\n got %s\nwant %s", path, valid, second, first)
+			}
+		}
+		e.Close()
+	}
+	e, _ := newPair(t)
+	hdr := "audit(1795868665.170:20): "
+	for nr := range auparse.AuditSyscalls["x86_64"] {
+		for _, res := range []string{"success=yes exit=3", "success=no exit=-13"} {
+			lines := fmt.Sprintf("1300 %sarch=c000003e syscall=%d %s a0=1 a1=2 a2=3 a3=4 items=1 ppid=1 pid=2 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=1 subj=u:r:t:s0 comm=\"x\" exe=\"/usr/bin/x\" key=\"k\"\n"+
+				"1306 %ssaddr=02000050C0000201000000000000000\n"+
+				"1302 %sitem=0 name=\"/etc/x\" inode=5 dev=fe:00 mode=0100644 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL\n"+
+				"1327 %sproctitle=78", hdr, nr, res, hdr, hdr, hdr)
+			var ev event.Event
+			e.sysMemo.valid = false
+			recs := parseLines(lines)
+			if err := e.Enrich(recs, &ev); err != nil {
+				t.Fatal(err)
+			}
+			first := string(ev.AppendJSON(nil))
+			scribble(recs)
+			if !e.sysMemo.valid {
+				t.Fatalf("no memo of %s", lines)
+			}
+			hits++
+			if err := e.Enrich(parseLines(lines), &ev); err != nil {
+				t.Fatal(err)
+			}
+			if second := string(ev.AppendJSON(nil)); second != first {
+				t.Fatalf("again:\n got %s\nwant %s", second, first)
+			}
+		}
+	}
+	if hits < 50+2*300 {
+		t.Fatalf("the memo served %d events", hits)
+	}
+}
+
+// scribble overwrites the bytes of recs: what still points to them shows.
+func scribble(recs []record.Record) {
+	for _, r := range recs {
+		for i := range r.Text {
+			r.Text[i] = '#'
+		}
+		for i := range r.Body {
+			r.Body[i] = '#'
+		}
 	}
 }

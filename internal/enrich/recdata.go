@@ -1,13 +1,16 @@
 package enrich
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"github.com/elastic/go-libaudit/v2/auparse"
 	"golang.org/x/sys/unix"
@@ -190,6 +193,118 @@ func (d *rdata) build(rec *record.Record, e *Enricher) {
 		}
 	}
 	d.err = d.enrich(e)
+}
+
+// syscallMemo is the data of the last SYSCALL record built, for the next
+// one with the same text after its header (a process making the same call
+// again and again): its fields are the same, and so is what build makes of
+// them, but for the strings that are views of the record, kept here as
+// offsets into the text after the header.
+type syscallMemo struct {
+	valid bool
+	tail  []byte // the record's body after its header
+	ents  []memoEnt
+	idx   [numKids]int32
+	bloom uint64
+	keyF  int32
+	nr    int
+	nrOK  bool
+}
+
+// memoEnt is an entry whose key and value are views of the tail (off >= 0)
+// or strings that outlive the record (off < 0: kept in the ent).
+type memoEnt struct {
+	ent
+	keyOff, valOff int32
+}
+
+// tailStart is where the fields of a record's body start to depend on
+// nothing before them: after a header that ends with ')' and holds no
+// '=' (no field starts in it or crosses its end). -1 when there is none.
+func tailStart(body []byte) int {
+	i := bytes.IndexByte(body, ')')
+	if i < 0 || bytes.IndexByte(body[:i], '=') >= 0 {
+		return -1
+	}
+	return i + 1
+}
+
+// buildSyscall is build for a SYSCALL record, from the memo when the
+// record's tail is the memo's.
+func (d *rdata) buildSyscall(rec *record.Record, e *Enricher) {
+	m := &e.sysMemo
+	off := -1
+	if rec.Body != nil && len(rec.Body) <= 8192 {
+		off = tailStart(rec.Body)
+	}
+	if off >= 0 && m.valid && bytes.Equal(m.tail, rec.Body[off:]) {
+		tail := rec.Body[off:]
+		d.rec, d.idx, d.bloom, d.err, d.keyF, d.nr, d.nrOK = rec, m.idx, m.bloom, nil, m.keyF, m.nr, m.nrOK
+		d.args = d.args[:0]
+		d.ents = slices.Grow(d.ents[:0], len(m.ents))[:len(m.ents)]
+		for i := range m.ents {
+			me := &m.ents[i]
+			x := &d.ents[i]
+			*x = me.ent
+			if me.keyOff >= 0 {
+				x.key = record.View(tail[me.keyOff : int(me.keyOff)+len(me.key)])
+			}
+			if me.valOff >= 0 {
+				x.val = record.View(tail[me.valOff : int(me.valOff)+len(me.val)])
+			}
+		}
+		return
+	}
+	d.build(rec, e)
+	m.valid = false
+	if off < 0 || d.err != nil {
+		return
+	}
+	// Remember it, if every string is a view of the tail or outlives the
+	// record (not a view of the event's buffer, e.sb).
+	m.ents = m.ents[:0]
+	for i := range d.ents {
+		x := &d.ents[i]
+		me := memoEnt{ent: *x}
+		var ok bool
+		if me.keyOff, ok = offsetIn(x.key, rec.Body, off, e.sb); !ok {
+			return
+		}
+		if me.valOff, ok = offsetIn(x.val, rec.Body, off, e.sb); !ok {
+			return
+		}
+		m.ents = append(m.ents, me)
+	}
+	m.tail = append(m.tail[:0], rec.Body[off:]...)
+	m.idx, m.bloom, m.keyF, m.nr, m.nrOK = d.idx, d.bloom, d.keyF, d.nr, d.nrOK
+	m.valid = true
+}
+
+// offsetIn returns where s is in body[off:] (>= 0), or -1 when s is a
+// string that outlives the record: neither a view of body nor of scratch.
+// ok is false when s is a view of scratch, which the next event rewrites,
+// or of body before off.
+func offsetIn(s string, body []byte, off int, scratch []byte) (int32, bool) {
+	if len(s) == 0 {
+		return -1, true
+	}
+	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+	if within(p, body) {
+		if t := uintptr(unsafe.Pointer(unsafe.SliceData(body))) + uintptr(off); p >= t && p+uintptr(len(s)) <= t+uintptr(len(body)-off) {
+			return int32(p - t), true
+		}
+		return -1, false
+	}
+	if within(p, scratch[:cap(scratch)]) {
+		return -1, false
+	}
+	return -1, true
+}
+
+// within reports whether p points into b.
+func within(p uintptr, b []byte) bool {
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return len(b) > 0 && p >= start && p < start+uintptr(len(b))
 }
 
 // enrich is auparse's enrichData.
