@@ -1,7 +1,5 @@
 package record
 
-import "slices"
-
 // The kernel writes a value that holds a space, a quote, a control
 // character or a byte above 0x7e (comm, exe, cwd, path names, proctitle,
 // exec arguments, a key list...) unquoted, as upper-case hex digits.
@@ -66,14 +64,12 @@ func AppendUpperUnhex[T ~string | ~[]byte](dst []byte, h T) (out []byte, ok bool
 		return dst, false
 	}
 	n := len(dst)
-	dst = slices.Grow(dst, len(h)/2)[:n+len(h)/2]
-	o := dst[n:]
-	for i := range o {
-		a, b := hexVal[h[2*i]], hexVal[h[2*i+1]]
+	for i := 0; i+1 < len(h); i += 2 {
+		a, b := hexVal[h[i]], hexVal[h[i+1]]
 		if a&b&0x10 == 0 || a == 0xff || b == 0xff {
 			return dst[:n], false
 		}
-		o[i] = a<<4 | b&0xf
+		dst = append(dst, a<<4|b&0xf)
 	}
 	return dst, true
 }

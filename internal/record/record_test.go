@@ -289,3 +289,51 @@ func TestAppendUpperUnhex(t *testing.T) {
 		}
 	}
 }
+
+// appendUpperUnhexRef is AppendUpperUnhex a pair of digits at a time.
+func appendUpperUnhexRef(dst []byte, h string) ([]byte, bool) {
+	if !IsUpperHex(h) {
+		return dst, false
+	}
+	for i := 0; i+1 < len(h); i += 2 {
+		dst = append(dst, hexVal[h[i]]&0xf<<4|hexVal[h[i+1]]&0xf)
+	}
+	return dst, true
+}
+
+// Every byte value at every position of words of digits decodes, or is
+// refused, as the pair-wise loop decides.
+func TestAppendUpperUnhexLikePairwise(t *testing.T) {
+	const digits = "0123456789ABCDEF"
+	base := []byte(strings.Repeat(digits, 3))
+	for _, n := range []int{0, 2, 14, 16, 18, 30, 32, 34, 48} {
+		for pos := -1; pos < n; pos++ {
+			for c := 0; c < 256; c++ {
+				h := append([]byte(nil), base[:n]...)
+				if pos >= 0 {
+					h[pos] = byte(c)
+				}
+				got, gok := AppendUpperUnhex([]byte("x"), h)
+				want, wok := appendUpperUnhexRef([]byte("x"), string(h))
+				if gok != wok || !bytes.Equal(got, want) {
+					t.Fatalf("%q: %q %v, want %q %v", h, got, gok, want, wok)
+				}
+				if pos < 0 {
+					break
+				}
+			}
+		}
+	}
+}
+
+func FuzzAppendUpperUnhex(f *testing.F) {
+	f.Add("2F62696E2F7472756500")
+	f.Add("2f62696E2F7472756500")
+	f.Fuzz(func(t *testing.T, h string) {
+		got, gok := AppendUpperUnhex([]byte("x"), h)
+		want, wok := appendUpperUnhexRef([]byte("x"), h)
+		if gok != wok || !bytes.Equal(got, want) {
+			t.Fatalf("%q: %q %v, want %q %v", h, got, gok, want, wok)
+		}
+	})
+}
