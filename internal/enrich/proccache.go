@@ -462,10 +462,11 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 // of the pidfd exited and its pid was reused meanwhile: such reads are
 // trusted only if the pidfd's process is still alive after them.
 func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []string) *procEntry {
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
+	r, _, errno := unix.RawSyscall(unix.SYS_PIDFD_OPEN, uintptr(pid), 0, 0)
+	if errno != 0 {
 		return nil
 	}
+	pidfd := int(r)
 	keep := false
 	defer func() {
 		if !keep {
@@ -618,7 +619,7 @@ func (c *procCache) cgroupID(pidfd int) (id uint64, ok bool) {
 		return 0, false
 	}
 	info := pidfdInfo{mask: unix.PIDFD_INFO_CGROUPID}
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(pidfd), pidfdGetInfo, uintptr(unsafe.Pointer(&info)))
+	_, _, errno := unix.RawSyscall(unix.SYS_IOCTL, uintptr(pidfd), pidfdGetInfo, uintptr(unsafe.Pointer(&info)))
 	if errno == unix.ENOTTY || errno == unix.EINVAL {
 		c.noInfoIoctl = true
 	}
@@ -631,10 +632,18 @@ func (c *procCache) cgroupID(pidfd int) (id uint64, ok bool) {
 // exited reports whether the process of pidfd has exited (a pidfd polls
 // readable then).
 func exited(pidfd int) bool {
-	pfd := [1]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-	n, _ := unix.Poll(pfd[:], 0)
-	return n > 0
+	pfd := unix.PollFd{Fd: int32(pidfd), Events: unix.POLLIN}
+	var zero unix.Timespec
+	n, _, _ := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
+	return int(n) > 0
 }
+
+// The syscalls of observing a new process that never block (pidfd_open,
+// poll without timeout, the pidfd ioctls, close_range) are made raw: a
+// dozen per process, the scheduler's bookkeeping around each (and sysmon
+// taking the P of a thread in a syscall) cost more than they. Reads of
+// /proc files, which can wait for a lock (cgroup_mutex), are not; nor is
+// fstat, whose syscall and struct differ between architectures.
 
 func (c *procCache) cause(ev *event.Event, op string) Cause {
 	cause := Cause{EventID: ev.Event.ID, Time: ev.Event.Created, Op: op}
@@ -715,8 +724,10 @@ func closeFDs(fds []int) {
 		}
 		n++
 	}
-	if n > 1 && hi-lo+1 == n && unix.CloseRange(uint(lo), uint(hi), 0) == nil {
-		return
+	if n > 1 && hi-lo+1 == n {
+		if _, _, errno := unix.RawSyscall(unix.SYS_CLOSE_RANGE, uintptr(lo), uintptr(hi), 0); errno == 0 {
+			return
+		}
 	}
 	for _, fd := range fds {
 		if fd >= 0 {
@@ -745,7 +756,7 @@ var nsIoctl = [8]uintptr{
 // making a new one. known is false if the kernel has not these ioctls.
 func (c *procCache) sameByPidfd(pidfd int, pns *event.NS, fds *[8]int) (same, known bool) {
 	for i, req := range nsIoctl {
-		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(pidfd), req, 0)
+		r, _, errno := unix.RawSyscall(unix.SYS_IOCTL, uintptr(pidfd), req, 0)
 		if errno != 0 {
 			if errno == unix.ENOTTY || errno == unix.EINVAL || errno == unix.EOPNOTSUPP {
 				if errno != unix.EOPNOTSUPP {
