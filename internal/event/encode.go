@@ -1,10 +1,13 @@
 package event
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -306,25 +309,55 @@ func timeOpt(b []byte, k string, t time.Time) []byte {
 	return AppendTime(b, t)
 }
 
+// hostJSON is the last host object encoded: a daemon's events all have
+// the same.
+type hostJSON struct {
+	name, boot, kernel string
+	json               []byte
+}
+
+var lastHost atomic.Pointer[hostJSON]
+
+// appendHost appends `,"host":{...}`, copied from the last one encoded when
+// it is the same host.
+func appendHost(b []byte, h *Host) []byte {
+	if c := lastHost.Load(); c != nil && c.name == h.Name && c.boot == h.Boot.ID && c.kernel == h.Kernel {
+		return append(b, c.json...)
+	}
+	start := len(b)
+	b = kstr(b, `,"host":{"name":`, h.Name)
+	b = kstr(b, `,"boot":{"id":`, h.Boot.ID)
+	b = append(b, '}')
+	b = kstrOpt(b, `,"kernel":`, h.Kernel)
+	b = append(b, '}')
+	lastHost.Store(&hostJSON{name: strings.Clone(h.Name), boot: strings.Clone(h.Boot.ID), kernel: strings.Clone(h.Kernel),
+		json: bytes.Clone(b[start:])})
+	return b
+}
+
 // AppendJSON appends e as one JSON object (no trailing newline).
 func (e *Event) AppendJSON(b []byte) []byte {
-	b = kstr(b, `{"schema":`, e.Schema)
-
-	b = kstr(b, `,"event":{"id":`, e.Event.ID)
+	if e.Schema == Schema {
+		b = append(b, `{"schema":"`+Schema+`","event":{"id":`...)
+		b = AppendString(b, e.Event.ID)
+	} else {
+		b = kstr(b, `{"schema":`, e.Schema)
+		b = kstr(b, `,"event":{"id":`, e.Event.ID)
+	}
 	b = kuint(b, `,"sequence":`, uint64(e.Event.Sequence))
 	b = append(b, `,"created":`...)
 	b = AppendTime(b, e.Event.Created)
-	b = kstr(b, `,"kind":`, e.Event.Kind)
+	if e.Event.Kind == KindEvent {
+		b = append(b, `,"kind":"`+KindEvent+`"`...)
+	} else {
+		b = kstr(b, `,"kind":`, e.Event.Kind)
+	}
 	b = kstrsOpt(b, `,"category":`, e.Event.Category)
 	b = kstrOpt(b, `,"action":`, e.Event.Action)
 	b = kstrOpt(b, `,"outcome":`, e.Event.Outcome)
 	b = kstrOpt(b, `,"type":`, e.Event.Type)
-
-	b = kstr(b, `},"host":{"name":`, e.Host.Name)
-	b = kstr(b, `,"boot":{"id":`, e.Host.Boot.ID)
 	b = append(b, '}')
-	b = kstrOpt(b, `,"kernel":`, e.Host.Kernel)
-	b = append(b, '}')
+	b = appendHost(b, &e.Host)
 
 	b = kstrsOpt(b, `,"tags":`, e.Tags)
 	b = kstrOpt(b, `,"message":`, e.Message)
