@@ -335,8 +335,93 @@ func appendHost(b []byte, h *Host) []byte {
 	return b
 }
 
+// appendUsers appends e's user and group objects.
+func appendUsers(b []byte, e *Event) []byte {
+	if u := e.User; u != nil {
+		b = append(b, `,"user":`...)
+		m := len(b)
+		b = kstrOpt(b, `,"id":`, u.ID)
+		b = kstrOpt(b, `,"name":`, u.Name)
+		b = entity(b, `,"audit":`, u.Audit)
+		b = entity(b, `,"effective":`, u.Effective)
+		b = entity(b, `,"saved":`, u.Saved)
+		b = entity(b, `,"filesystem":`, u.FS)
+		b = entity(b, `,"target":`, u.Target)
+		b = openAt(b, m)
+	}
+	return entity(b, `,"group":`, e.Group)
+}
+
+// An Encoder appends events as AppendJSON does, byte for byte, and keeps
+// what it wrote of the last event's identities to copy it for the next
+// event with the same (a process's events come one after another). It is
+// not safe for concurrent use.
+type Encoder struct {
+	users usersMemo
+}
+
 // AppendJSON appends e as one JSON object (no trailing newline).
-func (e *Event) AppendJSON(b []byte) []byte {
+func (c *Encoder) AppendJSON(b []byte, e *Event) []byte { return e.appendJSON(b, c) }
+
+// usersMemo is the user and group objects last encoded, and what they were
+// encoded from: the strings (copied into buf) and which entities were set.
+type usersMemo struct {
+	ok   bool
+	set  uint8 // bit i: entity i of usersKey is not nil
+	key  [14]string
+	buf  []byte
+	json []byte
+}
+
+// usersKey is what e's user and group objects are encoded from.
+func usersKey(e *Event) (set uint8, key [14]string) {
+	ents := [6]*Entity{nil, nil, nil, nil, nil, e.Group}
+	if u := e.User; u != nil {
+		set = 1 << 7
+		key[0], key[1] = u.ID, u.Name
+		ents[0], ents[1], ents[2], ents[3], ents[4] = u.Audit, u.Effective, u.Saved, u.FS, u.Target
+	}
+	for i, x := range ents {
+		if x != nil {
+			set |= 1 << i
+			key[2+2*i], key[3+2*i] = x.ID, x.Name
+		}
+	}
+	return set, key
+}
+
+func (m *usersMemo) appendUsers(b []byte, e *Event) []byte {
+	set, key := usersKey(e)
+	if m.ok && set == m.set && key == m.key {
+		return append(b, m.json...)
+	}
+	start := len(b)
+	b = appendUsers(b, e)
+	m.json = append(m.json[:0], b[start:]...)
+	var ends [14]int
+	m.buf = m.buf[:0]
+	for i, k := range key {
+		m.buf = append(m.buf, k...)
+		ends[i] = len(m.buf)
+	}
+	from := 0
+	for i, end := range ends {
+		m.key[i] = ""
+		if end > from {
+			// A view of buf, which only the next miss rewrites.
+			m.key[i] = unsafe.String(&m.buf[from], end-from)
+		}
+		from = end
+	}
+	m.set, m.ok = set, true
+	return b
+}
+
+// AppendJSON appends e as one JSON object (no trailing newline).
+func (e *Event) AppendJSON(b []byte) []byte { return e.appendJSON(b, nil) }
+
+// appendJSON is AppendJSON, with c's memos when c is not nil.
+func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 	if e.Schema == Schema {
 		b = append(b, `{"schema":"`+Schema+`","event":{"id":`...)
 		b = AppendString(b, e.Event.ID)
@@ -383,19 +468,11 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = kstrOpt(b, `,"tty":`, p.TTY)
 		b = openAt(b, m)
 	}
-	if u := e.User; u != nil {
-		b = append(b, `,"user":`...)
-		m := len(b)
-		b = kstrOpt(b, `,"id":`, u.ID)
-		b = kstrOpt(b, `,"name":`, u.Name)
-		b = entity(b, `,"audit":`, u.Audit)
-		b = entity(b, `,"effective":`, u.Effective)
-		b = entity(b, `,"saved":`, u.Saved)
-		b = entity(b, `,"filesystem":`, u.FS)
-		b = entity(b, `,"target":`, u.Target)
-		b = openAt(b, m)
+	if c != nil {
+		b = c.users.appendUsers(b, e)
+	} else {
+		b = appendUsers(b, e)
 	}
-	b = entity(b, `,"group":`, e.Group)
 	if s := e.Syscall; s != nil {
 		b = append(b, `,"syscall":`...)
 		m := len(b)

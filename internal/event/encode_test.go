@@ -241,3 +241,14 @@ func TestNSKeysAreNSTypes(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkEncoder(b *testing.B) {
+	e := sample()
+	var c Encoder
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = c.AppendJSON(buf[:0], e)
+	}
+	b.SetBytes(int64(len(buf)))
+}

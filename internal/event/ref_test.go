@@ -503,3 +503,56 @@ func TestAppendJSONLikeReference(t *testing.T) {
 		}
 	}
 }
+
+// An Encoder writes what AppendJSON writes, over sequences of events whose
+// users and groups repeat, change in one string or in which are set, and
+// whose strings are rewritten after they were encoded.
+func TestEncoderLikeAppendJSON(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var c Encoder
+	var prev *Event
+	for i := 0; i < 50000; i++ {
+		e := randomEvent(r)
+		if prev != nil && r.IntN(3) > 0 {
+			// The previous identities again, as other strings (copies),
+			// sometimes with one string or entity changed.
+			e.User, e.Group = cloneUser(prev.User), cloneEntity(prev.Group)
+			switch r.IntN(6) {
+			case 0:
+				if e.User != nil {
+					e.User.Name += "x"
+				}
+			case 1:
+				if e.User != nil {
+					e.User.Saved = nil
+				}
+			case 2:
+				if e.Group != nil {
+					e.Group.ID = ""
+				}
+			case 3:
+				e.Group = &Entity{}
+			}
+		}
+		got, want := c.AppendJSON([]byte("x"), e), e.AppendJSON([]byte("x"))
+		if !bytes.Equal(got, want) {
+			t.Fatalf("event %d:\n got %s\nwant %s", i, got, want)
+		}
+		prev = e
+	}
+}
+
+func cloneEntity(e *Entity) *Entity {
+	if e == nil {
+		return nil
+	}
+	return &Entity{ID: string([]byte(e.ID)), Name: string([]byte(e.Name))}
+}
+
+func cloneUser(u *User) *User {
+	if u == nil {
+		return nil
+	}
+	return &User{ID: string([]byte(u.ID)), Name: string([]byte(u.Name)), Audit: cloneEntity(u.Audit),
+		Effective: cloneEntity(u.Effective), Saved: cloneEntity(u.Saved), FS: cloneEntity(u.FS), Target: cloneEntity(u.Target)}
+}

@@ -82,6 +82,7 @@ type Pipeline struct {
 	batch   []publish.Message
 	arena   []byte
 	ev      event.Event
+	enc     event.Encoder
 	lossSeq uint64
 	started int64
 
@@ -251,7 +252,7 @@ func (p *Pipeline) takePending() {
 
 func (p *Pipeline) add(ev *event.Event, topic publish.Topic) {
 	start := len(p.arena)
-	p.arena = ev.AppendJSON(p.arena)
+	p.arena = p.enc.AppendJSON(p.arena, ev)
 	// The message is written in place, field by field: a composite
 	// literal is built on the stack and copied, which stalls on store
 	// forwarding and, while the collector marks, costs a bulk write
