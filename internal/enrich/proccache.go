@@ -914,7 +914,7 @@ func (c *procCache) startedBy(pid int, when time.Time) bool {
 }
 
 // read returns the contents of /proc/<pid>/<name> in c.buf (valid until
-// the next read). Plain syscalls: an os.File would try to register the fd
+// the next read); name is a file made at once (stat, cgroup). Plain syscalls: an os.File would try to register the fd
 // with the netpoller, for nothing.
 func (c *procCache) read(pid int, name string) ([]byte, error) {
 	path := c.proc + "/" + strconv.Itoa(pid) + "/" + name
@@ -938,7 +938,14 @@ func (c *procCache) read(pid int, name string) ([]byte, error) {
 		if n <= 0 {
 			break
 		}
+		short := n < cap(c.buf)-len(c.buf)
 		c.buf = c.buf[:len(c.buf)+n]
+		if short {
+			// The files read here (stat, cgroup) are one seq_file record
+			// (proc_single_show): a read returns all of it that fits, so
+			// a short read is the end; no read for the EOF.
+			break
+		}
 	}
 	return c.buf, nil
 }

@@ -410,3 +410,26 @@ func TestLazyEntries(t *testing.T) {
 		t.Fatalf("%d entries still lazy", n)
 	}
 }
+
+// read returns the whole file, whatever the buffer it starts with.
+func TestReadWholeFile(t *testing.T) {
+	want, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Skip(err)
+	}
+	c, err := newProcCache("/proc", 10, nil, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	for _, size := range []int{1, 7, 64, 4096} {
+		c.buf = make([]byte, 0, size)
+		got, err := c.read(os.Getpid(), "cgroup")
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("buffer %d: %q, %v; want %q", size, got, err, want)
+		}
+	}
+	if _, err := c.read(os.Getpid(), "no-such-file"); err == nil {
+		t.Fatal("no error for a missing file")
+	}
+}
