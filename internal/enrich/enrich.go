@@ -193,18 +193,20 @@ func (e *Enricher) Enrich(recs []record.Record, ev *event.Event) error {
 	}
 	e.resolve(c, e.clock)
 
+	// ev is zero: its fields are set one by one (a composite literal is
+	// built aside and copied, with write barriers while the collector
+	// marks).
 	ev.Schema = event.Schema
-	ev.Host = event.Host{Name: e.opts.HostName, Boot: event.Boot{ID: e.opts.BootID}, Kernel: e.opts.Kernel}
-	ev.Event = event.Meta{
-		ID:       e.eventID(c.hdr.Seq),
-		Sequence: c.hdr.Seq,
-		Created:  c.hdr.Time(),
-		Kind:     event.KindEvent,
-		Category: c.category,
-		Action:   c.action,
-		Outcome:  outcome(c),
-		Type:     typeName(c.hdr.Type),
-	}
+	ev.Host.Name, ev.Host.Boot.ID, ev.Host.Kernel = e.opts.HostName, e.opts.BootID, e.opts.Kernel
+	m := &ev.Event
+	m.ID = e.eventID(c.hdr.Seq)
+	m.Sequence = c.hdr.Seq
+	m.Created = c.hdr.Time()
+	m.Kind = event.KindEvent
+	m.Category = c.category
+	m.Action = c.action
+	m.Outcome = outcome(c)
+	m.Type = typeName(c.hdr.Type)
 	ev.Tags = c.tags
 
 	o := &e.out
@@ -353,15 +355,14 @@ func (e *Enricher) process(c *cev, recs []record.Record, ev *event.Event) {
 		return
 	}
 	o := &e.out
-	o.proc = event.Process{
-		PID:              atoi(c.pid),
-		Name:             c.comm,
-		Executable:       c.exe,
-		Args:             c.args,
-		WorkingDirectory: c.cwd,
-		Title:            c.title,
-	}
 	p := &o.proc
+	*p = event.Process{}
+	p.PID = atoi(c.pid)
+	p.Name = c.comm
+	p.Executable = c.exe
+	p.Args = c.args
+	p.WorkingDirectory = c.cwd
+	p.Title = c.title
 	if pp := atoi(c.ppid); pp > 0 {
 		o.parent = event.Parent{PID: pp}
 		p.Parent = &o.parent
@@ -479,8 +480,9 @@ func (e *Enricher) syscall(c *cev, ev *event.Event) {
 		return
 	}
 	o := &e.out
-	o.sys = event.Syscall{Name: name.val}
 	s := &o.sys
+	*s = event.Syscall{}
+	s.Name = name.val
 	if x := c.data.get(kArch); x != nil {
 		s.Arch = x.val
 	}
@@ -522,16 +524,16 @@ func endpoint(dst *event.Endpoint, a addr) *event.Endpoint {
 
 func (e *Enricher) auditd(c *cev, recs []record.Record, ev *event.Event) {
 	o := &e.out
-	o.auditd = event.Auditd{Result: c.result, Session: unsetID(c.session)}
 	a := &o.auditd
+	*a = event.Auditd{}
+	a.Result, a.Session = c.result, unsetID(c.session)
 	if c.action != "" || c.actor1 != "" {
-		o.summary = event.Summary{
-			Actor:  event.Actor{Primary: c.actor1, Secondary: c.actor2},
-			Action: c.action,
-			Object: event.Object{Type: c.objType, Primary: c.obj1, Secondary: c.obj2},
-			How:    c.how,
-		}
-		a.Summary = &o.summary
+		sm := &o.summary
+		sm.Actor.Primary, sm.Actor.Secondary = c.actor1, c.actor2
+		sm.Action = c.action
+		sm.Object.Type, sm.Object.Primary, sm.Object.Secondary = c.objType, c.obj1, c.obj2
+		sm.How = c.how
+		a.Summary = sm
 	}
 	for _, p := range c.paths {
 		e.paths = append(e.paths, e.fields(p))
