@@ -14,6 +14,7 @@ package assemble
 import (
 	"bytes"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -219,7 +220,8 @@ func seqLess(a, b uint32) bool {
 }
 
 func (a *Assembler) add(p *pending, typ uint16, text []byte, h record.Header) {
-	r := pendingRec{typ: typ, sec: h.Sec, msec: h.Msec, hasBody: h.Body >= 0}
+	var r pendingRec
+	r.typ, r.sec, r.msec, r.hasBody = typ, h.Sec, h.Msec, h.Body >= 0
 	start := len(p.buf)
 	p.buf = append(p.buf, text...)
 	r.text = record.Span{Start: uint32(start), End: uint32(len(p.buf))}
@@ -339,16 +341,19 @@ func (a *Assembler) done(p *pending) {
 	if len(p.recs) > 0 {
 		a.account(p.seq)
 		a.stats.Events.Add(1)
-		out := a.out[:0]
+		// The records are written in place, field by field (a composite
+		// literal is built aside and copied).
+		out := slices.Grow(a.out[:0], len(p.recs))[:len(p.recs)]
 		for i := range p.recs {
 			r := &p.recs[i]
-			rec := record.Record{Type: r.typ, Seq: p.seq, Sec: r.sec, Msec: r.msec,
-				Text:   p.buf[r.text.Start:r.text.End:r.text.End],
-				Fields: p.fields[r.fieldLo:r.fieldHi:r.fieldHi]}
+			rec := &out[i]
+			rec.Type, rec.Seq, rec.Sec, rec.Msec = r.typ, p.seq, r.sec, r.msec
+			rec.Text = p.buf[r.text.Start:r.text.End:r.text.End]
+			rec.Fields = p.fields[r.fieldLo:r.fieldHi:r.fieldHi]
+			rec.Body = nil
 			if r.hasBody {
 				rec.Body = p.buf[r.body.Start:r.body.End:r.body.End]
 			}
-			out = append(out, rec)
 		}
 		a.out = out
 		a.emit(out)
