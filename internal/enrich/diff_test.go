@@ -357,3 +357,32 @@ func TestSortFieldsLikeEventSort(t *testing.T) {
 		}
 	}
 }
+
+// The memo of the Enricher's sortFields orders as event.Fields.Sort does,
+// over key orders that repeat (with other values), change, and hold the
+// same key twice.
+func TestSortMemoLikeEventSort(t *testing.T) {
+	e, _ := newPair(t)
+	keys := []string{"item", "name", "inode", "dev", "mode", "ouid", "ogid", "rdev", "nametype", "cap_fp", "cap_fi",
+		"cap_fe", "cap_fver", "cap_frootid", "a", "a0", "abcdefgh", "abcdefghi", "abcdefgh_", "", "z", "name"}
+	for n := 0; n < 1000; n++ {
+		pattern := n % 7
+		if n%50 == 0 {
+			pattern = n // now and then one never seen
+		}
+		var f, g event.Fields
+		for i := range keys {
+			if (i+pattern)%4 == 0 {
+				continue
+			}
+			k := strings.Clone(keys[(i*5+pattern*3)%len(keys)])
+			f = append(f, event.KV{Key: k, Value: fmt.Sprint(n, "/", i)})
+		}
+		g = append(g, f...)
+		e.sortFields(f)
+		g.Sort()
+		if fmt.Sprint(f) != fmt.Sprint(g) {
+			t.Fatalf("pattern %d: %v, want %v", pattern, f, g)
+		}
+	}
+}

@@ -80,10 +80,11 @@ type Enricher struct {
 	lastNorm lastNorm
 
 	// Memos of the last arch and its syscall table.
-	arch    auparse.AuditArch
-	archStr string
-	archOK  bool
-	sysMemo syscallMemo
+	arch     auparse.AuditArch
+	archStr  string
+	archOK   bool
+	sysMemo  syscallMemo
+	sortMemo sortMemo
 	// The last arch field parsed: as written (hex) and its value.
 	archHex    string
 	archHexVal int64
@@ -584,8 +585,86 @@ func (e *Enricher) fields(d *rdata) event.Fields {
 		return nil
 	}
 	f := event.Fields(e.kv[start:len(e.kv):len(e.kv)])
-	sortFields(f)
+	e.sortFields(f)
 	return f
+}
+
+// sortMemo is the order sortFields put the last keys it sorted in: the
+// records of a type have their keys in the same order (PATH records: 15),
+// so the order found for one is the next one's.
+type sortMemo struct {
+	keys []string // views of buf
+	buf  []byte
+	perm []uint8 // position i of the sorted fields is the input's perm[i]
+	tmp  event.Fields
+}
+
+// sortFields is sortFields, by the memo's order when f's keys are the
+// memo's, in their order.
+func (e *Enricher) sortFields(f event.Fields) {
+	n := len(f)
+	if n < 2 {
+		return
+	}
+	if n > 64 {
+		f.Sort()
+		return
+	}
+	m := &e.sortMemo
+	if n == len(m.keys) && sameKeys(f, m.keys) {
+		m.permute(f)
+		return
+	}
+	var pre [64]uint64
+	var idx [64]uint8
+	for i := range f {
+		pre[i], idx[i] = prefix8(f[i].Key), uint8(i)
+	}
+	// sortFields' insertion sort, on the indexes.
+	for i := 1; i < n; i++ {
+		for j := i; j > 0; j-- {
+			a, b := pre[j], pre[j-1]
+			if a > b || a == b && f[idx[j]].Key >= f[idx[j-1]].Key {
+				break
+			}
+			pre[j], pre[j-1] = b, a
+			idx[j], idx[j-1] = idx[j-1], idx[j]
+		}
+	}
+	m.perm = append(m.perm[:0], idx[:n]...)
+	m.buf = m.buf[:0]
+	for i := range f {
+		m.buf = append(m.buf, f[i].Key...)
+	}
+	m.keys = m.keys[:0]
+	from := 0
+	for i := range f {
+		k := ""
+		if l := len(f[i].Key); l > 0 {
+			k = record.View(m.buf[from : from+l])
+			from += l
+		}
+		m.keys = append(m.keys, k)
+	}
+	m.permute(f)
+}
+
+func sameKeys(f event.Fields, keys []string) bool {
+	for i := range f {
+		if f[i].Key != keys[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// permute puts f in the memo's order.
+func (m *sortMemo) permute(f event.Fields) {
+	m.tmp = append(m.tmp[:0], f...)
+	for i, j := range m.perm {
+		f[i] = m.tmp[j]
+	}
+	clear(m.tmp) // no views of this event's records kept
 }
 
 // sortFields sorts f by key (event.Fields.Sort's order) comparing the
