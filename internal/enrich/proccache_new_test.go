@@ -289,14 +289,19 @@ func BenchmarkObserveNewChild(b *testing.B) {
 	for i, k := range kids {
 		msgs[i] = syscallRecords(b, k.Process.Pid, os.Getpid(), 2+i)
 	}
+	var r0, r1 unix.Rusage
 	b.ResetTimer()
+	unix.Getrusage(unix.RUSAGE_SELF, &r0)
 	for i := range kids {
 		e.Enrich(msgs[i], &ev)
 		if ev.NSSrc != srcObserved {
 			b.Fatalf("child %d: %s", i, ev.NSSrc)
 		}
 	}
+	unix.Getrusage(unix.RUSAGE_SELF, &r1)
 	b.StopTimer()
+	cpu := time.Duration(r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano())
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	if obs.calls.Load() != 1 {
 		b.Fatalf("registry asked %d times", obs.calls.Load())
 	}
