@@ -295,3 +295,31 @@ func TestFieldMemoLikeParse(t *testing.T) {
 		}
 	}
 }
+
+// The fields of every record the Assembler emits are record.Parse's of its
+// text, the header and field memos notwithstanding: records whose texts
+// share headers or tails, pushed one after another.
+func FuzzFieldsLikeParse(f *testing.F) {
+	f.Add(uint16(1300), execve21[0].text, withSeq(execve21[0].text, 22))
+	f.Add(uint16(1300), "audit(1.2:3): a=1 b=\"x\"", "audit(1.2:34): a=1 b=\"x\"")
+	f.Add(uint16(1327), execve21[4].text, execve21[4].text)
+	f.Fuzz(func(t *testing.T, typ uint16, t1, t2 string) {
+		a, c := newCollect(Options{})
+		for _, text := range []string{t1, t2, t1, t2 + " ", t1} {
+			a.Push(typ, []byte(text))
+			a.Push(1300, []byte(text))
+		}
+		a.Close()
+		for _, ev := range c.events {
+			for _, r := range ev {
+				want, err := record.Parse(r.Type, r.Text)
+				if err != nil {
+					t.Fatalf("%q: %v", r.Text, err)
+				}
+				if fmt.Sprint(r.Fields) != fmt.Sprint(want.Fields) || string(r.Body) != string(want.Body) {
+					t.Fatalf("%q: fields %v, want %v", r.Text, r.Fields, want.Fields)
+				}
+			}
+		}
+	})
+}
