@@ -890,6 +890,16 @@ func (c *procCache) startedBy(pid int, when time.Time) bool {
 		!c.bootWall.Add(time.Duration(ts.Nano())).After(limit) {
 		return true
 	}
+	// Not a substitute for this test, though it was considered: "the
+	// process at pid is in all of its live parent's namespaces and
+	// PIDFD_GET_INFO gives the event's ppid, so whether or not the pid was
+	// reused the namespaces reported are the parent's, as they would be
+	// (inherited) for a subject gone". The values may agree, but not what
+	// they claim: if the pid was reused, the subject may have been made in
+	// new namespaces by clone3 (invisible to audit) and be gone; its event
+	// would then say "observed" for its parent's namespaces, where this
+	// test makes it "inherited" (or "cached", from what was seen of it
+	// before), which tells a reader that they were not seen on it.
 	data, err := c.read(pid, "stat")
 	if err != nil {
 		return false
