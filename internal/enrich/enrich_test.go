@@ -352,3 +352,30 @@ func scribble(recs []record.Record) {
 		}
 	}
 }
+
+// An event enriched again, its records in other memory (the first ones
+// overwritten), is the same: the memos of the last records notwithstanding.
+func FuzzEnrichAgain(f *testing.F) {
+	for _, ev := range corpusEvents(f) {
+		f.Add(ev)
+	}
+	e, _ := newPair(f)
+	f.Fuzz(func(t *testing.T, s string) {
+		recs := parseLines(s)
+		if len(recs) == 0 {
+			return
+		}
+		var ev event.Event
+		if err := e.Enrich(recs, &ev); err != nil {
+			t.Fatal(err)
+		}
+		first := string(ev.AppendJSON(nil))
+		scribble(recs)
+		if err := e.Enrich(parseLines(s), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if second := string(ev.AppendJSON(nil)); second != first {
+			t.Fatalf("records:\n%s\n got %s\nwant %s", s, second, first)
+		}
+	})
+}
