@@ -76,9 +76,11 @@ type KafkaOptions struct {
 
 	// BatchTimeout is the longest a partial batch waits before it is sent
 	// (kafka.batch_timeout). Default 10ms (kafka-go's own default of 1s is
-	// far too slow for a live audit stream). The spool already hands the
-	// sink everything that is pending, so this is mostly latency: lower
-	// it (e.g. 2ms) for lower latency at the price of more requests.
+	// far too slow for a live audit stream). A produce round that does not
+	// start with BatchSize messages or BatchBytes waits this long from its
+	// first message, then takes everything spooled meanwhile (up to those
+	// limits): lower it (e.g. 2ms) for lower latency at the price of more,
+	// smaller requests.
 	BatchTimeout time.Duration
 
 	// BatchSize is the most messages sent in one produce round
