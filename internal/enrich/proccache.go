@@ -114,6 +114,8 @@ type procCache struct {
 	pollBuf   []unix.PollFd
 	lastSweep time.Time
 	lazySince time.Time // when the oldest of c.lazy became lazy
+	// dead are the entries marked dead, oldest first; guarded by mu.
+	dead []deadRef
 	// polling: the watcher waits at most lazyPeriod (else it is kicked
 	// when an entry becomes lazy); guarded by mu.
 	polling bool
@@ -133,6 +135,11 @@ const (
 	lazyBatch  = 64
 	lazyPeriod = 100 // ms
 )
+
+type deadRef struct {
+	pid int
+	e   *procEntry
+}
 
 // nsPin is an open nsfs fd of a namespace, held while refs live entries
 // (parents of new processes) are in it.
@@ -258,7 +265,7 @@ func (c *procCache) watch() {
 			unix.Close(fd) // also removes it from the epoll set
 			if e := c.entries[pid]; e != nil && e.pidfd == fd {
 				e.pidfd = -1
-				e.deadAt = now
+				c.diedLocked(pid, e, now)
 				c.unpinLocked(e)
 			}
 			delete(c.forChildren, pid)
@@ -327,10 +334,19 @@ func (c *procCache) retireLocked(e *procEntry, now time.Time, exited []int) []in
 	e.deadAt = now
 	c.unpinLocked(e)
 	if ok {
+		c.diedLocked(pid, e, now)
 		delete(c.forChildren, pid)
 		exited = append(exited, pid)
 	}
 	return exited
+}
+
+// diedLocked records that entry e of pid is dead since now, in the queue
+// of dead entries (in order of death) that sweepLocked and makeRoomLocked
+// take from.
+func (c *procCache) diedLocked(pid int, e *procEntry, now time.Time) {
+	e.deadAt = now
+	c.dead = append(c.dead, deadRef{pid, e})
 }
 
 // watchLocked puts a live lazy entry's pidfd in the epoll set; the watcher
@@ -343,16 +359,42 @@ func (c *procCache) watchLocked(e *procEntry) bool {
 	return true
 }
 
-// sweepLocked forgets dead entries past their grace period.
+// sweepLocked forgets dead entries past their grace period: the oldest
+// of the queue of dead entries, no scan of the cache.
 func (c *procCache) sweepLocked(now time.Time) {
 	if len(c.entries) < c.max/2 {
-		return
+		return // (while there is room, they may answer later still)
 	}
 	c.lastSweep = now
-	for pid, e := range c.entries {
-		if e.pidfd < 0 && now.Sub(e.deadAt) > deadGrace {
-			delete(c.entries, pid)
-		}
+	for len(c.dead) > 0 && now.Sub(c.dead[0].e.deadAt) > deadGrace {
+		c.popDeadLocked()
+	}
+}
+
+// popDeadLocked forgets the oldest dead entry (if it is still the entry of
+// its pid: a pid's entry may have been replaced or evicted since).
+func (c *procCache) popDeadLocked() {
+	d := c.dead[0]
+	c.dead[0] = deadRef{}
+	c.dead = c.dead[1:]
+	if c.entries[d.pid] == d.e {
+		delete(c.entries, d.pid)
+	}
+	if len(c.dead) == 0 {
+		c.dead = c.dead[:0:0] // let the array go
+	}
+}
+
+// makeRoomLocked brings a full cache below its bound: it forgets the
+// entries of the processes that exited first, and only when none is left,
+// live ones (evictLocked).
+func (c *procCache) makeRoomLocked(now time.Time) {
+	c.sweepLocked(now)
+	for len(c.entries) >= c.max && len(c.dead) > 0 {
+		c.popDeadLocked()
+	}
+	if len(c.entries) >= c.max {
+		c.evictLocked()
 	}
 }
 
@@ -556,8 +598,7 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 		c.unpinLocked(old)
 	}
 	if len(c.entries) >= c.max {
-		c.sweepLocked(time.Now())
-		c.evictLocked()
+		c.makeRoomLocked(time.Now())
 	}
 	c.entries[pid] = e
 	c.byFD[pidfd] = pid
@@ -589,7 +630,7 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 			delete(c.byFD, pidfd)
 			unix.Close(pidfd)
 			e.pidfd = -1
-			e.deadAt = time.Now()
+			c.diedLocked(pid, e, time.Now())
 			c.unpinLocked(e)
 		}
 		c.mu.Unlock()

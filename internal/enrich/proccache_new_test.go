@@ -438,3 +438,42 @@ func TestReadWholeFile(t *testing.T) {
 		t.Fatal("no error for a missing file")
 	}
 }
+
+// A full cache forgets the processes that exited first, not live ones, and
+// without a scan of the cache.
+func TestFullCacheForgetsTheLongestDeadFirst(t *testing.T) {
+	c, err := newProcCache("/proc", 4, nil, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	live, err := unix.Eventfd(0, unix.EFD_CLOEXEC) // stands for a pidfd
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.entries[10] = &procEntry{pidfd: live, watched: true}
+	c.byFD[live] = 10
+	for pid := 1; pid <= 3; pid++ {
+		e := &procEntry{pidfd: -1}
+		c.entries[pid] = e
+		c.diedLocked(pid, e, now.Add(time.Duration(pid-10)*time.Second))
+	}
+	c.entries[2] = &procEntry{pidfd: -1} // replaced since: its queued death is stale
+	c.makeRoomLocked(now)
+	if len(c.entries) != 3 || c.entries[1] != nil || c.entries[10] == nil || c.entries[2] == nil {
+		t.Fatalf("after making room: %v", c.entries)
+	}
+	c.makeRoomLocked(now) // not full: nothing to do
+	if len(c.entries) != 3 {
+		t.Fatalf("not full, yet forgot: %v", c.entries)
+	}
+	// Past the grace period, a sweep forgets the dead (when the cache is
+	// half full).
+	c.sweepLocked(now.Add(deadGrace + 10*time.Second))
+	if len(c.entries) != 2 || c.entries[3] != nil || c.entries[2] == nil {
+		t.Fatalf("after the sweep: %v", c.entries)
+	}
+}
