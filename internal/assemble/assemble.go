@@ -252,6 +252,15 @@ func (a *Assembler) add(p *pending, typ uint16, text []byte, h record.Header) {
 type fieldMemo struct {
 	tail   []byte
 	fields []record.Field
+	misses int // lookups missed since the last hit
+}
+
+// keep reports whether a record that missed the memo is to be kept in it:
+// when records keep missing (the calls' arguments differ), copying each
+// costs more than it saves, and only one in 64 is kept.
+func (m *fieldMemo) keep() bool {
+	m.misses++
+	return m.misses <= 2 || m.misses%64 == 0
 }
 
 // tokenize appends the fields of body to fields (record.Tokenize). The
@@ -266,6 +275,7 @@ func (a *Assembler) tokenize(typ uint16, body []byte, off int, fields []record.F
 	m := &a.memo
 	tail := body[off:]
 	if m.tail != nil && bytes.Equal(m.tail, tail) {
+		m.misses = 0
 		n := len(fields)
 		fields = append(fields, m.fields...)
 		shift(fields[n:], off)
@@ -273,6 +283,9 @@ func (a *Assembler) tokenize(typ uint16, body []byte, off int, fields []record.F
 	}
 	n := len(fields)
 	fields = record.Tokenize(body, fields)
+	if !m.keep() {
+		return fields
+	}
 	m.tail = append(m.tail[:0], tail...)
 	m.fields = append(m.fields[:0], fields[n:]...)
 	shift(m.fields, -off)

@@ -201,14 +201,15 @@ func (d *rdata) build(rec *record.Record, e *Enricher) {
 // them, but for the strings that are views of the record, kept here as
 // offsets into the text after the header.
 type syscallMemo struct {
-	valid bool
-	tail  []byte // the record's body after its header
-	ents  []memoEnt
-	idx   [numKids]int32
-	bloom uint64
-	keyF  int32
-	nr    int
-	nrOK  bool
+	valid  bool
+	misses int    // lookups missed since the last hit
+	tail   []byte // the record's body after its header
+	ents   []memoEnt
+	idx    [numKids]int32
+	bloom  uint64
+	keyF   int32
+	nr     int
+	nrOK   bool
 }
 
 // memoEnt is an entry whose key and value are views of the tail (off >= 0)
@@ -238,6 +239,7 @@ func (d *rdata) buildSyscall(rec *record.Record, e *Enricher) {
 		off = tailStart(rec.Body)
 	}
 	if off >= 0 && m.valid && bytes.Equal(m.tail, rec.Body[off:]) {
+		m.misses = 0
 		tail := rec.Body[off:]
 		d.rec, d.idx, d.bloom, d.err, d.keyF, d.nr, d.nrOK = rec, m.idx, m.bloom, nil, m.keyF, m.nr, m.nrOK
 		d.args = d.args[:0]
@@ -256,6 +258,11 @@ func (d *rdata) buildSyscall(rec *record.Record, e *Enricher) {
 		return
 	}
 	d.build(rec, e)
+	// When records keep missing (the calls' arguments differ), remembering
+	// each costs more than it saves: one in 64 is.
+	if m.misses++; m.misses > 2 && m.misses%64 != 0 {
+		return
+	}
 	m.valid = false
 	if off < 0 || d.err != nil {
 		return

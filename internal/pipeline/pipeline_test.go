@@ -15,11 +15,13 @@ import (
 
 // getppid returns the records of one audited getppid of this process
 // (SYSCALL, PROCTITLE, EOE), as the kernel sends them, with sequence seq.
+// The bench's generator passes arguments that differ from call to call (a
+// counter and a tag): so does this.
 func getppid(seq int, now time.Time) [][]byte {
 	hdr := fmt.Sprintf("audit(%d.%03d:%d): ", now.Unix(), now.Nanosecond()/1e6, seq)
 	pid, ppid := os.Getpid(), os.Getppid()
 	return [][]byte{
-		fmt.Appendf(nil, `%sarch=c000003e syscall=110 success=yes exit=%d a0=7 a1=18b4ad3bf6a05f0e a2=0 a3=0 items=0 ppid=%d pid=%d auid=4294967295 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=4294967295 comm="auditns-bench" exe="/work/main/bin/auditns-bench" key="auditns-bench"`, hdr, ppid, ppid, pid),
+		fmt.Appendf(nil, `%sarch=c000003e syscall=110 success=yes exit=%d a0=%x a1=%x a2=0 a3=0 items=0 ppid=%d pid=%d auid=4294967295 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=4294967295 comm="auditns-bench" exe="/work/main/bin/auditns-bench" key="auditns-bench"`, hdr, ppid, seq, 0x18b4ad3bf6a05f0e+seq*0x9e3779b9, ppid, pid),
 		[]byte(hdr + `proctitle=62696E2F61756469746E732D62656E636800676574707069642D73746F726D`),
 		[]byte(hdr),
 	}
