@@ -379,3 +379,81 @@ func FuzzEnrichAgain(f *testing.F) {
 		}
 	})
 }
+
+// A SYSCALL record that is the memo's but for its arguments a0 to a3
+// (other values, other lengths) is enriched as without the memo.
+func TestSyscallMemoOtherArgs(t *testing.T) {
+	e, _ := newPair(t)
+	ref, _ := newPair(t)
+	hdr := "audit(1795868665.170:20): "
+	args := []string{"a0=1 a1=2 a2=3 a3=4", "a0=7 a1=18b4ad3bf6a05f0e a2=0 a3=0", "a0=ffffffffffffff9c a1=7ffd1 a2=80000 a3=0", "a0=1 a1=2 a2=3 a3=4"}
+	hits := 0
+	for nr := range auparse.AuditSyscalls["x86_64"] {
+		for i, a := range args {
+			lines := fmt.Sprintf("1300 %sarch=c000003e syscall=%d success=yes exit=3 %s items=1 ppid=1 pid=2 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=1 subj=u:r:t:s0 comm=\"x\" exe=\"/usr/bin/x\" key=\"k\"\n"+
+				"1302 %sitem=0 name=\"/etc/x\" inode=5 dev=fe:00 mode=0100644 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL\n"+
+				"1327 %sproctitle=78", hdr, nr, a, hdr, hdr)
+			if i == 0 {
+				e.sysMemo.misses = 0 // the first is kept
+			}
+			valid := e.sysMemo.valid && e.sysMemo.win
+			var ev event.Event
+			recs := parseLines(lines)
+			if err := e.Enrich(recs, &ev); err != nil {
+				t.Fatal(err)
+			}
+			got := string(ev.AppendJSON(nil))
+			scribble(recs)
+			ref.sysMemo.valid = false
+			if err := ref.Enrich(parseLines(lines), &ev); err != nil {
+				t.Fatal(err)
+			}
+			if want := string(ev.AppendJSON(nil)); got != want {
+				t.Fatalf("memo %v:\n got %s\nwant %s", valid, got, want)
+			}
+			if i > 0 && valid {
+				hits++
+			}
+		}
+	}
+	if hits < 3*300 {
+		t.Fatalf("the memo served %d events", hits)
+	}
+}
+
+// After any event, any other is enriched as without the memos.
+func FuzzEnrichAfterOther(f *testing.F) {
+	evs := corpusEvents(f)
+	for i := range evs {
+		f.Add(evs[i], evs[(i+1)%len(evs)])
+	}
+	hdr := "audit(1795868665.170:20): "
+	f.Add("1300 "+hdr+"arch=c000003e syscall=2 success=yes exit=3 a0=1 a1=2 a2=3 a3=4 items=0 ppid=1 pid=2 comm=\"x\" exe=\"/x\" key=\"k\"",
+		"1300 "+hdr+"arch=c000003e syscall=2 success=yes exit=3 a0=10 a1=2 a2=3 a3=44 items=0 ppid=1 pid=2 comm=\"x\" exe=\"/x\" key=\"k\"")
+	e, _ := newPair(f)
+	ref, _ := newPair(f)
+	f.Fuzz(func(t *testing.T, s1, s2 string) {
+		r1, r2 := parseLines(s1), parseLines(s2)
+		if len(r1) == 0 || len(r2) == 0 {
+			return
+		}
+		var ev event.Event
+		e.sysMemo.misses = 0
+		if err := e.Enrich(r1, &ev); err != nil {
+			t.Fatal(err)
+		}
+		scribble(r1)
+		if err := e.Enrich(r2, &ev); err != nil {
+			t.Fatal(err)
+		}
+		got := string(ev.AppendJSON(nil))
+		ref.sysMemo.valid = false
+		ref.sortMemo = sortMemo{}
+		if err := ref.Enrich(parseLines(s2), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if want := string(ev.AppendJSON(nil)); got != want {
+			t.Fatalf("after:\n%s\nrecords:\n%s\n got %s\nwant %s", s1, s2, got, want)
+		}
+	})
+}

@@ -210,13 +210,67 @@ type syscallMemo struct {
 	keyF   int32
 	nr     int
 	nrOK   bool
+
+	// The arguments a0 to a3 differ from call to call: a record that is
+	// the memo's but for their values (fields i0 to i0+3, bytes ws to we
+	// of the tail) is built from the memo too, when no other entry is a
+	// view of those bytes. fields are the memo's, as spans of the tail.
+	win    bool
+	i0     int
+	ws, we int
+	fields []record.Field
 }
 
 // memoEnt is an entry whose key and value are views of the tail (off >= 0)
-// or strings that outlive the record (off < 0: kept in the ent).
+// or strings that outlive the record (off < 0: kept in the ent). arg >= 0
+// is the field of an argument whose key and value the entry is.
 type memoEnt struct {
 	ent
 	keyOff, valOff int32
+	arg            int
+}
+
+// argsAt reports whether fields i to i+3 are a0 to a3, written bare: what
+// the build of a SYSCALL record takes as they are (syscall() decorates
+// them later).
+func argsAt(rec *record.Record, i int) bool {
+	if i < 0 || i+3 >= len(rec.Fields) {
+		return false
+	}
+	for k := 0; k < 4; k++ {
+		f := &rec.Fields[i+k]
+		if f.Kind != record.Bare || f.Unset || f.Inner || f.Key.Len() != 2 {
+			return false
+		}
+		if kb := rec.Bytes(f.Key); kb[0] != 'a' || kb[1] != byte('0'+k) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameFields reports whether rec's fields, as spans of the tail at off,
+// are the memo's: before the arguments where they are, after them moved by
+// delta bytes.
+func (m *syscallMemo) sameFields(rec *record.Record, off, delta int) bool {
+	for j := range rec.Fields {
+		if j >= m.i0 && j <= m.i0+3 {
+			continue
+		}
+		d := off
+		if j > m.i0+3 {
+			d += delta
+		}
+		f := rec.Fields[j]
+		u := uint32(-d)
+		f.Key.Start, f.Key.End = f.Key.Start+u, f.Key.End+u
+		f.Orig.Start, f.Orig.End = f.Orig.Start+u, f.Orig.End+u
+		f.Val.Start, f.Val.End = f.Val.Start+u, f.Val.End+u
+		if f != m.fields[j] {
+			return false
+		}
+	}
+	return true
 }
 
 // tailStart is where the fields of a record's body start to depend on
@@ -238,24 +292,23 @@ func (d *rdata) buildSyscall(rec *record.Record, e *Enricher) {
 	if rec.Body != nil && len(rec.Body) <= 8192 {
 		off = tailStart(rec.Body)
 	}
-	if off >= 0 && m.valid && bytes.Equal(m.tail, rec.Body[off:]) {
-		m.misses = 0
+	if off >= 0 && m.valid {
 		tail := rec.Body[off:]
-		d.rec, d.idx, d.bloom, d.err, d.keyF, d.nr, d.nrOK = rec, m.idx, m.bloom, nil, m.keyF, m.nr, m.nrOK
-		d.args = d.args[:0]
-		d.ents = slices.Grow(d.ents[:0], len(m.ents))[:len(m.ents)]
-		for i := range m.ents {
-			me := &m.ents[i]
-			x := &d.ents[i]
-			*x = me.ent
-			if me.keyOff >= 0 {
-				x.key = record.View(tail[me.keyOff : int(me.keyOff)+len(me.key)])
-			}
-			if me.valOff >= 0 {
-				x.val = record.View(tail[me.valOff : int(me.valOff)+len(me.val)])
-			}
+		hit, delta := bytes.Equal(m.tail, tail), 0
+		if !hit && m.win && len(rec.Fields) == len(m.fields) && argsAt(rec, m.i0) {
+			// The same but for the arguments' values?
+			nws := int(rec.Fields[m.i0].Orig.Start) - off
+			nwe := int(rec.Fields[m.i0+3].Orig.End) - off
+			delta = nwe - m.we
+			hit = nws == m.ws && len(tail)-nwe == len(m.tail)-m.we &&
+				bytes.Equal(tail[:nws], m.tail[:m.ws]) && bytes.Equal(tail[nwe:], m.tail[m.we:]) &&
+				m.sameFields(rec, off, delta)
 		}
-		return
+		if hit {
+			m.misses = 0
+			d.fromMemo(rec, tail, m, delta)
+			return
+		}
 	}
 	d.build(rec, e)
 	// When records keep missing (the calls' arguments differ), remembering
@@ -269,10 +322,19 @@ func (d *rdata) buildSyscall(rec *record.Record, e *Enricher) {
 	}
 	// Remember it, if every string is a view of the tail or outlives the
 	// record (not a view of the event's buffer, e.sb).
+	m.win, m.i0 = false, -1
+	for i := 0; i+3 < len(rec.Fields); i++ {
+		if argsAt(rec, i) {
+			m.win, m.i0 = true, i
+			m.ws, m.we = int(rec.Fields[i].Orig.Start)-off, int(rec.Fields[i+3].Orig.End)-off
+			break
+		}
+	}
+	m.win = m.win && m.ws >= 0
 	m.ents = m.ents[:0]
 	for i := range d.ents {
 		x := &d.ents[i]
-		me := memoEnt{ent: *x}
+		me := memoEnt{ent: *x, arg: -1}
 		var ok bool
 		if me.keyOff, ok = offsetIn(x.key, rec.Body, off, e.sb); !ok {
 			return
@@ -280,11 +342,69 @@ func (d *rdata) buildSyscall(rec *record.Record, e *Enricher) {
 		if me.valOff, ok = offsetIn(x.val, rec.Body, off, e.sb); !ok {
 			return
 		}
+		if m.win {
+			if j := int(x.field); j >= m.i0 && j <= m.i0+3 && sameView(x.key, rec.Str(rec.Fields[j].Key)) && sameView(x.val, rec.Str(rec.Fields[j].Val)) {
+				me.arg = j
+			} else if overlaps(me.keyOff, len(x.key), m.ws, m.we) || overlaps(me.valOff, len(x.val), m.ws, m.we) {
+				m.win = false
+			}
+		}
 		m.ents = append(m.ents, me)
 	}
 	m.tail = append(m.tail[:0], rec.Body[off:]...)
+	m.fields = append(m.fields[:0], rec.Fields...)
+	u := uint32(-off)
+	for i := range m.fields {
+		f := &m.fields[i]
+		f.Key.Start, f.Key.End = f.Key.Start+u, f.Key.End+u
+		f.Orig.Start, f.Orig.End = f.Orig.Start+u, f.Orig.End+u
+		f.Val.Start, f.Val.End = f.Val.Start+u, f.Val.End+u
+	}
 	m.idx, m.bloom, m.keyF, m.nr, m.nrOK = d.idx, d.bloom, d.keyF, d.nr, d.nrOK
 	m.valid = true
+}
+
+// fromMemo fills d from the memo for rec, whose tail is the memo's but
+// for the arguments' values, which end delta bytes further than the
+// memo's (0 when the tails are the same).
+func (d *rdata) fromMemo(rec *record.Record, tail []byte, m *syscallMemo, delta int) {
+	d.rec, d.idx, d.bloom, d.err, d.keyF, d.nr, d.nrOK = rec, m.idx, m.bloom, nil, m.keyF, m.nr, m.nrOK
+	d.args = d.args[:0]
+	d.ents = slices.Grow(d.ents[:0], len(m.ents))[:len(m.ents)]
+	at := func(o int32, n int) string {
+		i := int(o)
+		if i >= m.we {
+			i += delta
+		}
+		return record.View(tail[i : i+n])
+	}
+	for i := range m.ents {
+		me := &m.ents[i]
+		x := &d.ents[i]
+		*x = me.ent
+		if me.arg >= 0 {
+			f := &rec.Fields[me.arg]
+			x.key, x.val = rec.Str(f.Key), rec.Str(f.Val)
+			continue
+		}
+		if me.keyOff >= 0 {
+			x.key = at(me.keyOff, len(me.key))
+		}
+		if me.valOff >= 0 {
+			x.val = at(me.valOff, len(me.val))
+		}
+	}
+}
+
+// sameView reports whether a and b are the same bytes in memory.
+func sameView(a, b string) bool {
+	return len(a) == len(b) && unsafe.StringData(a) == unsafe.StringData(b)
+}
+
+// overlaps reports whether the n bytes at off (off >= 0: a view of the
+// tail) meet the bytes ws to we.
+func overlaps(off int32, n, ws, we int) bool {
+	return off >= 0 && int(off) < we && int(off)+n > ws
 }
 
 // offsetIn returns where s is in body[off:] (>= 0), or -1 when s is a
