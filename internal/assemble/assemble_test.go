@@ -303,6 +303,10 @@ func FuzzFieldsLikeParse(f *testing.F) {
 	f.Add(uint16(1300), execve21[0].text, withSeq(execve21[0].text, 22))
 	f.Add(uint16(1300), "audit(1.2:3): a=1 b=\"x\"", "audit(1.2:34): a=1 b=\"x\"")
 	f.Add(uint16(1327), execve21[4].text, execve21[4].text)
+	f.Add(uint16(1300), "audit(1.2:3): x=1 a0=1 a1=ff y=\"z\"", "audit(1.2:4): x=1 a0=12 a1=f y=\"z\"")
+	f.Add(uint16(1300), "audit(1.2:3): x=1 a0=1 a1=ff y=z", "audit(1.2:4): x=1 a0=1 a1=\"f y=z")
+	f.Add(uint16(1300), "audit(1.2:3): x=1 msg=a=1 y=z", "audit(1.2:4): x=1 msg=b=22 y=z")
+	f.Add(uint16(1300), `audit(1.2:3): x=1 a0=1 a1=2 w=4 v="5"`, `audit(1.2:4): x=1 a0="1 a1=2 w=4 v="5"`)
 	f.Fuzz(func(t *testing.T, typ uint16, t1, t2 string) {
 		a, c := newCollect(Options{})
 		for _, text := range []string{t1, t2, t1, t2 + " ", t1} {
