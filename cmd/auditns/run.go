@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -67,6 +68,9 @@ func runCmd() *cobra.Command {
 				// makes the collector work harder before the heap grows past
 				// what a steady pipeline needs. GOMEMLIMIT overrides it.
 				debug.SetMemoryLimit(48 << 20)
+			}
+			if os.Getenv("GOMAXPROCS") == "" && c.MaxProcs > 0 {
+				runtime.GOMAXPROCS(c.MaxProcs)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

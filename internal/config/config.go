@@ -31,6 +31,9 @@ type Config struct {
 	Enrich   Enrich
 	Kafka    Kafka
 	Metrics  Metrics
+	// MaxProcs is the number of CPUs auditns's Go code runs on at once
+	// (GOMAXPROCS); 0 = the runtime's default, every CPU it may use.
+	MaxProcs int
 }
 
 // Output is where events go.
@@ -126,6 +129,7 @@ var defaults = map[string]any{
 	"output.flush_interval":          "10ms",
 	"state_dir":                      "/var/lib/auditns",
 	"host_name":                      "",
+	"max_procs":                      1,
 	"log.level":                      "info",
 	"log.format":                     "text",
 	"audit.rules_file":               "",
@@ -390,6 +394,7 @@ func (l *Loader) build() (*Config, error) {
 	c.Mode = g.str("mode", "unicast", "multicast")
 	c.StateDir = g.str("state_dir")
 	c.HostName = g.str("host_name")
+	c.MaxProcs = int(g.integer("max_procs", 0, 1024))
 	c.Log = Log{Level: g.str("log.level", "debug", "info", "warn", "error"), Format: g.str("log.format", "text", "json")}
 
 	c.Audit = Audit{
