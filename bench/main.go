@@ -108,8 +108,8 @@ type envList []string
 
 func (e *envList) String() string { return strings.Join(*e, " ") }
 func (e *envList) Set(v string) error {
-	if !strings.HasPrefix(v, "AUDITNS_") || !strings.Contains(v, "=") {
-		return fmt.Errorf("expected AUDITNS_KEY=VALUE, got %q", v)
+	if !(strings.HasPrefix(v, "AUDITNS_") || strings.HasPrefix(v, "GO")) || !strings.Contains(v, "=") {
+		return fmt.Errorf("expected AUDITNS_KEY=VALUE or a Go runtime variable (GOMAXPROCS=1, GOGC=200, GODEBUG=...), got %q", v)
 	}
 	*e = append(*e, v)
 	return nil
@@ -179,7 +179,7 @@ func benchMain(args []string) int {
 	fs.BoolVar(&o.verbose, "v", false, "copy the consumers' logs to stderr")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
 	fs.IntVar(&o.noisyRetries, "noisy-retries", 2, "run a run again, up to this many times, when other processes used more than 5% of the machine during it")
-	fs.Var(&o.env, "env", "AUDITNS_KEY=VALUE for every auditns run, over the bench's configuration (repeatable), e.g. -env AUDITNS_AUDIT_STATUS_INTERVAL=10s")
+	fs.Var(&o.env, "env", "AUDITNS_KEY=VALUE (or GOMAXPROCS, GOGC, GODEBUG ...) for every auditns run, over the bench's configuration (repeatable), e.g. -env AUDITNS_AUDIT_STATUS_INTERVAL=10s")
 	fs.IntVar(&o.repeat, "repeat", 3, "runs of each storm with each consumer, interleaved (medians are reported); -quick sets 1")
 	fs.DurationVar(&o.extraFlush, "latency-extra-flush", 10*time.Millisecond, "an extra file-sink latency run with this output.flush_interval (0: none), to separate the pipeline from the flush interval")
 	if err := fs.Parse(args); err != nil {
