@@ -80,13 +80,7 @@ func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // A parent whose children are compared with it pins its namespaces while
 // it lives, and no longer.
 func TestPinsLastAsLongAsTheParent(t *testing.T) {
-	testenv.RequireRoot(t)
-	obs := &inodeObserver{}
-	e, err := New(Options{BootID: "b", Namespaces: obs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, obs := newObservedEnricher(t)
 	sh := exec.Command("sh", "-c", "sleep 30 & echo $!; wait")
 	out, _ := sh.StdoutPipe()
 	if err := sh.Start(); err != nil {
@@ -140,13 +134,7 @@ func TestPinsLastAsLongAsTheParent(t *testing.T) {
 // A process that has exited (a zombie) is not observed, nor is the registry
 // asked about it: its event inherits from its parent.
 func TestExitedProcessInheritsWithoutReads(t *testing.T) {
-	testenv.RequireRoot(t)
-	obs := &inodeObserver{}
-	e, err := New(Options{BootID: "b", Namespaces: obs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, obs := newObservedEnricher(t)
 	var ev event.Event
 	if err := e.Enrich(syscallRecords(t, os.Getpid(), os.Getppid(), 1), &ev); err != nil {
 		t.Fatal(err)
@@ -340,13 +328,7 @@ func TestCloseFDs(t *testing.T) {
 // second event; its exit is noticed all the same: by its next event, or by
 // the watcher's poll of such processes.
 func TestLazyEntries(t *testing.T) {
-	testenv.RequireRoot(t)
-	obs := &inodeObserver{}
-	e, err := New(Options{BootID: "b", Namespaces: obs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, obs := newObservedEnricher(t)
 	c := e.procs
 	var ev event.Event
 	if err := e.Enrich(syscallRecords(t, os.Getpid(), os.Getppid(), 1), &ev); err != nil {

@@ -18,6 +18,20 @@ import (
 // inodeObserver reads /proc/<pid>/ns/* inodes (the real kernel) and counts
 // how often it is asked: the enricher must not ask again for a live process
 // it already knows.
+// newObservedEnricher is an Enricher whose namespaces come from an
+// inodeObserver (as root: it reads other processes' /proc).
+func newObservedEnricher(t *testing.T) (*Enricher, *inodeObserver) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	obs := &inodeObserver{}
+	e, err := New(Options{BootID: "b", Namespaces: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e, obs
+}
+
 type inodeObserver struct {
 	calls  atomic.Int64
 	exited atomic.Int64
@@ -62,13 +76,7 @@ func syscallRecords(t testing.TB, pid, ppid, seq int) []record.Record {
 }
 
 func TestKnownProcessIsNotReadAgainAndExitIsNoticed(t *testing.T) {
-	testenv.RequireRoot(t)
-	obs := &inodeObserver{}
-	e, err := New(Options{BootID: "b", Namespaces: obs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, obs := newObservedEnricher(t)
 	child := exec.Command("sleep", "30")
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
@@ -140,13 +148,7 @@ func BenchmarkObserveFromProc(b *testing.B) {
 // comparing inode numbers, without asking the registry; a child in a new
 // namespace is not.
 func TestChildInParentsNamespacesSkipsTheRegistry(t *testing.T) {
-	testenv.RequireRoot(t)
-	obs := &inodeObserver{}
-	e, err := New(Options{BootID: "b", Namespaces: obs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, obs := newObservedEnricher(t)
 	var ev event.Event
 	// The parent (this test process) is met first.
 	if err := e.Enrich(syscallRecords(t, os.Getpid(), os.Getppid(), 1), &ev); err != nil {
