@@ -185,7 +185,7 @@ func brokerPID(t testing.TB) int {
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "kafka.pid"))
 	if err != nil {
-		t.Skipf("no broker pid file (broker not started by scripts/kafka/start.sh?): %v", err)
+		testenv.Missing(t, testenv.RequireKafkaVar, fmt.Sprintf("no broker pid file (broker not started by scripts/kafka/start.sh?): %v", err))
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
@@ -193,7 +193,7 @@ func brokerPID(t testing.TB) int {
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil || !strings.Contains(strings.ReplaceAll(string(cmdline), "\x00", " "), " kafka.Kafka ") {
-		t.Skipf("pid %d is not the Kafka broker", pid)
+		testenv.Missing(t, testenv.RequireKafkaVar, fmt.Sprintf("pid %d is not the Kafka broker", pid))
 	}
 	return pid
 }

@@ -121,11 +121,11 @@ func startSecureBroker(t *testing.T, ca *testCA) *secureBroker {
 	}
 	lib := filepath.Join(dir, "lib")
 	if _, err := os.Stat(filepath.Join(lib)); err != nil {
-		t.Skipf("no broker classpath in %s (run scripts/kafka/start.sh once): %v", lib, err)
+		testenv.Missing(t, testenv.RequireKafkaVar, fmt.Sprintf("no broker classpath in %s (run scripts/kafka/start.sh once): %v", lib, err))
 	}
 	java, err := exec.LookPath("java")
 	if err != nil {
-		t.Skipf("java not found: %v", err)
+		testenv.Missing(t, testenv.RequireKafkaVar, fmt.Sprintf("java not found: %v", err))
 	}
 
 	work := t.TempDir()

@@ -18,9 +18,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// missing skips t, or fails it when the environment variable requireVar is
-// set to 1 (CI).
-func missing(t testing.TB, requireVar, why string) {
+// The variables .ci/run sets so that a missing prerequisite fails a test
+// instead of skipping it.
+const (
+	RequireKernelVar = "AUDITNS_REQUIRE_KERNEL" // root and the kernel's audit subsystem
+	RequireKafkaVar  = "AUDITNS_REQUIRE_KAFKA"  // the project's Kafka broker and its jars
+)
+
+// Missing skips t, or fails it when the environment variable requireVar
+// (RequireKernelVar or RequireKafkaVar) is set to 1 (CI). For prerequisites
+// the Require functions do not cover, such as the broker's pid file.
+func Missing(t testing.TB, requireVar, why string) {
 	t.Helper()
 	if os.Getenv(requireVar) == "1" {
 		t.Fatalf("prerequisite missing and %s=1: %s", requireVar, why)
@@ -32,7 +40,7 @@ func missing(t testing.TB, requireVar, why string) {
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		missing(t, "AUDITNS_REQUIRE_KERNEL", "test needs root (CAP_AUDIT_CONTROL, CAP_SYS_PTRACE)")
+		Missing(t, RequireKernelVar, "test needs root (CAP_AUDIT_CONTROL, CAP_SYS_PTRACE)")
 	}
 }
 
@@ -45,13 +53,13 @@ func RequireKernelAudit(t testing.TB) {
 	RequireRoot(t)
 	c, err := libaudit.NewAuditClient(nil)
 	if err != nil {
-		missing(t, "AUDITNS_REQUIRE_KERNEL", fmt.Sprintf("kernel audit not available: %v", err))
+		Missing(t, RequireKernelVar, fmt.Sprintf("kernel audit not available: %v", err))
 		return
 	}
 	_, err = c.GetStatus()
 	c.Close()
 	if err != nil {
-		missing(t, "AUDITNS_REQUIRE_KERNEL", fmt.Sprintf("kernel audit status: %v", err))
+		Missing(t, RequireKernelVar, fmt.Sprintf("kernel audit status: %v", err))
 		return
 	}
 	LockAudit(t)
@@ -80,7 +88,7 @@ func KafkaBrokers(t testing.TB) string {
 	defer cancel()
 	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	if err != nil {
-		missing(t, "AUDITNS_REQUIRE_KAFKA", fmt.Sprintf("no Kafka broker at %s (start one with scripts/kafka/start.sh): %v", addr, err))
+		Missing(t, RequireKafkaVar, fmt.Sprintf("no Kafka broker at %s (start one with scripts/kafka/start.sh): %v", addr, err))
 		return ""
 	}
 	conn.Close()
