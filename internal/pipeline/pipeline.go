@@ -265,8 +265,8 @@ func (p *Pipeline) add(ev *event.Event, topic publish.Topic) {
 	}
 	m := &p.batch[n]
 	m.Topic = topic
-	m.Key = p.key(ev)
 	m.Value = p.arena[start:len(p.arena):len(p.arena)]
+	m.Key = p.key(ev) // after Value: a key may be appended to the arena
 	m.ID = ev.Event.ID
 	m.Schema = event.Schema
 	m.BootID = p.o.BootID
@@ -277,14 +277,21 @@ func (p *Pipeline) add(ev *event.Event, topic publish.Topic) {
 }
 
 func (p *Pipeline) key(ev *event.Event) []byte {
+	// Keys that vary per event are written into the batch arena, like the
+	// value, rather than allocated one by one.
+	start := len(p.arena)
 	switch p.o.Key {
 	case "none":
 		return nil
 	case "event":
-		return []byte(ev.Event.ID)
+		p.arena = append(p.arena, ev.Event.ID...)
+		return p.arena[start:len(p.arena):len(p.arena)]
 	case "pidns":
 		if ev.NS != nil && ev.NS.PID.Serial != 0 {
-			return strconv.AppendUint([]byte(p.o.BootID+"/"), ev.NS.PID.Serial, 10)
+			p.arena = append(p.arena, p.o.BootID...)
+			p.arena = append(p.arena, '/')
+			p.arena = strconv.AppendUint(p.arena, ev.NS.PID.Serial, 10)
+			return p.arena[start:len(p.arena):len(p.arena)]
 		}
 	}
 	return p.hostKey

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -116,5 +118,51 @@ func BenchmarkPipelineGetppid(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perBatch), "ns/event")
 	if p.Stats().Events.Load() != uint64(b.N*perBatch) {
 		b.Fatalf("%d events, want %d", p.Stats().Events.Load(), b.N*perBatch)
+	}
+}
+
+// keySink keeps copies of the messages it is given.
+type keySink struct{ keys, values [][]byte }
+
+func (s *keySink) Write(msgs []publish.Message) (int, error) {
+	for _, m := range msgs {
+		s.keys = append(s.keys, bytes.Clone(m.Key))
+		s.values = append(s.values, bytes.Clone(m.Value))
+	}
+	return 0, nil
+}
+func (s *keySink) Close(context.Context) error { return nil }
+func (s *keySink) Name() string                { return "keys" }
+
+// A per-event key shares the batch arena with the values: each message's
+// key is its event id, and no value carries a key's bytes.
+func TestEventKeysBesideValues(t *testing.T) {
+	sink := &keySink{}
+	e, err := enrich.New(enrich.Options{HostName: "h", BootID: "boot", Kernel: "6.18"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	p := New(Options{Enricher: e, Sink: sink, HostName: "h", BootID: "boot", Kernel: "6.18", Key: "event"})
+	now := time.Now()
+	var typs []uint16
+	var recs [][]byte
+	for seq := 1; seq <= 3; seq++ {
+		typs = append(typs, getppidTypes...)
+		recs = append(recs, getppid(seq, now)...)
+	}
+	p.batchForTest(typs, recs, true)
+	if len(sink.keys) != 3 {
+		t.Fatalf("%d messages", len(sink.keys))
+	}
+	for i, k := range sink.keys {
+		id := "boot:" + strconv.Itoa(i+1)
+		if string(k) != id {
+			t.Fatalf("message %d: key %q, want %q", i, k, id)
+		}
+		v := sink.values[i]
+		if !json.Valid(v) || v[len(v)-1] != '}' || !bytes.Contains(v, []byte(`"id":"`+id+`"`)) {
+			t.Fatalf("message %d: value %s", i, v)
+		}
 	}
 }
