@@ -725,6 +725,60 @@ func (c *consumer) progress() (int64, bool, error) {
 // lost some), or the timeout. Kafka's count (events handed to the sink)
 // includes events that are not the workload's, so there it must also
 // stay unchanged for a second.
+// driven is what one run measured, from the generator's "go" to the
+// consumer's last delivery.
+type driven struct {
+	gen                          *genResult
+	genCPU                       float64 // the generator's CPU seconds
+	note                         string  // waitDelivered's
+	cpu0, cpu1                   float64 // the consumer's CPU seconds at "go" and at the end
+	known, foreign, share, steal float64 // noiseMeter.stop
+	peakRSS                      int64
+	lost                         int64 // growth of the kernel's lost counter (records)
+}
+
+// drive lets a started generator go against a ready consumer and measures
+// the run, the same way for storms and latency runs.
+func (b *bench) drive(c *consumer, gen *generator) (*driven, error) {
+	d := &driven{}
+	lost0, err := kernelLost()
+	if err != nil {
+		return nil, err
+	}
+	noise, err := b.startNoise()
+	if err != nil {
+		return nil, err
+	}
+	if d.cpu0, err = procCPU(c.pid()); err != nil {
+		return nil, err
+	}
+	if err := gen.start(); err != nil {
+		return nil, err
+	}
+	if d.gen, err = gen.wait(b.ctx, b.o.timeout+30*time.Second); err != nil {
+		return nil, err
+	}
+	d.genCPU = gen.cpuOf()
+	if d.note, err = b.waitDelivered(c, int64(d.gen.Calls)); err != nil {
+		return nil, err
+	}
+	if d.cpu1, err = procCPU(c.pid()); err != nil {
+		return nil, err
+	}
+	if d.known, d.foreign, d.share, d.steal, err = noise.stop(d.genCPU + (d.cpu1 - d.cpu0)); err != nil {
+		return nil, err
+	}
+	if d.peakRSS, err = procHWM(c.pid()); err != nil {
+		return nil, err
+	}
+	lost1, err := kernelLost()
+	if err != nil {
+		return nil, err
+	}
+	d.lost = int64(lost1 - lost0)
+	return d, nil
+}
+
 func (b *bench) waitDelivered(c *consumer, expected int64) (string, error) {
 	start := time.Now()
 	var last int64 = -1
@@ -897,52 +951,19 @@ func (b *bench) storm(w workload, kind string, profile bool, rep int) (*runResul
 	if err != nil {
 		return nil, err
 	}
-	lost0, err := kernelLost()
+	d, err := b.drive(c, gen)
 	if err != nil {
 		return nil, err
 	}
-	noise, err := b.startNoise()
-	if err != nil {
-		return nil, err
-	}
-	cpu0, err := procCPU(c.pid())
-	if err != nil {
-		return nil, err
-	}
-	if err := gen.start(); err != nil {
-		return nil, err
-	}
-	gr, err := gen.wait(b.ctx, b.o.timeout+30*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	res.Generated, res.GenSeconds, res.GenRate = gr.Calls, gr.Seconds, gr.Rate
-	res.GenCPU = gen.cpuOf()
-	note, err := b.waitDelivered(c, int64(gr.Calls))
-	if err != nil {
-		return nil, err
-	}
-	res.Note = note
-	cpu1, err := procCPU(c.pid())
-	if err != nil {
-		return nil, err
-	}
-	res.KnownCPU, res.ForeignCPU, res.ForeignShare, res.Steal, err = noise.stop(res.GenCPU + (cpu1 - cpu0))
-	if err != nil {
-		return nil, err
-	}
+	cpu0, cpu1 := d.cpu0, d.cpu1
+	res.Generated, res.GenSeconds, res.GenRate = d.gen.Calls, d.gen.Seconds, d.gen.Rate
+	res.GenCPU, res.Note = d.genCPU, d.note
+	res.KnownCPU, res.ForeignCPU, res.ForeignShare, res.Steal = d.known, d.foreign, d.share, d.steal
 	res.Noisy = res.ForeignShare > noisyShare
 	if res.Noisy {
 		res.Note = strings.TrimSpace(res.Note + fmt.Sprintf(" NOISY: other processes used %.0f%% of the machine", res.ForeignShare*100))
 	}
-	if res.PeakRSS, err = procHWM(c.pid()); err != nil {
-		return nil, err
-	}
-	lost1, err := kernelLost()
-	if err != nil {
-		return nil, err
-	}
-	res.KernelLost = int64(lost1 - lost0)
+	res.PeakRSS, res.KernelLost = d.peakRSS, d.lost
 	if st, rules1, err := kernelStatus(); err != nil {
 		return nil, err
 	} else if len(rules1) != len(rules0) || int(st.PID) != c.pid() {
@@ -1071,45 +1092,13 @@ func (b *bench) latencyRun(kind string, flush time.Duration, rep int) (*latResul
 		}
 		stopTail = func() error { lc.stop(); return nil }
 	}
-	lost0, err := kernelLost()
+	d, err := b.drive(c, gen)
 	if err != nil {
 		return nil, err
 	}
-	noise, err := b.startNoise()
-	if err != nil {
-		return nil, err
-	}
-	cpu0, err := procCPU(c.pid())
-	if err != nil {
-		return nil, err
-	}
-	if err := gen.start(); err != nil {
-		return nil, err
-	}
-	gr, err := gen.wait(b.ctx, b.o.timeout+30*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	res.Generated, res.GenRate = gr.Calls, gr.Rate
-	if _, err := b.waitDelivered(c, int64(gr.Calls)); err != nil {
-		return nil, err
-	}
-	lost1, err := kernelLost()
-	if err != nil {
-		return nil, err
-	}
-	res.KernelLost = int64(lost1 - lost0)
-	cpu1, err := procCPU(c.pid())
-	if err != nil {
-		return nil, err
-	}
-	if _, _, res.ForeignShare, _, err = noise.stop(gen.cpuOf() + (cpu1 - cpu0)); err != nil {
-		return nil, err
-	}
+	res.Generated, res.GenRate = d.gen.Calls, d.gen.Rate
+	res.KernelLost, res.ForeignShare, res.PeakRSS = d.lost, d.share, d.peakRSS
 	res.Noisy = res.ForeignShare > noisyShare
-	if res.PeakRSS, err = procHWM(c.pid()); err != nil {
-		return nil, err
-	}
 	if kind == "kafka" {
 		// auditns's own view: its histogram of kernel event time (ms
 		// precision) to Kafka acknowledgement.
