@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -145,4 +146,80 @@ func TestSettingsAppliedAndRestored(t *testing.T) {
 	if after.BacklogLimit != before.BacklogLimit || after.Failure != before.Failure || after.Enabled != before.Enabled || after.PID != 0 || after.BacklogWaitTime != before.BacklogWaitTime {
 		t.Fatalf("host not restored:\nbefore %+v\nafter  %+v", before, after)
 	}
+}
+
+// With backlog_wait_time > 0 the reader waits for a pipeline that is behind
+// instead of dropping: a burst far larger than the queue, read only after a
+// pause, arrives whole. (With backlog_wait_time 0 the same burst is mostly
+// dropped by the reader, which TestReaderDropsWithoutWaitTime holds.)
+func TestLosslessReaderWaitsForThePipeline(t *testing.T) {
+	got, dropped := burstThroughFullQueue(t, 60000)
+	if dropped != 0 || got != burstCalls {
+		t.Fatalf("backlog_wait_time 60000: %d of %d exec events read, %d records dropped by the reader", got, burstCalls, dropped)
+	}
+}
+
+func TestReaderDropsWithoutWaitTime(t *testing.T) {
+	got, dropped := burstThroughFullQueue(t, 0)
+	if dropped == 0 || got == burstCalls {
+		t.Fatalf("backlog_wait_time 0: %d of %d exec events read and %d records dropped; the reader must drop when its queue is full", got, burstCalls, dropped)
+	}
+}
+
+const burstCalls = 300
+
+// burstThroughFullQueue audits the execs of this process's children (the
+// kernel never audits the audit daemon itself), runs burstCalls of
+// /bin/true while nothing reads the reader's one-batch queue for 300 ms,
+// then reads until the records stop coming. It returns the SYSCALL records
+// seen and the reader's drop count.
+func burstThroughFullQueue(t *testing.T, waitTime int32) (got int, dropped uint64) {
+	testenv.RequireKernelAudit(t)
+	key := fmt.Sprintf("auditns-burst-%d", rand.Uint32())
+	rl, err := BuildRule(fmt.Sprintf("-a always,exit -F arch=b64 -S execve -F ppid=%d -F key=%s", os.Getpid(), key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(Options{Rules: []Rule{rl}, BacklogWaitTime: waitTime, Failure: FailurePrintk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan []Record, 1)
+	var stats ReaderStats
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, out, &stats) }()
+
+	calls := make(chan struct{})
+	go func() {
+		defer close(calls)
+		for range burstCalls {
+			if err := exec.Command("/bin/true").Run(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // the pipeline is behind
+	idle := time.NewTimer(time.Second)
+	for reading := true; reading; {
+		select {
+		case batch := <-out:
+			for _, r := range batch {
+				if r.Type == 1300 && strings.Contains(string(r.Data), key) { // AUDIT_SYSCALL
+					got++
+				}
+			}
+			idle.Reset(time.Second)
+		case <-idle.C:
+			reading = false
+		}
+	}
+	<-calls
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return got, stats.Dropped.Load()
 }
