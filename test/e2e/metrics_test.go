@@ -81,12 +81,28 @@ func TestMetricsUnderLoad(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	v := scrape(t, addr)
-	var kinds = map[string]int{}
-	for _, e := range events(t, r.out) {
-		if ev, ok := e["event"].(map[string]any); ok {
-			kinds[ev["kind"].(string)]++
+	// The host keeps writing events (its own activity) while the test
+	// reads: compare a scrape with the file only when the file did not
+	// change around it.
+	countKinds := func() map[string]int {
+		kinds := map[string]int{}
+		for _, e := range events(t, r.out) {
+			if ev, ok := e["event"].(map[string]any); ok {
+				kinds[ev["kind"].(string)]++
+			}
 		}
+		return kinds
+	}
+	var v map[string]float64
+	var kinds map[string]int
+	for try := 0; try < 50; try++ {
+		before := countKinds()
+		v = scrape(t, addr)
+		kinds = countKinds()
+		if before["event"] == kinds["event"] && before["loss"] == kinds["loss"] && int(v["auditns_events_written_total"]) == kinds["event"] {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("%d scrapes under load; markers %d; metrics %v; kinds %v", scrapes, markers, v, kinds)
 	if markers+int(v["auditns_sequence_gap_total"]) < 1500 {
