@@ -77,6 +77,10 @@ type Enrich struct {
 	ProcessCache int
 	Namespaces   bool
 	IDMethod     string // "" (probe) | kernel | pinned
+	// Source is where subjects' namespaces come from: auto (the kernel
+	// side, eBPF, where it loads; else /proc), bpf (the kernel side or
+	// fail), proc (read /proc after the fact).
+	Source string
 }
 
 // Kafka is the Kafka sink.
@@ -148,6 +152,7 @@ var defaults = map[string]any{
 	"enrich.ns_rules":                true,
 	"enrich.process_cache":           8192,
 	"enrich.id_method":               "",
+	"enrich.source":                  "auto",
 	"kafka.brokers":                  []string{},
 	"kafka.topic":                    "auditns.events",
 	"kafka.namespaces_topic":         "auditns.namespaces",
@@ -416,6 +421,7 @@ func (l *Loader) build() (*Config, error) {
 		NSRules:      g.boolean("enrich.ns_rules"),
 		ProcessCache: int(g.integer("enrich.process_cache", 16, 1<<20)),
 		IDMethod:     g.str("enrich.id_method", "", "kernel", "pinned"),
+		Source:       g.str("enrich.source", "auto", "bpf", "proc"),
 	}
 	c.Kafka = Kafka{
 		Brokers:           g.strings("kafka.brokers"),

@@ -31,6 +31,7 @@ import (
 	"github.com/auditns/auditns/internal/pipeline"
 	"github.com/auditns/auditns/internal/publish"
 	"github.com/auditns/auditns/internal/serial"
+	"github.com/auditns/auditns/internal/subject"
 )
 
 // NSRuleKey is the key of the rules auditns adds to see namespace changes.
@@ -54,8 +55,11 @@ type Daemon struct {
 	conn     *netlink.Conn
 	reg      *serial.Registry
 	enricher *enrich.Enricher
-	sink     publish.Sink
-	pipe     *pipeline.Pipeline
+	// kernelSubjects is the kernel-side source when it is in use (its
+	// counters go to metrics); the enricher owns and closes it.
+	kernelSubjects *subject.Kernel
+	sink           publish.Sink
+	pipe           *pipeline.Pipeline
 
 	metrics *metrics.Server
 	kafka   *publish.Kafka
@@ -119,7 +123,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 		"failure_mode", cfg.Audit.FailureMode, "immutable", opts.Immutable,
 		"found_enabled", in.Enabled, "found_pid", in.PID, "lost_so_far", in.Lost)
 
-	d.enricher, err = enrich.New(enrich.Options{
+	eopts := enrich.Options{
 		HostName:   cfg.HostName,
 		BootID:     bootID,
 		Kernel:     kernel,
@@ -127,8 +131,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 		Namespaces: observer,
 		CacheSize:  cfg.Enrich.ProcessCache,
 		Logger:     log,
-	})
+	}
+	if eopts.Subjects, err = d.openSubjects(cfg, eopts, log); err != nil {
+		return nil, err
+	}
+	d.enricher, err = enrich.New(eopts)
 	if err != nil {
+		eopts.Subjects.Close()
 		return nil, err
 	}
 	sink, err := d.openSink(ctx, cfg, log)
@@ -373,22 +382,81 @@ func (d *Daemon) closeAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// registryObserver adapts serial.Registry to enrich.Observer.
-type registryObserver struct{ r *serial.Registry }
+// openSubjects opens the source of subjects' namespaces that
+// enrich.source asks for: the kernel side (with the /proc reader as its
+// fallback for events it has no join for) or the /proc reader alone.
+func (d *Daemon) openSubjects(cfg *config.Config, eopts enrich.Options, log *slog.Logger) (enrich.Subjects, error) {
+	procs, err := enrich.NewProcSubjects(eopts)
+	if err != nil {
+		return nil, err
+	}
+	why := ""
+	switch {
+	case cfg.Enrich.Source == "proc":
+		why = "enrich.source: proc"
+	case d.reg == nil:
+		why = "enrich.namespaces: false"
+	case d.reg.Method() != serial.IDKernel:
+		why = fmt.Sprintf("the registry is keyed by %s, not by the kernel's namespace ids (NS_GET_ID, Linux >= 6.18), which the kernel-side source reports", d.reg.Method())
+	}
+	if why == "" {
+		k, err := subject.Load(subject.Options{Resolver: registryResolver{d.reg}, Fallback: procs, BootID: d.reg.BootID(), Logger: log})
+		if err == nil {
+			d.kernelSubjects = k
+			log.Info("subject identity", "source", "bpf", "hooks", "tp_btf/kmem_cache_free, tp_btf/sched_process_exit", "fallback", "proc")
+			return k, nil
+		}
+		why = err.Error()
+	}
+	if cfg.Enrich.Source == "bpf" {
+		procs.Close()
+		return nil, fmt.Errorf("enrich.source: bpf: %s", why)
+	}
+	log.Warn("subject identity from /proc: namespaces are read when events are processed, so a process that exits at once may get none", "source", "proc", "reason", why)
+	return procs, nil
+}
 
-func (o registryObserver) Observe(pid int, c enrich.Cause) ([8]event.NSRef, error) {
+// registryResolver adapts serial.Registry to subject.Resolver.
+type registryResolver struct{ r *serial.Registry }
+
+func (o registryResolver) Identify(pid int, st *subject.State, c subject.Cause) ([8]event.NSRef, error) {
+	var k serial.KnownSet
+	for i := range st.NS {
+		k.NS[i] = serial.Known{ID: st.NS[i].ID, Inum: uint64(st.NS[i].Inum)}
+		k.Owner[i] = serial.Known{ID: st.Owner[i].ID, Inum: uint64(st.Owner[i].Inum)}
+	}
+	k.ParentPID = serial.Known{ID: st.ParentPID.ID, Inum: uint64(st.ParentPID.Inum)}
+	k.ParentUser = serial.Known{ID: st.ParentUser.ID, Inum: uint64(st.ParentUser.Inum)}
+	set, err := o.r.Identify(pid, &k, serial.Cause{EventID: c.EventID, Time: c.Time, Op: c.Op, PID: c.PID, Exe: c.Exe, Types: typeMask(c.Types)})
+	return nsRefs(set), err
+}
+
+func (o registryResolver) Exited(pid int, when time.Time) { o.r.Exited(pid, when) }
+
+func typeMask(names []string) serial.TypeMask {
 	var types serial.TypeMask
-	for _, name := range c.Types {
+	for _, name := range names {
 		if t, ok := serial.ParseType(name); ok {
 			types |= serial.MaskOf(t)
 		}
 	}
-	set, err := o.r.Observe(pid, serial.Cause{EventID: c.EventID, Time: c.Time, Op: c.Op, PID: c.PID, Exe: c.Exe, Types: types})
+	return types
+}
+
+func nsRefs(set serial.Set) [8]event.NSRef {
 	var out [8]event.NSRef
 	for i := range set {
-		out[i] = event.NSRef{Serial: set[i].Serial, Inum: set[i].Inum}
+		out[i] = event.NSRef{Serial: set[i].Serial, Inum: set[i].Inum, ID: set[i].ID}
 	}
-	return out, err
+	return out
+}
+
+// registryObserver adapts serial.Registry to enrich.Observer.
+type registryObserver struct{ r *serial.Registry }
+
+func (o registryObserver) Observe(pid int, c enrich.Cause) ([8]event.NSRef, error) {
+	set, err := o.r.Observe(pid, serial.Cause{EventID: c.EventID, Time: c.Time, Op: c.Op, PID: c.PID, Exe: c.Exe, Types: typeMask(c.Types)})
+	return nsRefs(set), err
 }
 
 func (o registryObserver) Exited(pid int, when time.Time) { o.r.Exited(pid, when) }

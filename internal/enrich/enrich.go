@@ -38,7 +38,13 @@ type Options struct {
 	Kernel string
 	// Raw includes the records as the kernel sent them in auditd.records.
 	Raw bool
-	// Namespaces resolves a process's namespaces; nil leaves ns out.
+	// Subjects tells each event's subject's namespaces and process
+	// identity (the kernel-side source, package subject). Nil: the
+	// Enricher reads them from /proc itself (NewProcSubjects with these
+	// Options).
+	Subjects Subjects
+	// Namespaces resolves a live process's namespaces for the /proc
+	// reader; nil leaves ns out.
 	Namespaces Observer
 	// ProcRoot is where procfs is mounted; default /proc.
 	ProcRoot string
@@ -54,9 +60,12 @@ type Options struct {
 type Enricher struct {
 	opts  Options
 	names names
-	procs *procCache
-	log   *slog.Logger
-	now   func() time.Time
+	// subjects answers for namespaces; procs is the same when it is the
+	// /proc reader this Enricher built.
+	subjects Subjects
+	procs    *procCache
+	log      *slog.Logger
+	now      func() time.Time
 
 	// Per event, reused.
 	c        cev
@@ -131,19 +140,19 @@ func New(opts Options) (*Enricher, error) {
 		cats:  make(map[[2]*aucoalesce.Normalization][]string),
 	}
 	norms()
-	var err error
-	e.procs, err = newProcCache(opts.ProcRoot, opts.CacheSize, opts.Namespaces, opts.Logger)
-	if err != nil {
-		return nil, err
+	if e.subjects = opts.Subjects; e.subjects == nil {
+		var err error
+		if e.procs, err = newProcCache(opts.ProcRoot, opts.CacheSize, opts.Namespaces, opts.Logger); err != nil {
+			return nil, err
+		}
+		e.subjects = e.procs
 	}
 	return e, nil
 }
 
-// Close stops the exit watcher and closes the pidfds.
-func (e *Enricher) Close() error { return e.procs.close() }
-
-// CacheStats reports the process cache's hits and misses.
-func (e *Enricher) CacheStats() (hits, misses uint64, size int) { return e.procs.stats() }
+// Close closes the subject source (the /proc reader's exit watcher and
+// pidfds, or the kernel-side programs).
+func (e *Enricher) Close() error { return e.subjects.Close() }
 
 // SetClock sets the time Enrich uses (for how long resolved names are
 // kept) until the next SetClock, so that a caller enriching a batch of
@@ -231,7 +240,7 @@ func (e *Enricher) Enrich(recs []record.Record, ev *event.Event) error {
 		}
 		change := decodeNSChange(ev.Syscall)
 		ev.NSChange = change
-		e.procs.annotate(ev, ev.Process.PID, ppid, change)
+		e.subjects.Annotate(ev, ev.Process.PID, ppid, change, recs[len(recs)-1].Type == typeEOE)
 	}
 	return nil
 }

@@ -20,7 +20,7 @@ func sample() *Event {
 		User:      &User{ID: "0", Name: "root", Audit: &Entity{ID: "4294967295"}, Effective: &Entity{ID: "0", Name: "root"}},
 		Group:     &Entity{ID: "0", Name: "root"},
 		Syscall:   &Syscall{Name: "unshare", Nr: 272, Arch: "x86_64", Exit: -1, Args: []string{"0x40000000"}},
-		NS:        &NS{IPC: NSRef{1, 4026531839}, Net: NSRef{13, 4026532177}},
+		NS:        &NS{IPC: NSRef{Serial: 1, Inum: 4026531839}, Net: NSRef{Serial: 13, Inum: 4026532177}},
 		NSSrc:     "observed",
 		NSChange:  &NSChange{Op: "unshare", Types: []string{"net"}},
 		Container: &Container{ID: "abc", Runtime: "docker"},

@@ -75,7 +75,13 @@ type Boot struct {
 
 // Process is the subject process.
 type Process struct {
-	PID        int      `json:"pid,omitempty"`
+	PID int `json:"pid,omitempty"`
+	// EntityID names this process instance (boot, pid, start time): it
+	// stays unique when the pid is reused. Empty where unknown.
+	EntityID string `json:"entity_id,omitempty"`
+	// VPID is the pid inside the process's own pid namespace; 0 where
+	// unknown.
+	VPID       int      `json:"vpid,omitempty"`
 	Parent     *Parent  `json:"parent,omitempty"`
 	Name       string   `json:"name,omitempty"`
 	Executable string   `json:"executable,omitempty"`
@@ -90,7 +96,8 @@ type Process struct {
 
 // Parent is process.parent.
 type Parent struct {
-	PID int `json:"pid"`
+	PID      int    `json:"pid"`
+	EntityID string `json:"entity_id,omitempty"`
 }
 
 // Entity is an id with its resolved name.
@@ -124,6 +131,9 @@ type Syscall struct {
 type NSRef struct {
 	Serial uint64 `json:"serial"`
 	Inum   uint64 `json:"inum"`
+	// ID is the kernel's 64-bit namespace id (Linux >= 6.18); 0 where
+	// unknown.
+	ID uint64 `json:"id,omitempty"`
 }
 
 // NS holds the subject's namespaces, one per type; a zero NSRef is unknown

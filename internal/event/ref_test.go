@@ -438,7 +438,7 @@ func randomEvent(r *rand.Rand) *Event {
 		e.NS = &NS{}
 		for i := range NSTypes {
 			if maybe() {
-				*e.NS.At(i) = NSRef{r.Uint64N(3), r.Uint64N(3)}
+				*e.NS.At(i) = NSRef{Serial: r.Uint64N(3), Inum: r.Uint64N(3)}
 			}
 		}
 	}

@@ -146,7 +146,14 @@ func (r *Registry) Observe(pid int, ev Cause) (Set, error) {
 		}
 	}
 
-	// Durability of everything returned.
+	return r.finish(pid, &ents, misses, firstErr)
+}
+
+// finish waits until the records of ents are durable (and delivered, with
+// OnRecord) and returns their references. A namespace whose record could
+// not be made durable is left out of the set.
+func (r *Registry) finish(pid int, ents *[NumTypes]*entry, misses bool, firstErr error) (Set, error) {
+	var set Set
 	var need uint64
 	synced := r.synced.Load()
 	for _, e := range ents {
@@ -165,7 +172,7 @@ func (r *Registry) Observe(pid int, ev Cause) (Set, error) {
 			firstErr = err
 			for t, e := range ents {
 				if e != nil {
-					set[t] = Ref{e.rec.Serial, e.rec.Inum}
+					set[t] = e.ref()
 				}
 			}
 			return set, err
@@ -187,7 +194,7 @@ func (r *Registry) Observe(pid int, ev Cause) (Set, error) {
 	n := 0
 	for t, e := range ents {
 		if e != nil {
-			set[t] = Ref{e.rec.Serial, e.rec.Inum}
+			set[t] = e.ref()
 			n++
 		}
 	}
@@ -347,53 +354,12 @@ func (r *Registry) resolve(fd int, t Type, c *Cause, pid int, wit witness, now t
 		unix.Close(fd)
 		return e, nil
 	}
-	serial, err := r.allocLocked()
+	e, err := r.createLocked(key, t, st.Ino, devString(st.Dev), owner, parent, c, pid, wit, now)
 	if err != nil {
 		r.mu.Unlock()
 		unix.Close(fd)
 		return nil, err
 	}
-	ts := MakeTime(now)
-	e := &entry{key: key, fd: -1, wit: wit, rec: Record{
-		Schema: Schema, ID: r.bootID + "/" + strconv.FormatUint(serial, 10), Host: r.host,
-		Type: t, Serial: serial, Inum: st.Ino, Dev: devString(st.Dev), IDSrc: r.method,
-		FirstSeen: ts, FirstEvent: EventRef(c.EventID), LastSeen: ts,
-	}}
-	if r.method == IDKernel {
-		id := key.a
-		e.rec.NsID = &id
-	}
-	if owner != nil {
-		e.rec.OwnerUser = &SerialRef{owner.rec.Serial}
-	}
-	if parent != nil {
-		e.rec.Parent = &SerialRef{parent.rec.Serial}
-	}
-	if c.Op != "" && c.Op != "setns" && pid > 0 && (c.Types == 0 || c.Types.Has(t)) {
-		cpid := c.PID
-		if cpid == 0 {
-			cpid = pid
-		}
-		e.rec.CreatedBy = &CreatedBy{Event: c.EventID, Op: c.Op, PID: cpid, Exe: c.Exe}
-	}
-	e.obsGen = r.gen
-	if r.opts.OnRecord == nil {
-		e.published.Store(true)
-	}
-	if e.seq = r.writeRecLocked(e, true); e.seq == 0 {
-		werr := r.writeErr
-		r.mu.Unlock()
-		unix.Close(fd)
-		if werr == nil {
-			werr = errors.New("registry log is not open")
-		}
-		return nil, errNotDurable(r.dir, werr)
-	}
-	if n := len(r.pending); n > 0 && r.pending[n-1].rec.Serial == serial {
-		r.pending[n-1].e = e
-	}
-	r.insertKey(e)
-	r.setEntry(e)
 	if r.method != IDKernel {
 		e.fd = fd
 		fd = -1
@@ -437,4 +403,53 @@ func (r *Registry) Exited(pid int, when time.Time) {
 		default:
 		}
 	}
+}
+
+// createLocked registers a new namespace under key, with the next serial,
+// and writes its record (durable once waitDurable returns for e.seq).
+func (r *Registry) createLocked(key nsKey, t Type, inum uint64, dev string, owner, parent *entry, c *Cause, pid int, wit witness, now time.Time) (*entry, error) {
+	serial, err := r.allocLocked()
+	if err != nil {
+		return nil, err
+	}
+	ts := MakeTime(now)
+	e := &entry{key: key, fd: -1, wit: wit, rec: Record{
+		Schema: Schema, ID: r.bootID + "/" + strconv.FormatUint(serial, 10), Host: r.host,
+		Type: t, Serial: serial, Inum: inum, Dev: dev, IDSrc: r.method,
+		FirstSeen: ts, FirstEvent: EventRef(c.EventID), LastSeen: ts,
+	}}
+	if r.method == IDKernel {
+		id := key.a
+		e.rec.NsID = &id
+	}
+	if owner != nil {
+		e.rec.OwnerUser = &SerialRef{owner.rec.Serial}
+	}
+	if parent != nil {
+		e.rec.Parent = &SerialRef{parent.rec.Serial}
+	}
+	if c.Op != "" && c.Op != "setns" && pid > 0 && (c.Types == 0 || c.Types.Has(t)) {
+		cpid := c.PID
+		if cpid == 0 {
+			cpid = pid
+		}
+		e.rec.CreatedBy = &CreatedBy{Event: c.EventID, Op: c.Op, PID: cpid, Exe: c.Exe}
+	}
+	e.obsGen = r.gen
+	if r.opts.OnRecord == nil {
+		e.published.Store(true)
+	}
+	if e.seq = r.writeRecLocked(e, true); e.seq == 0 {
+		werr := r.writeErr
+		if werr == nil {
+			werr = errors.New("registry log is not open")
+		}
+		return nil, errNotDurable(r.dir, werr)
+	}
+	if n := len(r.pending); n > 0 && r.pending[n-1].rec.Serial == serial {
+		r.pending[n-1].e = e
+	}
+	r.insertKey(e)
+	r.setEntry(e)
+	return e, nil
 }

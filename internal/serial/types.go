@@ -136,6 +136,7 @@ const (
 type Ref struct {
 	Serial uint64 // 0 = unknown
 	Inum   uint64
+	ID     uint64 // the kernel's namespace id; 0 where it has none
 }
 
 // Set is the namespaces of one process, indexed by Type.

@@ -1,0 +1,374 @@
+package subject
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/auditns/auditns/internal/event"
+)
+
+// SrcKernel is the ns_src of events whose namespaces the kernel-side
+// source captured.
+const SrcKernel = "kernel"
+
+// Key is one namespace as the kernel names it: its 64-bit id (0 where the
+// kernel has none, before Linux 6.18) and its nsfs inode number.
+type Key struct {
+	ID   uint64
+	Inum uint32
+}
+
+// State is what the kernel reported of a thread's namespaces, in
+// event.NSTypes order.
+type State struct {
+	NS    [8]Key
+	Owner [8]Key // the owning user namespace of each
+	// ParentPID and ParentUser are the parents of the pid and user
+	// namespaces (zero for the initial ones).
+	ParentPID, ParentUser Key
+}
+
+// Cause is the event on whose account a namespace is identified: it names
+// the creator of namespaces seen for the first time.
+type Cause struct {
+	EventID string
+	Time    time.Time
+	// Op is "unshare", "setns" or "clone" when the event changed
+	// namespaces; Types the types it changed (nil: any new one).
+	Op    string
+	Types []string
+	PID   int
+	Exe   string
+}
+
+// Resolver gives kernel-identified namespaces their registry serials. The
+// namespace registry implements it (through the daemon's adapter).
+type Resolver interface {
+	// Identify returns the serial references of st's namespaces, in
+	// event.NSTypes order, registering those it has not seen; pid is
+	// tracked as a member of them.
+	Identify(pid int, st *State, cause Cause) ([8]event.NSRef, error)
+	// Exited tells the registry that a member process is gone.
+	Exited(pid int, when time.Time)
+}
+
+// Fallback answers for events the kernel-side source has no join for: the
+// /proc reader.
+type Fallback interface {
+	Annotate(ev *event.Event, pid, ppid int, change *event.NSChange, ended bool)
+	Close() error
+}
+
+// Options configure the kernel-side source.
+type Options struct {
+	// Resolver maps namespaces to serials; required.
+	Resolver Resolver
+	// Fallback answers events without a join; required. Close closes it.
+	Fallback Fallback
+	// BootID qualifies process.entity_id; required.
+	BootID string
+	// JoinWait is how long an event without an end-of-event record waits
+	// for its join (see the package documentation); default 2ms.
+	JoinWait time.Duration
+	// Logger receives warnings; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Stats are the source's counters since Load.
+type Stats struct {
+	Joined    uint64 // events answered from the kernel side
+	Fallbacks uint64 // events answered by the fallback
+	Dropped   uint64 // ring records the kernel could not write (ring full)
+	States    int    // thread states held
+}
+
+// joinSlots is how many recent joins are kept, indexed by serial: far more
+// than events in flight between the kernel and the enricher.
+const joinSlots = 1 << 16
+
+// maxStates bounds the thread states held; the oldest go first.
+const maxStates = 1 << 17
+
+type joinSlot struct {
+	serial, tgid, ver uint32
+}
+
+// state is one reported thread state with what is derived from it once.
+type state struct {
+	raw      subjectState
+	kst      State
+	ns       *event.NS // nil until resolved
+	entity   string
+	pentity  string
+	resolved bool
+}
+
+// Kernel is the kernel-side subject-identity source. Annotate is called
+// from one goroutine (the enricher's).
+type Kernel struct {
+	opts  Options
+	log   *slog.Logger
+	objs  subjectObjects
+	links []link.Link
+	rd    *ringbuf.Reader
+	rec   ringbuf.Record
+
+	joins  []joinSlot
+	states map[uint32]*state
+	order  []uint32 // state versions, oldest first
+
+	joined, fallbacks atomic.Uint64
+	nStates           atomic.Int64
+	lastJoined        uint32 // kernel's last_serial, as last read
+}
+
+// ErrUnavailable wraps every reason the kernel-side source cannot run here
+// (no BTF, missing privileges, a kernel that refuses the programs); the
+// caller falls back to /proc.
+var ErrUnavailable = errors.New("kernel-side namespace source unavailable")
+
+// Load loads and attaches the BPF programs. On any error everything loaded
+// so far is released and the error wraps ErrUnavailable.
+func Load(opts Options) (k *Kernel, err error) {
+	if opts.Resolver == nil || opts.Fallback == nil || opts.BootID == "" {
+		return nil, errors.New("subject: Resolver, Fallback and BootID are required")
+	}
+	if opts.JoinWait <= 0 {
+		opts.JoinWait = 2 * time.Millisecond
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return nil, fmt.Errorf("%w: the kernel has no BTF (/sys/kernel/btf/vmlinux: %v)", ErrUnavailable, err)
+	}
+	k = &Kernel{opts: opts, log: opts.Logger, joins: make([]joinSlot, joinSlots), states: make(map[uint32]*state)}
+	defer func() {
+		if err != nil {
+			k.release()
+			k = nil
+		}
+	}()
+	spec, err := loadSubject()
+	if err != nil {
+		return nil, fmt.Errorf("%w: the embedded object: %v", ErrUnavailable, err)
+	}
+	if err := spec.LoadAndAssign(&k.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("%w: the kernel refused the programs: %v", ErrUnavailable, ve)
+		}
+		return nil, fmt.Errorf("%w: loading the programs (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN): %v", ErrUnavailable, err)
+	}
+	for _, p := range []*ebpf.Program{k.objs.AuditRecordFreed, k.objs.TaskExited} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		if err != nil {
+			return nil, fmt.Errorf("%w: attaching %s: %v", ErrUnavailable, p, err)
+		}
+		k.links = append(k.links, l)
+	}
+	if k.rd, err = ringbuf.NewReader(k.objs.Events); err != nil {
+		return nil, fmt.Errorf("%w: ring buffer: %v", ErrUnavailable, err)
+	}
+	return k, nil
+}
+
+// release detaches and closes everything the source holds; safe on a
+// partly loaded source.
+func (k *Kernel) release() error {
+	var errs []error
+	if k.rd != nil {
+		errs = append(errs, k.rd.Close())
+		k.rd = nil
+	}
+	for _, l := range k.links {
+		errs = append(errs, l.Close())
+	}
+	k.links = nil
+	errs = append(errs, k.objs.Close())
+	return errors.Join(errs...)
+}
+
+// Close detaches the programs, frees their maps and closes the fallback.
+func (k *Kernel) Close() error {
+	return errors.Join(k.release(), k.opts.Fallback.Close())
+}
+
+// Stats returns the counters; safe from any goroutine.
+func (k *Kernel) Stats() Stats {
+	s := Stats{Joined: k.joined.Load(), Fallbacks: k.fallbacks.Load(), States: int(k.nStates.Load())}
+	var per []uint64
+	for i := uint32(0); i < 3; i++ {
+		if k.objs.Drops != nil && k.objs.Drops.Lookup(i, &per) == nil {
+			for _, n := range per {
+				s.Dropped += n
+			}
+		}
+	}
+	return s
+}
+
+// drain reads every record in the ring.
+func (k *Kernel) drain() {
+	if k.rd.AvailableBytes() == 0 {
+		return
+	}
+	k.rd.SetDeadline(time.Unix(1, 0))
+	for {
+		if err := k.rd.ReadInto(&k.rec); err != nil {
+			return // deadline exceeded: the ring is empty
+		}
+		k.handle(k.rec.RawSample)
+	}
+}
+
+func (k *Kernel) handle(b []byte) {
+	if len(b) < 4 {
+		return
+	}
+	switch *(*uint32)(unsafe.Pointer(&b[0])) {
+	case 2: // REC_JOIN
+		if len(b) < int(unsafe.Sizeof(subjectJoin{})) {
+			return
+		}
+		j := (*subjectJoin)(unsafe.Pointer(&b[0]))
+		k.joins[j.Serial%joinSlots] = joinSlot{j.Serial, j.Tgid, j.Ver}
+	case 1: // REC_STATE
+		if len(b) < int(unsafe.Sizeof(subjectState{})) {
+			return
+		}
+		st := &state{raw: *(*subjectState)(unsafe.Pointer(&b[0]))}
+		for i := range st.raw.Ns {
+			st.kst.NS[i] = Key{st.raw.Ns[i].Id, st.raw.Ns[i].Inum}
+			st.kst.Owner[i] = Key{st.raw.Owner[i].Id, st.raw.Owner[i].Inum}
+		}
+		st.kst.ParentPID = Key{st.raw.ParentPid.Id, st.raw.ParentPid.Inum}
+		st.kst.ParentUser = Key{st.raw.ParentUser.Id, st.raw.ParentUser.Inum}
+		st.entity = EntityID(k.opts.BootID, int(st.raw.Tgid), st.raw.StartNs)
+		if st.raw.Ppid > 0 {
+			st.pentity = EntityID(k.opts.BootID, int(st.raw.Ppid), st.raw.PstartNs)
+		}
+		k.states[st.raw.Ver] = st
+		k.order = append(k.order, st.raw.Ver)
+		for len(k.order) > maxStates {
+			delete(k.states, k.order[0])
+			k.order = k.order[1:]
+		}
+		k.nStates.Store(int64(len(k.states)))
+	case 3: // REC_EXIT
+		if len(b) < int(unsafe.Sizeof(subjectExit{})) {
+			return
+		}
+		e := (*subjectExit)(unsafe.Pointer(&b[0]))
+		k.opts.Resolver.Exited(int(e.Tgid), time.Now())
+	}
+}
+
+// lookup returns the join of serial, draining the ring and, for an event
+// that did not end with an EOE record, waiting up to JoinWait while the
+// kernel has not joined serial yet.
+func (k *Kernel) lookup(serial uint32, ended bool) (joinSlot, bool) {
+	k.drain()
+	if j := k.joins[serial%joinSlots]; j.serial == serial {
+		return j, true
+	}
+	if ended {
+		return joinSlot{}, false
+	}
+	deadline := time.Now().Add(k.opts.JoinWait)
+	for time.Now().Before(deadline) {
+		if !serialBefore(k.lastJoined, serial) {
+			// The kernel joined later events: this one has no join.
+			if err := k.objs.LastSerial.Get(&k.lastJoined); err != nil || !serialBefore(k.lastJoined, serial) {
+				break
+			}
+		}
+		time.Sleep(100 * time.Microsecond)
+		k.drain()
+		if j := k.joins[serial%joinSlots]; j.serial == serial {
+			return j, true
+		}
+		k.objs.LastSerial.Get(&k.lastJoined)
+	}
+	return joinSlot{}, false
+}
+
+// serialBefore reports a < b for audit serials (uint32, wrapping).
+func serialBefore(a, b uint32) bool { return int32(a-b) < 0 }
+
+// Annotate sets ev's namespaces, ns_src, process.entity_id, process.vpid
+// and process.parent.entity_id for the subject pid, from the kernel's join
+// of the event's serial, or asks the fallback. ended reports that the
+// event's records ended with an EOE record.
+func (k *Kernel) Annotate(ev *event.Event, pid, ppid int, change *event.NSChange, ended bool) {
+	j, ok := k.lookup(ev.Event.Sequence, ended)
+	var st *state
+	if ok && int(j.tgid) == pid {
+		st = k.states[j.ver]
+	}
+	if st == nil {
+		k.fallbacks.Add(1)
+		k.opts.Fallback.Annotate(ev, pid, ppid, change, ended)
+		return
+	}
+	if !st.resolved || change != nil {
+		c := Cause{EventID: ev.Event.ID, Time: ev.Event.Created, PID: pid}
+		if ev.Process != nil {
+			c.Exe = ev.Process.Executable
+		}
+		if change != nil {
+			c.Op, c.Types = change.Op, change.Types
+		}
+		refs, err := k.opts.Resolver.Identify(pid, &st.kst, c)
+		if err != nil && !st.resolved {
+			k.log.Debug("identify namespaces", "pid", pid, "error", err)
+		}
+		ns := &event.NS{}
+		any := false
+		for i := range refs {
+			*ns.At(i) = refs[i]
+			any = any || refs[i].Serial != 0
+		}
+		if any {
+			st.ns, st.resolved = ns, err == nil
+		}
+	}
+	k.joined.Add(1)
+	ev.NS, ev.NSSrc = st.ns, SrcKernel
+	if ev.NS == nil {
+		ev.NSSrc = "unknown"
+	}
+	if p := ev.Process; p != nil {
+		p.EntityID = st.entity
+		p.VPID = int(st.raw.Vpid)
+		if p.Parent != nil && p.Parent.PID == int(st.raw.Ppid) {
+			p.Parent.EntityID = st.pentity
+		}
+	}
+}
+
+// EntityID is process.entity_id: an opaque id of one process instance,
+// stable across pid reuse, from the boot, the pid and the process's start
+// time (ns since boot).
+func EntityID(bootID string, pid int, startNs uint64) string {
+	var b [96]byte
+	s := append(b[:0], bootID...)
+	s = append(s, '/')
+	s = strconv.AppendInt(s, int64(pid), 10)
+	s = append(s, '/')
+	s = strconv.AppendUint(s, startNs, 10)
+	sum := sha256.Sum256(s)
+	return hex.EncodeToString(sum[:16])
+}
