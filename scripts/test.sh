@@ -18,6 +18,21 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 
+echo "== go generate (the committed BPF object and bindings are what the source builds)" >&2
+if command -v clang >/dev/null && [ -f /usr/include/bpf/bpf_helpers.h ]; then
+	go generate ./internal/subject
+	if ! git diff --quiet -- internal/subject; then
+		echo "go generate ./internal/subject changed the committed files: commit what it generates" >&2
+		git diff --stat -- internal/subject >&2
+		exit 1
+	fi
+elif [ "${AUDITNS_REQUIRE_TOOLS:-}" = 1 ]; then
+	echo "clang and libbpf-dev are needed to check the BPF object and AUDITNS_REQUIRE_TOOLS=1" >&2
+	exit 1
+else
+	echo "no clang or libbpf-dev: not checking the committed BPF object" >&2
+fi
+
 started_kafka=0
 if [ -z "${AUDITNS_TEST_KAFKA:-}" ]; then
 	echo "== starting Kafka (scripts/kafka/start.sh)" >&2

@@ -49,7 +49,9 @@ func (r *Registry) Identify(pid int, k *KnownSet, ev Cause) (Set, error) {
 		r.mu.Unlock()
 		return Set{}, ErrClosed
 	}
-	for _, t := range Types {
+	// The user namespace first: it owns the others, and registered as
+	// their owner it would get no parent.
+	for _, t := range identifyOrder {
 		if k.NS[t].ID == 0 {
 			continue
 		}
@@ -85,6 +87,8 @@ func (r *Registry) Identify(pid int, k *KnownSet, ev Cause) (Set, error) {
 	}
 	return set, err
 }
+
+var identifyOrder = [NumTypes]Type{User, IPC, UTS, PID, Cgroup, Time, Net, Mnt}
 
 // knownLocked returns the entry of an owner or parent namespace the kernel
 // reported, registering it (without owner or parent of its own, which were

@@ -129,6 +129,11 @@ type Kernel struct {
 	states map[uint32]*state
 	order  []uint32 // state versions, oldest first
 
+	// forChildren holds, per pid, the unshare that gave its future
+	// children new pid or time namespaces: the first child is where they
+	// appear, and its state names that unshare their creator.
+	forChildren map[int]Cause
+
 	joined, fallbacks atomic.Uint64
 	nStates           atomic.Int64
 	lastJoined        uint32 // kernel's last_serial, as last read
@@ -154,7 +159,7 @@ func Load(opts Options) (k *Kernel, err error) {
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		return nil, fmt.Errorf("%w: the kernel has no BTF (/sys/kernel/btf/vmlinux: %v)", ErrUnavailable, err)
 	}
-	k = &Kernel{opts: opts, log: opts.Logger, joins: make([]joinSlot, joinSlots), states: make(map[uint32]*state)}
+	k = &Kernel{opts: opts, log: opts.Logger, joins: make([]joinSlot, joinSlots), states: make(map[uint32]*state), forChildren: make(map[int]Cause)}
 	defer func() {
 		if err != nil {
 			k.release()
@@ -272,6 +277,7 @@ func (k *Kernel) handle(b []byte) {
 			return
 		}
 		e := (*subjectExit)(unsafe.Pointer(&b[0]))
+		delete(k.forChildren, int(e.Tgid))
 		k.opts.Resolver.Exited(int(e.Tgid), time.Now())
 	}
 }
@@ -330,6 +336,14 @@ func (k *Kernel) Annotate(ev *event.Event, pid, ppid int, change *event.NSChange
 		}
 		if change != nil {
 			c.Op, c.Types = change.Op, change.Types
+			if len(change.ChildrenOnly) > 0 && change.Op != "clone" {
+				pc := c
+				pc.Types = change.ChildrenOnly
+				k.forChildren[pid] = pc
+			}
+		} else if pc, ok := k.forChildren[int(st.raw.Ppid)]; ok && !st.resolved {
+			c = pc
+			delete(k.forChildren, int(st.raw.Ppid))
 		}
 		refs, err := k.opts.Resolver.Identify(pid, &st.kst, c)
 		if err != nil && !st.resolved {
