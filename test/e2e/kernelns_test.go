@@ -16,6 +16,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/auditns/auditns/internal/event"
+	"github.com/auditns/auditns/internal/testenv"
 )
 
 // The kernel-side source is asked for explicitly: a host where the
@@ -263,5 +264,167 @@ func TestKernelSourcePidReuseEntityID(t *testing.T) {
 	}
 	if a.Process.Parent == nil || a.Process.Parent.EntityID == "" || a.Process.Parent.EntityID != b.Process.Parent.EntityID {
 		t.Errorf("same parent, parent entity ids %+v and %+v", a.Process.Parent, b.Process.Parent)
+	}
+}
+
+// nshelper builds testdata/nshelper.c.
+func nshelper(t *testing.T) string {
+	t.Helper()
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		testenv.Missing(t, testenv.RequireKernelVar, "no C compiler (cc) for testdata/nshelper.c")
+	}
+	bin := filepath.Join(t.TempDir(), "nshelper")
+	if out, err := exec.Command(cc, "-O2", "-Wall", "-o", bin, "testdata/nshelper.c").CombinedOutput(); err != nil {
+		t.Fatalf("building nshelper: %v: %s", err, out)
+	}
+	return bin
+}
+
+func linkInum(t *testing.T, link string) uint64 {
+	t.Helper()
+	i := strings.IndexByte(link, '[')
+	n, err := strconv.ParseUint(strings.TrimSuffix(link[i+1:], "]"), 10, 64)
+	if i < 0 || err != nil {
+		t.Fatalf("namespace link %q", link)
+	}
+	return n
+}
+
+// A clone3 child in new uts and net namespaces (audit cannot see clone3's
+// flags): its execve carries them.
+func TestKernelSourceClone3Child(t *testing.T) {
+	requireKernel(t)
+	bin := nshelper(t)
+	r := start(t, bpfSource)
+	m := marker()
+	truth := filepath.Join(t.TempDir(), "truth")
+	if out, err := exec.Command(bin, "clone3", m, truth).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	b, err := os.ReadFile(truth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	uts, net := linkInum(t, f[0]), linkInum(t, f[1])
+	ev := waitEvent(t, r.out, 5*time.Second, "true of the clone3 child", func(e *event.Event) bool { return hasArg(e, m) && e.Process.Name == "true" })
+	noLeftovers(t, r)
+	if ev.NSSrc != "kernel" || ev.NS.UTS.Inum != uts || ev.NS.Net.Inum != net || ev.NS.UTS.Serial < 9 || ev.NS.Net.Serial < 9 || ev.NS.IPC.Serial != 1 {
+		t.Fatalf("clone3 child: %+v (src %s); it saw uts %d net %d", ev.NS, ev.NSSrc, uts, net)
+	}
+}
+
+// 2,000 sets of new uts, net and ipc namespaces, two at a time, each
+// process gone at once (inode numbers are reused many times over): every
+// event carries all three, equal to what the process saw, and no serial
+// names two namespaces.
+func TestKernelSourceNamespaceChurn(t *testing.T) {
+	requireKernel(t)
+	r := start(t, bpfSource+"audit:\n  backlog_wait_time: 60000\n")
+	const perWorker, workers = 1000, 2
+	m := marker()
+	dir := t.TempDir()
+	var cmds []*exec.Cmd
+	for w := 0; w < workers; w++ {
+		truth := filepath.Join(dir, fmt.Sprintf("truth-%d", w))
+		script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do i=$((i+1)); unshare --uts --net --ipc --fork /bin/sh -c 'echo "$(readlink /proc/self/ns/uts) $(readlink /proc/self/ns/net) $(readlink /proc/self/ns/ipc) $1" >> %s; exec /bin/true "$1"' sh %s-%d-$i; done`, perWorker, truth, m, w)
+		cmd := exec.Command("/bin/sh", "-c", script)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	for _, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type truth struct{ uts, net, ipc uint64 }
+	want := map[string]truth{}
+	for w := 0; w < workers; w++ {
+		b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("truth-%d", w)))
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			f := strings.Fields(line)
+			want[f[3]] = truth{linkInum(t, f[0]), linkInum(t, f[1]), linkInum(t, f[2])}
+		}
+	}
+	n := perWorker * workers
+	if len(want) != n {
+		t.Fatalf("%d truths, want %d", len(want), n)
+	}
+	var got map[string]*event.Event
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if got = argEvents(allEvents(t, r.out), "true", m); len(got) == n {
+			break
+		}
+	}
+	noLeftovers(t, r)
+	owner := map[uint64]string{}
+	inums := map[uint64]bool{}
+	bad := 0
+	for arg, w := range want {
+		ev := got[arg]
+		if ev == nil || ev.NS == nil || ev.NSSrc != "kernel" {
+			bad++
+			if bad < 10 {
+				t.Errorf("%s: event %v", arg, ev != nil)
+			}
+			continue
+		}
+		for _, c := range []struct {
+			name string
+			ref  event.NSRef
+			want uint64
+		}{{"uts", ev.NS.UTS, w.uts}, {"net", ev.NS.Net, w.net}, {"ipc", ev.NS.IPC, w.ipc}} {
+			if c.ref.Inum != c.want || c.ref.Serial < 9 {
+				bad++
+				t.Errorf("%s: %s %+v, the process saw %d", arg, c.name, c.ref, c.want)
+			}
+			key := fmt.Sprintf("%s %s", arg, c.name)
+			if other, dup := owner[c.ref.Serial]; dup {
+				t.Errorf("serial %d names two namespaces: %s and %s", c.ref.Serial, other, key)
+			}
+			owner[c.ref.Serial] = key
+			inums[c.ref.Inum] = true
+		}
+	}
+	t.Logf("%d sets: %d events, %d wrong or missing; %d serials for %d distinct inode numbers (reused)", n, len(got), bad, len(owner), len(inums))
+}
+
+// 5,000 children that each unshare(CLONE_NEWUTS|CLONE_NEWIPC) and exit:
+// 10,000 namespaces, each with a registry record naming its unshare.
+func TestKernelSourceNamespaceFlood(t *testing.T) {
+	requireKernel(t)
+	bin := nshelper(t)
+	r := start(t, bpfSource+"audit:\n  backlog_wait_time: 60000\n")
+	const n = 5000
+	begin := time.Now()
+	if out, err := exec.Command(bin, "flood", strconv.Itoa(n)).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	took := time.Since(begin)
+	created := 0
+	var unshares int
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		created, unshares = 0, 0
+		for _, rec := range registry(t, r.out) {
+			if rec.CreatedBy != nil && rec.CreatedBy.Op == "unshare" && rec.CreatedBy.Exe == bin {
+				created++
+			}
+		}
+		for _, ev := range allEvents(t, r.out) {
+			if ev.Syscall != nil && ev.Syscall.Name == "unshare" && ev.Process.Executable == bin && ev.NSSrc == "kernel" {
+				unshares++
+			}
+		}
+		if created == 2*n && unshares == n {
+			break
+		}
+	}
+	noLeftovers(t, r)
+	t.Logf("%d children in %v: %d unshare events from the kernel side, %d namespaces with a registry record naming their unshare", n, took, unshares, created)
+	if created != 2*n || unshares != n {
+		t.Fatalf("%d registry records with created_by (want %d), %d unshare events (want %d)", created, 2*n, unshares, n)
 	}
 }
