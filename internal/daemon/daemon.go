@@ -306,6 +306,11 @@ func (d *Daemon) metricsSource() metrics.Source {
 	if d.reg != nil {
 		src.Namespaces = func() int { return len(d.reg.Records()) }
 	}
+	if k := d.kernelSubjects; k != nil {
+		src.SubjectJoined = func() uint64 { return k.Stats().Joined }
+		src.SubjectFallbacks = func() uint64 { return k.Stats().Fallbacks }
+		src.SubjectDropped = func() uint64 { return k.Stats().Dropped }
+	}
 	d.kafkaMetrics(&src)
 	return src
 }

@@ -36,6 +36,10 @@ type Source struct {
 	SpoolBytes      func() int64
 	SpoolOldest     func() time.Time // append time of the oldest unacknowledged record
 	Namespaces      func() int
+	// The kernel-side subject source (nil when /proc is the source).
+	SubjectJoined    func() uint64 // events whose namespaces the kernel captured
+	SubjectFallbacks func() uint64 // events it had no join for (answered from /proc)
+	SubjectDropped   func() uint64 // ring records the kernel could not write
 	// Health returns nil when healthy, else why not.
 	Health func() error
 }
@@ -72,6 +76,9 @@ func New(src Source) *Server {
 	counter("sink_dropped_total", "Events the sink dropped (spool full).", src.SinkDrops)
 	counter("events_published_total", "Messages acknowledged by Kafka.", src.Published)
 	counter("events_spooled_total", "Messages appended to the spool.", src.Spooled)
+	counter("subject_kernel_events_total", "Events whose subject's namespaces the kernel-side source captured (ns_src kernel).", src.SubjectJoined)
+	counter("subject_fallback_events_total", "Events the kernel-side source had no join for, answered by the /proc reader.", src.SubjectFallbacks)
+	counter("subject_ring_dropped_total", "Records the kernel-side programs could not write because the ring buffer was full.", src.SubjectDropped)
 	if f := src.KernelBacklog; f != nil {
 		gauge("kernel_backlog", "Kernel audit backlog at the last poll.", func() float64 { return float64(f()) })
 	}
