@@ -174,25 +174,6 @@ func TestMalformedRecordsDoNotStopAssembly(t *testing.T) {
 	}
 }
 
-func TestContainerFromCgroup(t *testing.T) {
-	id := strings.Repeat("ab12", 16)
-	cases := map[string]*event.Container{
-		"0::/system.slice/docker-" + id + ".scope\n": {ID: id, Runtime: "docker"},
-		"12:pids:/docker/" + id + "\n0::/\n":         {ID: id, Runtime: "docker"},
-		"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/cri-containerd-" + id + ".scope": {ID: id, Runtime: "containerd"},
-		"0::/kubepods/besteffort/pod1/" + id:                  {ID: id, Runtime: "containerd"},
-		"0::/machine.slice/libpod-" + id + ".scope/container": {ID: id, Runtime: "podman"},
-		"0::/kubepods.slice/crio-" + id + ".scope":            {ID: id, Runtime: "cri-o"},
-		"0::/user.slice/user-0.slice/session-1.scope\n":       nil,
-	}
-	for in, want := range cases {
-		got := containerFromCgroup([]byte(in))
-		if (got == nil) != (want == nil) || got != nil && *got != *want {
-			t.Errorf("%q: got %+v want %+v", in, got, want)
-		}
-	}
-}
-
 func TestDecodeNSChange(t *testing.T) {
 	c := decodeNSChange(&event.Syscall{Name: "unshare", Args: []string{"0x7e020080"}})
 	if strings.Join(c.Types, ",") != "ipc,uts,user,pid,cgroup,time,net,mnt" || strings.Join(c.ChildrenOnly, ",") != "pid,time" {

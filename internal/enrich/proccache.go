@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/auditns/auditns/internal/container"
 	"github.com/auditns/auditns/internal/event"
 )
 
@@ -107,7 +108,7 @@ type procCache struct {
 	// compared with (sameAsParent), by inode number; guarded by mu.
 	pins map[uint64]*nsPin
 	// cgroups caches the container of a cgroup v2 cgroup by its id.
-	cgroups cgroupCache
+	cgroups container.Cache
 
 	// lazy are live entries not (yet) in the epoll set; guarded by mu.
 	lazy      []*procEntry
@@ -564,13 +565,13 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 		}
 	}
 	learn := false // the container is cgroup cgid's, to cache once proven the process's
-	if ct, ok := c.cgroups.get(cgid, haveCG); ok {
+	if ct, ok := c.cgroups.Get(cgid, haveCG); ok {
 		e.container = ct
 	} else if data, err := c.read(pid, "cgroup"); err == nil {
 		byPath = true
-		e.container = containerFromCgroup(data)
-		if !cgroupV2Only(data) {
-			c.cgroups.sawHybrid()
+		e.container = container.FromCgroup(data)
+		if !container.V2Only(data) {
+			c.cgroups.SawHybrid()
 		} else if haveCG {
 			learn = true
 		}
@@ -584,7 +585,7 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 		// Cached only if the process was in the same cgroup before and
 		// after the read (the file is then cgroup cgid's).
 		if again, ok := c.cgroupID(pidfd); ok && again == cgid {
-			c.cgroups.put(cgid, e.container)
+			c.cgroups.Put(cgid, e.container)
 		}
 	}
 	if e.ns == nil && c.obs != nil {
@@ -656,7 +657,7 @@ const pidfdGetInfo = 0xc0000000 | unsafe.Sizeof(pidfdInfo{})<<16 | 0xff<<8 | 11
 // cgroupID returns the id of pidfd's process's cgroup v2 cgroup, by
 // PIDFD_GET_INFO; ok is false where the kernel cannot tell.
 func (c *procCache) cgroupID(pidfd int) (id uint64, ok bool) {
-	if !c.pidfdOK || c.noInfoIoctl || !c.cgroups.wanted() {
+	if !c.pidfdOK || c.noInfoIoctl || !c.cgroups.Wanted() {
 		return 0, false
 	}
 	info := pidfdInfo{mask: unix.PIDFD_INFO_CGROUPID}

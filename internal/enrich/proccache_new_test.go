@@ -194,60 +194,6 @@ func TestStartedBy(t *testing.T) {
 	}
 }
 
-func TestCgroupV2Only(t *testing.T) {
-	for in, want := range map[string]bool{
-		"0::/user.slice/session-1.scope\n": true,
-		"0::/\n":                           true,
-		"0::/":                             true,
-		"":                                 false,
-		"1:name=systemd:/\n0::/\n":         false,
-		"0::/\n4:memory:/docker/x\n":       false,
-		"12:pids:/docker/x\n":              false,
-	} {
-		if got := cgroupV2Only([]byte(in)); got != want {
-			t.Errorf("cgroupV2Only(%q) = %v, want %v", in, got, want)
-		}
-	}
-}
-
-func TestCgroupCache(t *testing.T) {
-	var cc cgroupCache
-	ct := &event.Container{ID: strings.Repeat("a", 64), Runtime: "docker"}
-	if !cc.wanted() {
-		t.Fatal("empty cache not wanted")
-	}
-	if _, ok := cc.get(7, true); ok {
-		t.Fatal("hit in an empty cache")
-	}
-	cc.put(7, ct)
-	cc.put(8, nil) // no container: known too
-	if got, ok := cc.get(7, true); !ok || got != ct {
-		t.Fatalf("get 7: %v %v", got, ok)
-	}
-	if got, ok := cc.get(8, true); !ok || got != nil {
-		t.Fatalf("get 8: %v %v", got, ok)
-	}
-	if _, ok := cc.get(7, false); ok {
-		t.Fatal("hit without a cgroup id")
-	}
-	cc.sawHybrid()
-	if cc.wanted() {
-		t.Fatal("wanted on a host with cgroup v1 lines")
-	}
-	if _, ok := cc.get(7, true); ok {
-		t.Fatal("hit after a cgroup v1 file")
-	}
-	cc.since = time.Now().Add(-2 * cgroupCacheTTL)
-	if !cc.wanted() {
-		t.Fatal("not wanted again after the TTL")
-	}
-	cc.put(9, ct)
-	cc.since = time.Now().Add(-2 * cgroupCacheTTL)
-	if cc.wanted(); cc.m != nil {
-		t.Fatal("cache kept past its TTL")
-	}
-}
-
 // The exec storm's case: the first event of a new child of a known parent.
 func BenchmarkObserveNewChild(b *testing.B) {
 	testenv.RequireRoot(b)

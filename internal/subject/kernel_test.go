@@ -1,9 +1,11 @@
 package subject
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -119,5 +121,42 @@ func TestLoadAndRelease(t *testing.T) {
 func TestLoadNeedsItsOptions(t *testing.T) {
 	if _, err := Load(Options{}); err == nil || errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Load without options: %v, want a usage error", err)
+	}
+}
+
+func TestStartedAt(t *testing.T) {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := bytes.Fields(b[bytes.LastIndexByte(b, ')')+1:])
+	ticks, _ := strconv.ParseUint(string(f[19]), 10, 64)
+	if !startedAt(os.Getpid(), ticks*10_000_000+5) {
+		t.Fatalf("startedAt(self, %d ticks) = false", ticks)
+	}
+	if startedAt(os.Getpid(), (ticks+1)*10_000_000) {
+		t.Fatal("startedAt accepts another start time")
+	}
+}
+
+func TestCgroupLine(t *testing.T) {
+	var raw subjectState
+	set := func(i int, s string) {
+		for j := 0; j < len(s); j++ {
+			raw.Cgroup[i][j] = int8(s[j])
+		}
+	}
+	set(0, "cri-containerd-"+strings.Repeat("ab", 32)+".scope")
+	set(1, "kubepods-burstable-pod1.slice")
+	set(2, "kubepods-burstable.slice")
+	set(3, "kubepods.slice")
+	want := "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/cri-containerd-" + strings.Repeat("ab", 32) + ".scope"
+	if got := string(cgroupLine(&raw)); got != want {
+		t.Fatalf("cgroupLine = %q, want %q", got, want)
+	}
+	raw = subjectState{}
+	set(0, "/") // the root's name
+	if got := string(cgroupLine(&raw)); got != "0::" {
+		t.Fatalf("root: %q", got)
 	}
 }

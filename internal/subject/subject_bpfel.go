@@ -38,6 +38,7 @@ type subjectState struct {
 	Vpid     uint32
 	StartNs  uint64
 	PstartNs uint64
+	CgroupId uint64
 	Ns       [8]struct {
 		_    structs.HostLayout
 		Id   uint64
@@ -62,6 +63,7 @@ type subjectState struct {
 		Inum uint32
 		Pad  uint32
 	}
+	Cgroup [4][96]int8
 }
 
 type subjectThread struct {
@@ -72,6 +74,7 @@ type subjectThread struct {
 		Inum uint32
 		Pad  uint32
 	}
+	CgroupId   uint64
 	Ver        uint32
 	LastSerial uint32
 }

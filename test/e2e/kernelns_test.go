@@ -428,3 +428,32 @@ func TestKernelSourceNamespaceFlood(t *testing.T) {
 		t.Fatalf("%d registry records with created_by (want %d), %d unshare events (want %d)", created, 2*n, unshares, n)
 	}
 }
+
+// A process in a docker-like cgroup: its events name the container, read
+// once for its state while it lives.
+func TestKernelSourceContainer(t *testing.T) {
+	requireKernel(t)
+	id := fmt.Sprintf("%016x%016x%016x%016x", time.Now().UnixNano(), os.Getpid(), 0xabc, 0xdef)
+	// cgroup v2 alone, or beside v1 hierarchies (hybrid).
+	root := "/sys/fs/cgroup"
+	if _, err := os.Stat(root + "/cgroup.controllers"); err != nil {
+		root += "/unified"
+	}
+	dir := root + "/docker/" + id
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		testenv.Missing(t, testenv.RequireKernelVar, "no cgroup v2 hierarchy to make a container cgroup in: "+err.Error())
+	}
+	defer os.Remove(root + "/docker")
+	defer os.Remove(dir)
+	r := start(t, bpfSource)
+	m := marker()
+	script := fmt.Sprintf(`echo $$ > %s/cgroup.procs && exec /bin/sh -c "sleep 0.5" %s`, dir, m)
+	if out, err := exec.Command("/bin/sh", "-c", script).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	ev := waitEvent(t, r.out, 5*time.Second, "sh in the container cgroup", func(e *event.Event) bool { return hasArg(e, m) })
+	noLeftovers(t, r)
+	if ev.NSSrc != "kernel" || ev.Container == nil || ev.Container.ID != id || ev.Container.Runtime != "docker" {
+		t.Fatalf("container %+v (src %s), want docker %s", ev.Container, ev.NSSrc, id)
+	}
+}

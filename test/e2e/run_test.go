@@ -86,7 +86,7 @@ func TestMulticastBesideAnotherDaemon(t *testing.T) {
 	defer close(stopOther)
 	_, rulesBefore := kernelState(t)
 
-	r := start(t, "mode: multicast\n")
+	r := start(t, "mode: multicast\nenrich:\n  source: bpf\n")
 	if _, rules := kernelState(t); rules != rulesBefore {
 		t.Fatalf("multicast auditns changed the rules: %d → %d", rulesBefore, rules)
 	}
@@ -97,5 +97,15 @@ func TestMulticastBesideAnotherDaemon(t *testing.T) {
 	ev := waitEvent(t, r.out, 10*time.Second, "for "+m, func(ev *event.Event) bool { return hasArg(ev, m) })
 	if len(ev.Tags) != 1 || ev.Tags[0] != key {
 		t.Fatalf("tags %v, want the other daemon's key", ev.Tags)
+	}
+	// The kernel-side source does not depend on being the audit daemon: a
+	// process that lives a moment in a new net namespace gets it.
+	m2 := marker()
+	if err := exec.Command("unshare", "--net", "--fork", "/bin/true", m2).Run(); err != nil {
+		t.Fatal(err)
+	}
+	ev2 := waitEvent(t, r.out, 10*time.Second, "for "+m2, func(ev *event.Event) bool { return hasArg(ev, m2) && ev.Process.Name == "true" })
+	if ev2.NSSrc != "kernel" || ev2.NS == nil || ev2.NS.Net.Serial < 9 {
+		t.Fatalf("multicast, short-lived process in a new net namespace: ns %+v src %s", ev2.NS, ev2.NSSrc)
 	}
 }

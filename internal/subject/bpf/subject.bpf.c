@@ -27,6 +27,8 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define NS_TYPES 8 /* ipc uts user pid cgroup time net mnt */
+#define CG_LEVELS 4 /* the last components of the cgroup v2 path kept */
+#define CG_NAME 96  /* "cri-containerd-<64 hex>.scope" fits */
 
 enum rec_kind {
 	REC_STATE = 1,
@@ -56,10 +58,14 @@ struct state {
 	u32 vpid; /* tgid in the process's own pid namespace; 0 if unknown */
 	u64 start_ns;  /* the process's start, ns since boot (start_boottime) */
 	u64 pstart_ns; /* its parent's */
+	u64 cgroup_id; /* its cgroup v2 cgroup */
 	struct ns_key ns[NS_TYPES];
 	struct ns_key owner[NS_TYPES]; /* owning user namespace of each */
 	struct ns_key parent_pid;      /* parent of the pid namespace */
 	struct ns_key parent_user;     /* parent of the user namespace */
+	/* The last CG_LEVELS components of the cgroup v2 path, leaf first:
+	 * where container runtimes name their containers. */
+	char cgroup[CG_LEVELS][CG_NAME];
 };
 
 struct join {
@@ -75,9 +81,11 @@ struct exit {
 	u64 start_ns;
 };
 
-/* What is kept per thread: the namespaces last sent and their version. */
+/* What is kept per thread: the namespaces and cgroup last sent and their
+ * version. */
 struct thread {
 	struct ns_key ns[NS_TYPES];
+	u64 cgroup_id;
 	u32 ver;
 	u32 last_serial;
 };
@@ -153,6 +161,23 @@ static __always_inline void read_ids(const struct task_struct *t, struct ns_key 
 	read_ns(&ns[5], &BPF_CORE_READ(nsp, time_ns)->ns);
 	read_ns(&ns[6], &BPF_CORE_READ(nsp, net_ns)->ns);
 	read_ns(&ns[7], &BPF_CORE_READ(nsp, mnt_ns)->ns);
+}
+
+static __always_inline const struct kernfs_node *kn_parent(const struct kernfs_node *kn)
+{
+	if (bpf_core_field_exists(kn->__parent))
+		return BPF_CORE_READ(kn, __parent);
+	return BPF_CORE_READ((const struct kernfs_node___old *)kn, parent);
+}
+
+static __always_inline void read_cgroup(const struct task_struct *t, struct state *st)
+{
+	const struct kernfs_node *kn = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn);
+#pragma unroll
+	for (int i = 0; i < CG_LEVELS; i++) {
+		bpf_probe_read_kernel_str(st->cgroup[i], CG_NAME, BPF_CORE_READ(kn, name));
+		kn = kn_parent(kn);
+	}
 }
 
 /* read_state fills what a state record says beyond the namespaces. */
@@ -231,8 +256,9 @@ int BPF_PROG(audit_record_freed, unsigned long call_site, const void *ptr, const
 
 	struct thread cur = {};
 	read_ids(t, cur.ns);
+	cur.cgroup_id = bpf_get_current_cgroup_id();
 	u32 ver;
-	if (th && same_ns(th->ns, cur.ns)) {
+	if (th && th->cgroup_id == cur.cgroup_id && same_ns(th->ns, cur.ns)) {
 		ver = th->ver;
 	} else {
 		struct state *st = bpf_ringbuf_reserve(&events, sizeof(*st), 0);
@@ -250,6 +276,8 @@ int BPF_PROG(audit_record_freed, unsigned long call_site, const void *ptr, const
 		st->ppid = BPF_CORE_READ(t, real_parent, tgid);
 		st->start_ns = BPF_CORE_READ(t, group_leader, start_boottime);
 		st->pstart_ns = BPF_CORE_READ(t, real_parent, group_leader, start_boottime);
+		st->cgroup_id = cur.cgroup_id;
+		read_cgroup(t, st);
 		__builtin_memcpy(st->ns, cur.ns, sizeof(cur.ns));
 		read_state(t, st);
 		bpf_ringbuf_submit(st, BPF_RB_NO_WAKEUP);

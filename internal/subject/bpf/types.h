@@ -142,7 +142,26 @@ struct kmem_cache {
 	const char *name;
 };
 
+/* Since Linux 6.15 the parent is __parent (RCU); before, parent. */
+struct kernfs_node {
+	const char *name;
+	struct kernfs_node *__parent;
+};
+
+struct kernfs_node___old {
+	struct kernfs_node *parent;
+};
+
+struct cgroup {
+	struct kernfs_node *kn;
+};
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
+};
+
 struct task_struct {
+	struct css_set *cgroups;
 	int pid;
 	int tgid;
 	struct task_struct *group_leader;

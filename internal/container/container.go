@@ -1,4 +1,7 @@
-package enrich
+// Package container tells which container a process is in from its cgroup
+// path (/proc/<pid>/cgroup), for the /proc reader and the kernel-side
+// subject source alike.
+package container
 
 import (
 	"bytes"
@@ -7,7 +10,7 @@ import (
 	"github.com/auditns/auditns/internal/event"
 )
 
-// containerFromCgroup finds a container id in the contents of
+// FromCgroup finds a container id in the contents of
 // /proc/<pid>/cgroup. Layouts recognised (cgroup v1 and v2, cgroupfs and
 // systemd drivers):
 //
@@ -18,7 +21,7 @@ import (
 //
 // where <id> is 64 hex digits. The last matching path component wins: it
 // is the innermost container.
-func containerFromCgroup(data []byte) *event.Container {
+func FromCgroup(data []byte) *event.Container {
 	var found *event.Container
 	for len(data) > 0 {
 		line := data
@@ -31,14 +34,14 @@ func containerFromCgroup(data []byte) *event.Container {
 		if i := bytes.LastIndexByte(line, ':'); i >= 0 {
 			line = line[i+1:]
 		}
-		if c := containerFromPath(line); c != nil {
+		if c := fromPath(line); c != nil {
 			found = c
 		}
 	}
 	return found
 }
 
-func containerFromPath(path []byte) *event.Container {
+func fromPath(path []byte) *event.Container {
 	var found *event.Container
 	kube := bytes.Contains(path, []byte("kubepods"))
 	var prev []byte
@@ -104,7 +107,7 @@ func isContainerID(b []byte) bool {
 	return true
 }
 
-// cgroupCache remembers the container of cgroup v2 cgroups by cgroup id
+// Cache remembers the container of cgroup v2 cgroups by cgroup id
 // (PIDFD_GET_INFO), so that a new process in a known cgroup costs no read
 // of /proc/<pid>/cgroup. It serves only hosts where that file has the
 // cgroup v2 line alone: with cgroup v1 hierarchies the container may be in
@@ -114,33 +117,33 @@ func isContainerID(b []byte) bool {
 // renamed) and its id is never reused within a boot; still the cache is
 // forgotten now and then, which also notices v1 hierarchies mounted since.
 // Used by the observing goroutine only.
-type cgroupCache struct {
+type Cache struct {
 	m      map[uint64]*event.Container
 	since  time.Time // when m was started or hybrid set
 	hybrid bool      // a file read had cgroup v1 lines
 }
 
 const (
-	cgroupCacheMax = 4096
-	cgroupCacheTTL = 10 * time.Second
+	cacheMax = 4096
+	cacheTTL = 10 * time.Second
 )
 
-// wanted reports whether a cgroup id could serve: not on a host with cgroup
+// Wanted reports whether a cgroup id could serve: not on a host with cgroup
 // v1 hierarchies (until the cache is next forgotten).
-func (cc *cgroupCache) wanted() bool {
-	if (cc.m != nil || cc.hybrid) && time.Since(cc.since) > cgroupCacheTTL {
+func (cc *Cache) Wanted() bool {
+	if (cc.m != nil || cc.hybrid) && time.Since(cc.since) > cacheTTL {
 		cc.m, cc.hybrid = nil, false
 	}
 	return !cc.hybrid
 }
 
-// sawHybrid notes a /proc/<pid>/cgroup with cgroup v1 lines.
-func (cc *cgroupCache) sawHybrid() {
+// SawHybrid notes a /proc/<pid>/cgroup with cgroup v1 lines.
+func (cc *Cache) SawHybrid() {
 	cc.m, cc.hybrid, cc.since = nil, true, time.Now()
 }
 
-// get returns the container of cgroup id, if known.
-func (cc *cgroupCache) get(id uint64, ok bool) (*event.Container, bool) {
+// Get returns the container of cgroup id, if known.
+func (cc *Cache) Get(id uint64, ok bool) (*event.Container, bool) {
 	if !ok || cc.m == nil {
 		return nil, false
 	}
@@ -148,17 +151,17 @@ func (cc *cgroupCache) get(id uint64, ok bool) (*event.Container, bool) {
 	return ct, ok
 }
 
-// put remembers the container of cgroup id.
-func (cc *cgroupCache) put(id uint64, ct *event.Container) {
-	if cc.m == nil || len(cc.m) >= cgroupCacheMax {
+// Put remembers the container of cgroup id.
+func (cc *Cache) Put(id uint64, ct *event.Container) {
+	if cc.m == nil || len(cc.m) >= cacheMax {
 		cc.m, cc.since = make(map[uint64]*event.Container), time.Now()
 	}
 	cc.m[id] = ct
 }
 
-// cgroupV2Only reports whether the contents of /proc/<pid>/cgroup are the
+// V2Only reports whether the contents of /proc/<pid>/cgroup are the
 // single cgroup v2 line, "0::<path>".
-func cgroupV2Only(data []byte) bool {
+func V2Only(data []byte) bool {
 	if !bytes.HasPrefix(data, []byte("0::")) {
 		return false
 	}
