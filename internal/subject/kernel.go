@@ -132,8 +132,6 @@ type Kernel struct {
 	states map[uint32]*state
 	order  []uint32 // state versions, oldest first
 
-	// cgroups caches containers by cgroup v2 id (v2-only hosts).
-	cgroups container.Cache
 	// forChildren holds, per pid, the unshare that gave its future
 	// children new pid or time namespaces: the first child is where they
 	// appear, and its state names that unshare their creator.
@@ -362,7 +360,7 @@ func (k *Kernel) Annotate(ev *event.Event, pid, ppid int, change *event.NSChange
 		}
 		if any {
 			if !st.resolved {
-				st.ct = k.container(st)
+				st.ct = containerOf(&st.raw)
 			}
 			st.ns, st.resolved = ns, err == nil
 		}
@@ -381,74 +379,33 @@ func (k *Kernel) Annotate(ev *event.Event, pid, ppid int, change *event.NSChange
 	}
 }
 
-// container returns the container of st's process, from its cgroup. The
-// kernel gave the last components of its cgroup v2 path, where container
-// runtimes name containers (docker, containerd, CRI-O and podman with the
-// systemd or cgroupfs driver on cgroup v2). On a host with cgroup v1
-// hierarchies the container may be named only there: then
-// /proc/<pid>/cgroup is read once per state, trusted only if the process
-// there still has the state's start time (the pid was not reused); a
-// process already gone has no container. On a host with cgroup v2 alone
-// that read is cached by cgroup id.
-func (k *Kernel) container(st *state) *event.Container {
-	if ct := container.FromCgroup(cgroupLine(&st.raw)); ct != nil {
-		return ct
-	}
-	id := st.raw.CgroupId
-	if ct, ok := k.cgroups.Get(id, id != 0 && k.cgroups.Wanted()); ok {
-		return ct
-	}
-	pid := int(st.raw.Tgid)
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
-	if err != nil || !startedAt(pid, st.raw.StartNs) {
-		return nil
-	}
-	ct := container.FromCgroup(data)
-	if !container.V2Only(data) {
-		k.cgroups.SawHybrid()
-	} else if id != 0 {
-		k.cgroups.Put(id, ct)
-	}
-	return ct
+// containerOf returns the container of st's process from the cgroup paths
+// the kernel reported (the last components of its cgroup v2 path and of
+// its memory controller's, a v1 hierarchy on hosts that have them), where
+// container runtimes name containers. Nothing is read from /proc: it is
+// the process's container when its record was written, even if it is gone.
+func containerOf(raw *subjectState) *event.Container {
+	line := cgroupLine(nil, "0::", &raw.Cgroup)
+	line = cgroupLine(append(line, '\n'), "1:memory:", &raw.CgroupV1)
+	return container.FromCgroup(line)
 }
 
-// cgroupLine is a /proc/<pid>/cgroup line of the kernel's cgroup v2 path
-// components (leaf first, NUL-terminated).
-func cgroupLine(raw *subjectState) []byte {
-	line := []byte("0::")
-	for i := len(raw.Cgroup) - 1; i >= 0; i-- {
-		src := &raw.Cgroup[i]
+// cgroupLine appends a /proc/<pid>/cgroup line, prefix then the path of
+// the kernel's path components (leaf first, NUL-terminated).
+func cgroupLine(b []byte, prefix string, comps *[4][96]int8) []byte {
+	b = append(b, prefix...)
+	for i := len(comps) - 1; i >= 0; i-- {
+		src := &comps[i]
 		c := unsafe.Slice((*byte)(unsafe.Pointer(&src[0])), len(src))
 		if n := bytes.IndexByte(c, 0); n >= 0 {
 			c = c[:n]
 		}
 		if len(c) > 0 && c[0] != '/' {
-			line = append(line, '/')
-			line = append(line, c...)
+			b = append(b, '/')
+			b = append(b, c...)
 		}
 	}
-	return line
-}
-
-// startedAt reports whether the process pid started at startNs (ns since
-// boot), by /proc/<pid>/stat's start time in clock ticks (USER_HZ 100).
-func startedAt(pid int, startNs uint64) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// The fields after the command, which is in parentheses and may hold
-	// anything: starttime is the 20th of them.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return false
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 20 {
-		return false
-	}
-	ticks, err := strconv.ParseUint(string(f[19]), 10, 64)
-	return err == nil && ticks == startNs/10_000_000
+	return b
 }
 
 // EntityID is process.entity_id: an opaque id of one process instance,

@@ -1,11 +1,9 @@
 package subject
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -124,24 +122,10 @@ func TestLoadNeedsItsOptions(t *testing.T) {
 	}
 }
 
-func TestStartedAt(t *testing.T) {
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := bytes.Fields(b[bytes.LastIndexByte(b, ')')+1:])
-	ticks, _ := strconv.ParseUint(string(f[19]), 10, 64)
-	if !startedAt(os.Getpid(), ticks*10_000_000+5) {
-		t.Fatalf("startedAt(self, %d ticks) = false", ticks)
-	}
-	if startedAt(os.Getpid(), (ticks+1)*10_000_000) {
-		t.Fatal("startedAt accepts another start time")
-	}
-}
-
 func TestCgroupLine(t *testing.T) {
 	var raw subjectState
 	set := func(i int, s string) {
+		raw.Cgroup[i] = [96]int8{}
 		for j := 0; j < len(s); j++ {
 			raw.Cgroup[i][j] = int8(s[j])
 		}
@@ -151,12 +135,25 @@ func TestCgroupLine(t *testing.T) {
 	set(2, "kubepods-burstable.slice")
 	set(3, "kubepods.slice")
 	want := "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/cri-containerd-" + strings.Repeat("ab", 32) + ".scope"
-	if got := string(cgroupLine(&raw)); got != want {
+	if got := string(cgroupLine(nil, "0::", &raw.Cgroup)); got != want {
 		t.Fatalf("cgroupLine = %q, want %q", got, want)
+	}
+	if ct := containerOf(&raw); ct == nil || ct.Runtime != "containerd" || ct.ID != strings.Repeat("ab", 32) {
+		t.Fatalf("containerOf: %+v", ct)
 	}
 	raw = subjectState{}
 	set(0, "/") // the root's name
-	if got := string(cgroupLine(&raw)); got != "0::" {
+	if got := string(cgroupLine(nil, "0::", &raw.Cgroup)); got != "0::" {
 		t.Fatalf("root: %q", got)
+	}
+	// docker's cgroupfs driver on a host with cgroup v1 hierarchies.
+	id := strings.Repeat("cd", 32)
+	for i, c := range []string{id, "docker"} {
+		for j := 0; j < len(c); j++ {
+			raw.CgroupV1[i][j] = int8(c[j])
+		}
+	}
+	if ct := containerOf(&raw); ct == nil || ct.Runtime != "docker" || ct.ID != id {
+		t.Fatalf("containerOf, v1 memory path: %+v", ct)
 	}
 }

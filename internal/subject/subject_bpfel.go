@@ -63,7 +63,8 @@ type subjectState struct {
 		Inum uint32
 		Pad  uint32
 	}
-	Cgroup [4][96]int8
+	Cgroup   [4][96]int8
+	CgroupV1 [4][96]int8
 }
 
 type subjectThread struct {
@@ -75,6 +76,7 @@ type subjectThread struct {
 		Pad  uint32
 	}
 	CgroupId   uint64
+	Cset       uint64
 	Ver        uint32
 	LastSerial uint32
 }

@@ -452,8 +452,31 @@ func TestKernelSourceContainer(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 	ev := waitEvent(t, r.out, 5*time.Second, "sh in the container cgroup", func(e *event.Event) bool { return hasArg(e, m) })
+	// docker's cgroupfs driver on a host with cgroup v1 hierarchies names
+	// the container there (the memory controller's path is reported).
+	var v1 *event.Event
+	id1 := strings.Replace(id, "abc", "123", 1)
+	if mem := "/sys/fs/cgroup/memory"; fileExists(mem + "/cgroup.procs") {
+		dir1 := mem + "/docker/" + id1
+		if err := os.MkdirAll(dir1, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(mem + "/docker")
+		defer os.Remove(dir1)
+		m1 := marker()
+		script := fmt.Sprintf(`echo $$ > %s/cgroup.procs && exec /bin/true %s`, dir1, m1)
+		if out, err := exec.Command("/bin/sh", "-c", script).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		v1 = waitEvent(t, r.out, 5*time.Second, "true in the v1 container cgroup", func(e *event.Event) bool { return hasArg(e, m1) })
+	}
 	noLeftovers(t, r)
 	if ev.NSSrc != "kernel" || ev.Container == nil || ev.Container.ID != id || ev.Container.Runtime != "docker" {
 		t.Fatalf("container %+v (src %s), want docker %s", ev.Container, ev.NSSrc, id)
 	}
+	if v1 != nil && (v1.Container == nil || v1.Container.ID != id1 || v1.Container.Runtime != "docker") {
+		t.Fatalf("cgroup v1 memory path: container %+v, want docker %s", v1.Container, id1)
+	}
 }
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

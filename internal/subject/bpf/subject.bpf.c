@@ -64,8 +64,11 @@ struct state {
 	struct ns_key parent_pid;      /* parent of the pid namespace */
 	struct ns_key parent_user;     /* parent of the user namespace */
 	/* The last CG_LEVELS components of the cgroup v2 path, leaf first:
-	 * where container runtimes name their containers. */
+	 * where container runtimes name their containers; and of the memory
+	 * controller's cgroup, which is in a v1 hierarchy on hosts that have
+	 * them (where docker's cgroupfs driver names containers). */
 	char cgroup[CG_LEVELS][CG_NAME];
+	char cgroup_v1[CG_LEVELS][CG_NAME];
 };
 
 struct join {
@@ -81,11 +84,12 @@ struct exit {
 	u64 start_ns;
 };
 
-/* What is kept per thread: the namespaces and cgroup last sent and their
+/* What is kept per thread: the namespaces and cgroups last sent and their
  * version. */
 struct thread {
 	struct ns_key ns[NS_TYPES];
 	u64 cgroup_id;
+	u64 cset; /* its css_set: changes when it moves in any hierarchy */
 	u32 ver;
 	u32 last_serial;
 };
@@ -170,13 +174,28 @@ static __always_inline const struct kernfs_node *kn_parent(const struct kernfs_n
 	return BPF_CORE_READ((const struct kernfs_node___old *)kn, parent);
 }
 
-static __always_inline void read_cgroup(const struct task_struct *t, struct state *st)
+static __always_inline void read_path(const struct kernfs_node *kn, char (*out)[CG_NAME])
 {
-	const struct kernfs_node *kn = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn);
 #pragma unroll
 	for (int i = 0; i < CG_LEVELS; i++) {
-		bpf_probe_read_kernel_str(st->cgroup[i], CG_NAME, BPF_CORE_READ(kn, name));
+		bpf_probe_read_kernel_str(out[i], CG_NAME, BPF_CORE_READ(kn, name));
 		kn = kn_parent(kn);
+	}
+}
+
+static __always_inline void read_cgroup(const struct task_struct *t, struct state *st)
+{
+	const struct css_set *cs = BPF_CORE_READ(t, cgroups);
+	read_path(BPF_CORE_READ(cs, dfl_cgrp, kn), st->cgroup);
+	if (bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id)) {
+		u32 id = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+		const struct cgroup_subsys_state *css = 0;
+		bpf_probe_read_kernel(&css, sizeof(css), (const char *)cs + bpf_core_field_offset(cs->subsys) + (id & 31) * sizeof(css));
+		read_path(BPF_CORE_READ(css, cgroup, kn), st->cgroup_v1);
+	} else {
+#pragma unroll
+		for (int i = 0; i < CG_LEVELS; i++)
+			st->cgroup_v1[i][0] = 0;
 	}
 }
 
@@ -257,8 +276,9 @@ int BPF_PROG(audit_record_freed, unsigned long call_site, const void *ptr, const
 	struct thread cur = {};
 	read_ids(t, cur.ns);
 	cur.cgroup_id = bpf_get_current_cgroup_id();
+	cur.cset = (u64)BPF_CORE_READ(t, cgroups);
 	u32 ver;
-	if (th && th->cgroup_id == cur.cgroup_id && same_ns(th->ns, cur.ns)) {
+	if (th && th->cgroup_id == cur.cgroup_id && th->cset == cur.cset && same_ns(th->ns, cur.ns)) {
 		ver = th->ver;
 	} else {
 		struct state *st = bpf_ringbuf_reserve(&events, sizeof(*st), 0);
@@ -267,7 +287,7 @@ int BPF_PROG(audit_record_freed, unsigned long call_site, const void *ptr, const
 			count_drop(DROP_JOIN);
 			return 0;
 		}
-		__builtin_memset(st, 0, sizeof(*st));
+		/* Every field is written below (a failed probe read zero-fills). */
 		ver = __sync_fetch_and_add(&next_ver, 1) + 1;
 		st->kind = REC_STATE;
 		st->ver = ver;

@@ -156,7 +156,17 @@ struct cgroup {
 	struct kernfs_node *kn;
 };
 
+struct cgroup_subsys_state {
+	struct cgroup *cgroup;
+};
+
+/* The enumerator's value is relocated to the running kernel's. */
+enum cgroup_subsys_id {
+	memory_cgrp_id = 0,
+};
+
 struct css_set {
+	struct cgroup_subsys_state *subsys[1];
 	struct cgroup *dfl_cgrp;
 };
 
