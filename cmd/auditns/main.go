@@ -32,7 +32,9 @@ func main() {
 		Short:         "Linux audit events with namespace identity, to stdout, a file or Kafka",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionLine(),
 	}
+	root.SetVersionTemplate("{{.Version}}")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return badInput(err) })
 	root.AddCommand(runCmd(), statusCmd(), nsCmd(), versionCmd(), tailCmd(), replayCmd())
 	if err := root.Execute(); err != nil {
