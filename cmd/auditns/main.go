@@ -36,7 +36,7 @@ func main() {
 	}
 	root.SetVersionTemplate("{{.Version}}")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return badInput(err) })
-	root.AddCommand(runCmd(), statusCmd(), nsCmd(), versionCmd(), tailCmd(), replayCmd())
+	root.AddCommand(runCmd(), statusCmd(), nsCmd(), versionCmd(), tailCmd(), replayCmd(), configCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "auditns:", oneLine(err.Error()))
 		var u usageError
