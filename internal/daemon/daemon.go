@@ -112,6 +112,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 		return nil, err
 	}
 	d.conn, err = netlink.Open(opts)
+	if errors.Is(err, netlink.ErrUnicastRefused) {
+		return nil, InputError{err} // exit 2: restarting cannot help
+	}
 	if err != nil {
 		return nil, err
 	}
