@@ -235,7 +235,7 @@ func TestComposeConfig(t *testing.T) {
 		if a.Environment["AUDITNS_MODE"] != wantMode {
 			t.Errorf("AUDITNS_MODE=%q: the service gets AUDITNS_MODE=%q", mode, a.Environment["AUDITNS_MODE"])
 		}
-		if a.PID != "host" || a.NetworkMode != "host" || !slices.Contains(a.SecurityOpt, "apparmor=unconfined") || !slices.Equal(a.CapDrop, []string{"ALL"}) {
+		if a.PID != "host" || a.NetworkMode != "host" || !slices.Contains(a.SecurityOpt, "apparmor=unconfined") || !slices.Contains(a.SecurityOpt, "label=disable") || !slices.Equal(a.CapDrop, []string{"ALL"}) {
 			t.Errorf("auditns service: pid %q network %q security_opt %v cap_drop %v", a.PID, a.NetworkMode, a.SecurityOpt, a.CapDrop)
 		}
 		if a.Environment["AUDITNS_METRICS_LISTEN"] == "" || !slices.Contains(a.Healthcheck.Test, "healthcheck") {
