@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/auditns/auditns/internal/config"
+	"github.com/auditns/auditns/internal/netlink"
 )
 
 func configCmd() *cobra.Command {
@@ -21,12 +22,19 @@ func configCmd() *cobra.Command {
 		Long: `Loads the configuration as auditns run would (defaults, --config FILE,
 AUDITNS_* environment variables, flags) and validates every value. Exit
 status 0 when it is good; 2 and one line on stderr naming the key, what was
-expected and where the bad value came from when it is not. Nothing is
-opened: the kernel, the state directory and Kafka are not touched.`,
+expected and where the bad value came from when it is not. The rules file
+(audit.rules_file) is parsed too. Nothing else is opened: the kernel, the
+state directory and Kafka are not touched.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := loadConfig(cmd, checkFile, runFlagKeys); err != nil {
+			c, err := loadConfig(cmd, checkFile, runFlagKeys)
+			if err != nil {
 				return err
+			}
+			if c.Audit.RulesFile != "" {
+				if _, _, err := netlink.ParseRulesFile(c.Audit.RulesFile); err != nil {
+					return badInput(fmt.Errorf("audit.rules_file: %w", err))
+				}
 			}
 			what := "defaults and environment"
 			if checkFile != "" {

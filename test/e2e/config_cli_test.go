@@ -45,6 +45,11 @@ func TestCLIConfigCheckAndShow(t *testing.T) {
 	if code != 2 || errOut != want {
 		t.Fatalf("config check of a bad file: exit %d, stderr %q, want exit 2 and %q", code, errOut, want)
 	}
+	badRules := filepath.Join(dir, "bad.rules")
+	os.WriteFile(badRules, []byte("-w /etc/passwd -p wa -k ok\n-a always,exit -S nosuch\n"), 0o600)
+	if _, errOut, code := run("", "config", "check", "--rules", badRules); code != 2 || !strings.HasPrefix(errOut, "auditns: audit.rules_file: "+badRules+":2: ") {
+		t.Fatalf("config check with a bad rules file: exit %d, stderr %q", code, errOut)
+	}
 	if _, errOut, code := run("AUDITNS_AUDIT_BACKLOG_LIMIT=-1", "config", "check"); code != 2 || !strings.Contains(errOut, "audit.backlog_limit: expected an integer") || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("config check with a bad env value: exit %d, stderr %q", code, errOut)
 	}
