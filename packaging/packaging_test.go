@@ -332,3 +332,33 @@ func TestDashboardLoads(t *testing.T) {
 		}
 	}
 }
+
+// NOTICE names files that exist, and every go-libaudit test log the
+// repository carries is among them.
+func TestNoticeCoversCopiedFiles(t *testing.T) {
+	notice, err := os.ReadFile(filepath.Join(repo, "NOTICE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := regexp.MustCompile(`internal/[A-Za-z0-9_./*-]+[A-Za-z0-9*]`).FindAllString(strings.Join(strings.Fields(string(notice)), " "), -1)
+	if len(named) == 0 {
+		t.Fatal("NOTICE names no file")
+	}
+	covered := map[string]bool{}
+	for _, pat := range named {
+		m, _ := filepath.Glob(filepath.Join(repo, pat))
+		if len(m) == 0 {
+			t.Errorf("NOTICE names %s, which matches no file", pat)
+		}
+		for _, f := range m {
+			covered[f] = true
+		}
+	}
+	carried, _ := filepath.Glob(filepath.Join(repo, "internal", "enrich", "testdata", "golibaudit-*"))
+	carried = append(carried, filepath.Join(repo, "internal", "enrich", "normalizations.yaml"))
+	for _, f := range carried {
+		if !covered[f] {
+			t.Errorf("%s is go-libaudit's and NOTICE does not name it", f)
+		}
+	}
+}
