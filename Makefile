@@ -3,10 +3,19 @@ GO ?= go
 # Extra flags for the bench, e.g. make bench BENCH_FLAGS='-repeat 5'.
 BENCH_FLAGS ?=
 
-.PHONY: build bench bench-quick FORCE
+# The build's identity (auditns version): the go command stamps it from a
+# .git directory, but not in a git worktree or with GOFLAGS=-buildvcs=false,
+# so it is also passed to the linker. VERSION=v1.2.3 make build for a release.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+DATE ?= $(shell git log -1 --format=%cI 2>/dev/null)
+BUILDINFO = github.com/auditns/auditns/internal/buildinfo
+LDFLAGS = -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(DATE)
+
+.PHONY: build bench bench-quick man FORCE
 
 build:
-	$(GO) build -o bin/auditns ./cmd/auditns
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/auditns ./cmd/auditns
 
 bin/auditns-bench: FORCE
 	$(GO) build -o $@ ./bench

@@ -26,16 +26,36 @@ func (u usageError) Unwrap() error { return u.err }
 
 func badInput(err error) error { return usageError{err} }
 
-func main() {
+// newRootCmd is the whole command tree (main runs it; the man pages and
+// shell completions in docs/man and packaging/completion are generated from
+// it by TestGeneratedDocs).
+func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "auditns",
-		Short:         "Linux audit events with namespace identity, to stdout, a file or Kafka",
+		Use:   "auditns",
+		Short: "Linux audit events with namespace identity, to stdout, a file or Kafka",
+		Long: `auditns reads the kernel's audit records over netlink, assembles them into
+events, tags each with the identity of its subject's namespaces (a serial
+unique for the boot, the nsfs inode and, where the kernel has one, its
+namespace id) and publishes one JSON object per event to stdout, a file or
+Apache Kafka.
+
+It runs as root. auditns run takes its settings from defaults, a YAML file
+(--config; every key is documented in configs/auditns.yaml), AUDITNS_*
+environment variables and flags, in increasing precedence; auditns config
+show prints the result. Bad input exits with status 2 and one line naming
+the key.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionLine(),
 	}
+	root.SetVersionTemplate("{{.Version}}")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return badInput(err) })
-	root.AddCommand(runCmd(), statusCmd(), nsCmd(), versionCmd(), tailCmd(), replayCmd())
-	if err := root.Execute(); err != nil {
+	root.AddCommand(runCmd(), statusCmd(), nsCmd(), versionCmd(), tailCmd(), replayCmd(), configCmd(), healthCmd())
+	return root
+}
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "auditns:", oneLine(err.Error()))
 		var u usageError
 		var in daemon.InputError

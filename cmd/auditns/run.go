@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/auditns/auditns/internal/config"
 	"github.com/auditns/auditns/internal/daemon"
@@ -19,6 +20,13 @@ import (
 // loadConfig binds the given flags to their keys and loads the
 // configuration; errors are bad input.
 func loadConfig(cmd *cobra.Command, file string, flagKeys map[string]string) (*config.Config, error) {
+	c, _, err := loadWithLoader(cmd, file, flagKeys)
+	return c, err
+}
+
+// loadWithLoader is loadConfig that also returns the Loader, which knows
+// where each value came from.
+func loadWithLoader(cmd *cobra.Command, file string, flagKeys map[string]string) (*config.Config, *config.Loader, error) {
 	l := config.NewLoader()
 	for flag, key := range flagKeys {
 		if f := cmd.Flags().Lookup(flag); f != nil {
@@ -27,9 +35,9 @@ func loadConfig(cmd *cobra.Command, file string, flagKeys map[string]string) (*c
 	}
 	c, err := l.Load(file)
 	if err != nil {
-		return nil, badInput(err)
+		return nil, l, badInput(err)
 	}
-	return c, nil
+	return c, l, nil
 }
 
 func newLogger(c *config.Config) *slog.Logger {
@@ -49,15 +57,7 @@ func runCmd() *cobra.Command {
 		Short: "Read kernel audit events and publish them (stdout by default)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := loadConfig(cmd, file, map[string]string{
-				"output":        "output.sink",
-				"rules":         "audit.rules_file",
-				"mode":          "mode",
-				"state-dir":     "state_dir",
-				"kafka-brokers": "kafka.brokers",
-				"raw":           "output.raw",
-				"metrics":       "metrics.listen",
-			})
+			c, err := loadConfig(cmd, file, runFlagKeys)
 			if err != nil {
 				return err
 			}
@@ -81,8 +81,25 @@ func runCmd() *cobra.Command {
 			return d.Run(ctx, 10*time.Second)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&file, "config", "", "configuration file (YAML); see configs/auditns.yaml")
+	addRunFlags(cmd.Flags(), &file)
+	return cmd
+}
+
+// runFlagKeys maps run's flags to the configuration keys they set.
+var runFlagKeys = map[string]string{
+	"output":        "output.sink",
+	"rules":         "audit.rules_file",
+	"mode":          "mode",
+	"state-dir":     "state_dir",
+	"kafka-brokers": "kafka.brokers",
+	"raw":           "output.raw",
+	"metrics":       "metrics.listen",
+}
+
+// addRunFlags defines run's flags (config check and show take them too, so
+// that they judge the configuration run would get).
+func addRunFlags(f *pflag.FlagSet, file *string) {
+	f.StringVar(file, "config", "", "configuration file (YAML); see configs/auditns.yaml")
 	f.String("output", "", "stdout | file:PATH | kafka (output.sink)")
 	f.String("rules", "", "audit rules file in auditctl syntax (audit.rules_file)")
 	f.String("mode", "", "unicast | multicast (mode)")
@@ -90,5 +107,4 @@ func runCmd() *cobra.Command {
 	f.String("kafka-brokers", "", "Kafka bootstrap brokers H:P,... (kafka.brokers)")
 	f.Bool("raw", false, "include the kernel's records in auditd.records (output.raw)")
 	f.String("metrics", "", "serve /metrics and /healthz on this address (metrics.listen)")
-	return cmd
 }

@@ -2,29 +2,22 @@ package main
 
 import (
 	"fmt"
-	"runtime"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
-	"github.com/auditns/auditns/internal/daemon"
+	"github.com/auditns/auditns/internal/buildinfo"
 )
+
+// versionLine is what `auditns version` and `auditns --version` print.
+func versionLine() string { return buildinfo.Get().String() + "\n" }
 
 func versionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version, the commit and the Go release of this build",
 		Args:  cobra.NoArgs,
-		Run: func(*cobra.Command, []string) {
-			rev := ""
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				for _, s := range bi.Settings {
-					if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-						rev = " (" + s.Value[:12] + ")"
-					}
-				}
-			}
-			fmt.Printf("auditns %s%s %s %s/%s\n", daemon.Version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprint(cmd.OutOrStdout(), versionLine())
 		},
 	}
 }

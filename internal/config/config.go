@@ -202,7 +202,9 @@ func EnvName(key string) string {
 
 // Loader builds a Config from defaults, a file, the environment and flags.
 type Loader struct {
-	v *viper.Viper
+	v     *viper.Viper
+	flags map[string]*pflag.Flag // key -> the flag bound to it
+	file  string                 // the file Load read, "" for none
 }
 
 // NewLoader returns a Loader with every default and environment variable
@@ -215,7 +217,7 @@ func NewLoader() *Loader {
 		v.BindEnv(k, EnvName(k))
 	}
 	v.BindEnv("output.sink", EnvName("output.sink"), "AUDITNS_OUTPUT")
-	return &Loader{v: v}
+	return &Loader{v: v, flags: map[string]*pflag.Flag{}}
 }
 
 // BindFlag makes flag f set key (flags beat env, file and default).
@@ -224,11 +226,13 @@ func (l *Loader) BindFlag(key string, f *pflag.Flag) {
 		panic("config: flag bound to unknown key " + key)
 	}
 	l.v.BindPFlag(key, f)
+	l.flags[key] = f
 }
 
 // Load reads file (YAML; "" for none) and returns the validated Config.
 func (l *Loader) Load(file string) (*Config, error) {
 	v := l.v
+	l.file = file
 	if file != "" {
 		v.SetConfigFile(file)
 		v.SetConfigType("yaml")
@@ -290,29 +294,15 @@ func hasPrefix(p string) bool {
 
 // getter converts values and remembers the first error, naming the key.
 type getter struct {
+	l   *Loader
 	v   *viper.Viper
 	err error
 }
 
 func (g *getter) fail(key, expected string) {
 	if g.err == nil {
-		g.err = fmt.Errorf("%s: expected %s, got %q (set by %s)", key, expected, fmt.Sprint(g.v.Get(key)), g.source(key))
+		g.err = fmt.Errorf("%s: expected %s, got %q (set by %s)", key, expected, fmt.Sprint(g.v.Get(key)), g.l.origin(key))
 	}
-}
-
-func (g *getter) source(key string) string {
-	if _, ok := os.LookupEnv(EnvName(key)); ok {
-		return "env " + EnvName(key)
-	}
-	if key == "output.sink" {
-		if _, ok := os.LookupEnv("AUDITNS_OUTPUT"); ok {
-			return "env AUDITNS_OUTPUT"
-		}
-	}
-	if g.v.InConfig(key) {
-		return "config file"
-	}
-	return "flag or default"
 }
 
 func (g *getter) str(key string, allowed ...string) string {
@@ -394,7 +384,7 @@ func (g *getter) strings(key string) []string {
 }
 
 func (l *Loader) build() (*Config, error) {
-	g := &getter{v: l.v}
+	g := &getter{l: l, v: l.v}
 	c := &Config{}
 	c.Mode = g.str("mode", "unicast", "multicast")
 	c.StateDir = g.str("state_dir")

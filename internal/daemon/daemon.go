@@ -23,6 +23,7 @@ import (
 
 	"github.com/auditns/auditns/configs"
 	"github.com/auditns/auditns/internal/assemble"
+	"github.com/auditns/auditns/internal/buildinfo"
 	"github.com/auditns/auditns/internal/config"
 	"github.com/auditns/auditns/internal/enrich"
 	"github.com/auditns/auditns/internal/event"
@@ -88,7 +89,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 		return nil, err
 	}
 	kernel := kernelRelease()
-	log.Info("auditns starting", "version", Version, "mode", cfg.Mode, "host", cfg.HostName, "boot_id", bootID, "kernel", kernel, "pid", os.Getpid(), "gomaxprocs", runtime.GOMAXPROCS(0))
+	build := buildinfo.Get()
+	log.Info("auditns starting", "version", build.Version, "commit", build.ShortCommit(), "commit_date", build.Date, "go", build.GoVersion, "mode", cfg.Mode, "host", cfg.HostName, "boot_id", bootID, "kernel", kernel, "pid", os.Getpid(), "gomaxprocs", runtime.GOMAXPROCS(0))
 
 	var observer enrich.Observer
 	if cfg.Enrich.Namespaces {
@@ -114,6 +116,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 		return nil, err
 	}
 	d.conn, err = netlink.Open(opts)
+	if errors.Is(err, netlink.ErrUnicastRefused) {
+		return nil, InputError{err} // exit 2: restarting cannot help
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +188,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 				fmt.Sprintf("the spool's recovery cut %d damaged bytes; the events in them are lost", st.CorruptBytes), 0)
 		}
 	}
-	d.pipe.State("started", fmt.Sprintf("auditns %s started: mode %s, %d rules, output %s", Version, cfg.Mode, d.conn.RulesLoaded(), d.sink.Name()))
+	d.pipe.State("started", fmt.Sprintf("auditns %s (commit %s) started: mode %s, %d rules, output %s", build.Version, build.ShortCommit(), cfg.Mode, d.conn.RulesLoaded(), d.sink.Name()))
 	return d, nil
 }
 
@@ -489,6 +494,3 @@ type InputError struct{ Err error }
 
 func (e InputError) Error() string { return e.Err.Error() }
 func (e InputError) Unwrap() error { return e.Err }
-
-// Version is set at build time (-ldflags "-X .../daemon.Version=...").
-var Version = "dev"

@@ -56,7 +56,7 @@ type Server struct {
 // New registers the metrics of src.
 func New(src Source) *Server {
 	s := &Server{reg: prometheus.NewRegistry(), src: src}
-	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
 	counter := func(name, help string, f func() uint64) {
 		if f != nil {
 			s.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "auditns", Name: name, Help: help},

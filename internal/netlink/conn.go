@@ -172,10 +172,11 @@ func Open(opts Options) (*Conn, error) {
 func (c *Conn) becomeDaemon() error {
 	o := c.opts
 	if c.initial.Enabled == 2 {
-		return errors.New("kernel audit configuration is immutable (auditctl -e 2) until reboot: use mode multicast")
+		return fmt.Errorf("%w: the kernel's audit configuration is immutable (auditctl -e 2) until reboot; %s", ErrUnicastRefused, useMulticast)
 	}
 	if c.initial.PID != 0 && c.initial.PID != uint32(os.Getpid()) && processExists(int(c.initial.PID)) {
-		return fmt.Errorf("another audit daemon (pid %d) holds the kernel's audit pid: stop it or use mode multicast", c.initial.PID)
+		return fmt.Errorf("%w: another audit daemon (pid %d%s) holds the kernel's audit pid; stop it, or %s",
+			ErrUnicastRefused, c.initial.PID, commOf(int(c.initial.PID)), useMulticast)
 	}
 	steps := []struct {
 		what string
@@ -358,6 +359,22 @@ func (c *Conn) saveOrRecoverSettings() error {
 		return fmt.Errorf("save kernel settings to %s: %w", path, err)
 	}
 	return nil
+}
+
+// ErrUnicastRefused is why unicast mode cannot work on this host (another
+// audit daemon, an immutable configuration): a setting to change, not a
+// failure to retry.
+var ErrUnicastRefused = errors.New("mode: unicast is not possible on this host")
+
+const useMulticast = "set mode: multicast (--mode multicast, AUDITNS_MODE=multicast) to read the audit multicast group beside it"
+
+// commOf is ", NAME" for pid's command name, or "" when unknown.
+func commOf(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return ""
+	}
+	return ", " + strings.TrimSpace(string(b))
 }
 
 func processExists(pid int) bool {

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds the tools the packaging tests check files with, from the Go module
+# proxy, into .cache/tools (git-ignored), and prints the path of the binary.
+# A second call finds the binary there and returns at once.
+#
+#   scripts/tools/build.sh promtool   # promtool check rules (packaging/prometheus)
+#   scripts/tools/build.sh compose    # docker compose config (docker-compose.yml)
+#
+# systemd-analyze comes from Debian's systemd package (.ci/run installs it).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+# Prometheus tags its Go module v0.<minor>.<patch> for release 3.<minor>.<patch>.
+PROMETHEUS_MODULE_VERSION=v0.316.0
+COMPOSE_VERSION=v5.6.0
+
+cache=${AUDITNS_TOOLS_DIR:-$PWD/.cache/tools}
+
+case "${1:-}" in
+promtool)
+	dir=$cache/promtool-$PROMETHEUS_MODULE_VERSION
+	if [ ! -x "$dir/promtool" ]; then
+		echo "building promtool $PROMETHEUS_MODULE_VERSION into $dir (once)" >&2
+		mkdir -p "$dir"
+		GOFLAGS=-trimpath GOBIN="$dir" go install "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_MODULE_VERSION" >&2
+	fi
+	echo "$dir/promtool"
+	;;
+compose)
+	# Compose's go.mod has exclude directives, so `go install pkg@version`
+	# refuses it: build from the downloaded module source instead.
+	dir=$cache/compose-$COMPOSE_VERSION
+	if [ ! -x "$dir/docker-compose" ]; then
+		echo "building docker compose $COMPOSE_VERSION into $dir (once)" >&2
+		src=$(go mod download -json "github.com/docker/compose/v5@$COMPOSE_VERSION" |
+			sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+		[ -n "$src" ] || { echo "go mod download found no source for compose $COMPOSE_VERSION" >&2; exit 1; }
+		work=$(mktemp -d)
+		trap 'rm -rf "$work"' EXIT
+		cp -r "$src/." "$work" && chmod -R u+w "$work"
+		mkdir -p "$dir"
+		(cd "$work" && GOFLAGS=-mod=mod go build -trimpath -o "$dir/docker-compose" ./cmd) >&2
+	fi
+	echo "$dir/docker-compose"
+	;;
+*)
+	echo "usage: $0 promtool|compose" >&2
+	exit 2
+	;;
+esac
