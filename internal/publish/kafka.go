@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"strings"
 	"sync"
@@ -43,15 +44,20 @@ type Kafka struct {
 	spool *Spool
 	dead  *deadLetterFile
 
-	transport *kafka.Transport
-	addr      net.Addr
-	admin     *kafka.Client // metadata, topics, and Produce
+	addr        net.Addr
+	routeMu     sync.Mutex
+	route       *route // see kafka_route.go
+	refreshedAt time.Time
 
-	// Forwarder state (see kafka_produce.go).
+	// Forwarder state (see kafka_forward.go).
 	roundRobin kafka.RoundRobin // partitions of nil-key messages
 	partList   []int
-	reqs       []partRequest
-	lingerT    *time.Timer
+	lingerT    *time.Timer // the reader's
+
+	lanesMu sync.Mutex
+	lanes   []*lane // every partition the sink produced to, for Partitions
+	errMu   sync.Mutex
+	errCodes map[string]int64
 
 	mu     sync.Mutex // serialises Write with Close
 	closed bool
@@ -70,6 +76,7 @@ type Kafka struct {
 // kafkaCounters are the sink's cumulative counters.
 type kafkaCounters struct {
 	written, dropped, published, acked, errors, deadLettered atomic.Int64
+	requests, retries, ackedBytes, refreshes, deadLetterLost atomic.Int64
 	failing                                                  atomic.Bool
 }
 
@@ -86,11 +93,25 @@ type KafkaStats struct {
 	// Acked is how many spool records the sink moved past: published or
 	// dead-lettered.
 	Acked int64
-	// Errors is how many produce rounds (or topic set-ups) failed and were
-	// retried.
-	Errors int64
-	// DeadLettered is how many messages went to the dead-letter file.
-	DeadLettered int64
+	// Requests is how many produce requests were sent.
+	Requests int64
+	// Errors is how many produce requests (or topic set-ups) failed;
+	// ErrorCodes counts the failed requests by Kafka error name
+	// (NOT_LEADER_OR_FOLLOWER, ...) or UNREACHABLE, NETWORK, OTHER.
+	Errors     int64
+	ErrorCodes map[string]int64
+	// Retries is how many failed requests (or set-ups) were tried again.
+	Retries int64
+	// AckedBytes is the key and value bytes of the Published messages.
+	AckedBytes int64
+	// MetadataRefreshes is how many times a failure made the sink ask the
+	// cluster for its current leaders.
+	MetadataRefreshes int64
+	// DeadLettered is how many messages went to the dead-letter file;
+	// DeadLetterLost how many could not (file full or unwritable) and are
+	// lost.
+	DeadLettered   int64
+	DeadLetterLost int64
 	// Failing is true while delivery is failing and the sink retries.
 	Failing bool
 	// Spool is the spool's own view: backlog, oldest unacked, drops.
@@ -126,29 +147,16 @@ func NewKafka(ctx context.Context, opts KafkaOptions) (*Kafka, error) {
 		opts:  o,
 		log:   log,
 		spool: spool,
-		dead:  newDeadLetterFile(o.DeadLetterPath),
+		dead:  newDeadLetterFile(o.DeadLetterPath, o.DeadLetterMaxBytes),
 		done:  make(chan struct{}),
 		acked: make(chan struct{}, 1),
+
+		errCodes: map[string]int64{},
 	}
 	k.name = k.describe()
 
-	k.transport = &kafka.Transport{
-		Dial:        (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		DialTimeout: 10 * time.Second,
-		// Short, so that delivery resumes quickly once a broker is back:
-		// the transport caches a failed metadata fetch until the next one.
-		MetadataTTL:    3 * time.Second,
-		MetadataTopics: []string{o.EventsTopic, o.NamespacesTopic},
-		ClientID:       "auditns",
-		TLS:            cfg.tls,
-		SASL:           cfg.sasl,
-	}
 	k.addr = kafka.TCP(o.Brokers...)
-	// The forwarder produces with RequiredAcks all, the compression
-	// configured, and no retries of its own (the forwarder retries, with
-	// its own backoff, and never lets a later batch overtake an earlier
-	// one). WriteTimeout bounds one request.
-	k.admin = &kafka.Client{Addr: k.addr, Transport: k.transport, Timeout: o.WriteTimeout}
+	k.route = k.newRoute()
 
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 
@@ -274,7 +282,7 @@ drain:
 		<-k.done
 	}
 
-	k.transport.CloseIdleConnections()
+	k.closeRoute()
 
 	if err := k.dead.Close(); err != nil {
 		errs = append(errs, err)
@@ -292,16 +300,63 @@ drain:
 
 // Stats returns the sink's counters and the spool's.
 func (k *Kafka) Stats() KafkaStats {
+	k.errMu.Lock()
+	codes := maps.Clone(k.errCodes)
+	k.errMu.Unlock()
 	return KafkaStats{
-		Written:      k.stats.written.Load(),
-		Dropped:      k.stats.dropped.Load(),
-		Published:    k.stats.published.Load(),
-		Acked:        k.stats.acked.Load(),
-		Errors:       k.stats.errors.Load(),
-		DeadLettered: k.stats.deadLettered.Load(),
-		Failing:      k.stats.failing.Load(),
-		Spool:        k.spool.Stats(),
+		Written:           k.stats.written.Load(),
+		Dropped:           k.stats.dropped.Load(),
+		Published:         k.stats.published.Load(),
+		Acked:             k.stats.acked.Load(),
+		Requests:          k.stats.requests.Load(),
+		Errors:            k.stats.errors.Load(),
+		ErrorCodes:        codes,
+		Retries:           k.stats.retries.Load(),
+		AckedBytes:        k.stats.ackedBytes.Load(),
+		MetadataRefreshes: k.stats.refreshes.Load(),
+		DeadLettered:      k.stats.deadLettered.Load(),
+		DeadLetterLost:    k.stats.deadLetterLost.Load(),
+		Failing:           k.stats.failing.Load(),
+		Spool:             k.spool.Stats(),
 	}
+}
+
+// PartitionStats is the delivery state of one topic-partition.
+type PartitionStats struct {
+	Topic     string
+	Partition int
+	// Queued is how many messages read from the spool wait for this
+	// partition's acknowledgement.
+	Queued int64
+	// Lag is how long ago the kernel recorded the oldest of them (0 when
+	// none waits): the partition's delivery lag.
+	Lag time.Duration
+	// Failing is true while its produce requests fail.
+	Failing bool
+}
+
+// laneStat is what Partitions reads of a lane.
+type laneStat struct {
+	queued  atomic.Int64
+	oldest  atomic.Int64 // event time (Unix ns) of the first queued message, 0 if none
+	failing atomic.Bool
+}
+
+// Partitions returns the delivery state of every partition the sink has
+// produced to.
+func (k *Kafka) Partitions() []PartitionStats {
+	now := time.Now()
+	k.lanesMu.Lock()
+	defer k.lanesMu.Unlock()
+	out := make([]PartitionStats, 0, len(k.lanes))
+	for _, l := range k.lanes {
+		p := PartitionStats{Topic: l.name, Partition: l.partition, Queued: l.stat.queued.Load(), Failing: l.stat.failing.Load()}
+		if t := l.stat.oldest.Load(); t != 0 && p.Queued > 0 {
+			p.Lag = max(now.Sub(time.Unix(0, t)), 0)
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // topicName maps a Topic to its configured name.
@@ -317,7 +372,9 @@ func (k *Kafka) topicName(t Topic) string {
 func (k *Kafka) ensureTopics(ctx context.Context) error {
 	o := k.opts
 	topics := []string{o.EventsTopic, o.NamespacesTopic}
-	md, err := k.admin.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	r := k.acquire()
+	defer k.release(r)
+	md, err := r.client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
@@ -344,7 +401,7 @@ func (k *Kafka) ensureTopics(ctx context.Context) error {
 		create = append(create, tc)
 	}
 	if len(create) > 0 {
-		res, err := k.admin.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: create})
+		res, err := r.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: create})
 		if err != nil {
 			return fmt.Errorf("create topics: %w", err)
 		}
@@ -375,7 +432,9 @@ func (k *Kafka) ensureTopics(ctx context.Context) error {
 // registry records would then expire with the retention.
 func (k *Kafka) checkCompacted(ctx context.Context) {
 	t := k.opts.NamespacesTopic
-	res, err := k.admin.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{
+	r := k.acquire()
+	defer k.release(r)
+	res, err := r.client.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{
 		Resources: []kafka.DescribeConfigRequestResource{{
 			ResourceType: kafka.ResourceTypeTopic,
 			ResourceName: t,

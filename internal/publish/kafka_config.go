@@ -31,6 +31,8 @@ const (
 	// DefaultDeadLetterName is the dead-letter file's name inside the spool
 	// directory when KafkaOptions.DeadLetterPath is empty.
 	DefaultDeadLetterName = "deadletter.jsonl"
+	// DefaultDeadLetterMaxBytes caps the dead-letter file.
+	DefaultDeadLetterMaxBytes = 256 << 20
 )
 
 // KafkaOptions configures the Kafka sink. Each field names its config key.
@@ -115,6 +117,12 @@ type KafkaOptions struct {
 	// messages the broker refuses for good, with the reason
 	// (kafka.dead_letter). Default "<Spool.Dir>/deadletter.jsonl".
 	DeadLetterPath string
+
+	// DeadLetterMaxBytes caps the dead-letter file
+	// (kafka.dead_letter_max_bytes). Messages refused past it are lost,
+	// and reported as a loss with their count. Default 256 MiB; `auditns
+	// deadletter resend` empties the file.
+	DeadLetterMaxBytes int64
 
 	// Logger receives the sink's log lines: one per change of delivery
 	// state, never one per retry, and never a secret. Default
@@ -293,6 +301,12 @@ func (opts KafkaOptions) validate(log *slog.Logger) (*kafkaConfig, error) {
 	}
 	if opts.DeadLetterPath == "" {
 		opts.DeadLetterPath = filepath.Join(opts.Spool.Dir, DefaultDeadLetterName)
+	}
+	switch {
+	case opts.DeadLetterMaxBytes == 0:
+		opts.DeadLetterMaxBytes = DefaultDeadLetterMaxBytes
+	case opts.DeadLetterMaxBytes < 4096:
+		return nil, configErr("kafka.dead_letter_max_bytes", "expected at least 4096 bytes, got %d", opts.DeadLetterMaxBytes)
 	}
 
 	var err error

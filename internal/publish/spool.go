@@ -296,9 +296,10 @@ func (q *queue[T]) compact() {
 }
 
 // Spool is a durable, ordered, size-capped write-ahead log of messages. One
-// goroutine appends (Append); one other goroutine, the forwarder, reads and
-// acknowledges (Next, Rewind, Ack); Stats and Sync may be called from any
-// goroutine. See the format notes at the top of spool.go.
+// goroutine appends (Append); one other goroutine reads (Next, Rewind) and
+// one acknowledges (Ack), which may be the reader or a third one (the Kafka
+// sink reads in one goroutine and acknowledges in another); Stats and Sync
+// may be called from any goroutine. See the format notes at the top of spool.go.
 type Spool struct {
 	opts SpoolOptions
 	log  *slog.Logger
@@ -827,7 +828,8 @@ func (s *Spool) normReadLocked() (*spoolSeg, bool) {
 // means DefaultSpoolNextBytes. One call returns records of one segment only.
 //
 // The records stay in the spool until acknowledged (Ack); the next Next
-// continues after them. Next, Rewind and Ack are meant for one goroutine.
+// continues after them. Next and Rewind are meant for one goroutine; Ack
+// may run meanwhile in another.
 func (s *Spool) Next(ctx context.Context, maxRecs int, maxBytes int) ([]Record, error) {
 	if maxRecs < 1 {
 		maxRecs = 1
