@@ -54,9 +54,9 @@ type Kafka struct {
 	partList   []int
 	lingerT    *time.Timer // the reader's
 
-	lanesMu sync.Mutex
-	lanes   []*lane // every partition the sink produced to, for Partitions
-	errMu   sync.Mutex
+	lanesMu  sync.Mutex
+	lanes    []*lane // every partition the sink produced to, for Partitions
+	errMu    sync.Mutex
 	errCodes map[string]int64
 
 	mu     sync.Mutex // serialises Write with Close

@@ -110,7 +110,7 @@ type laneResult struct {
 // forwarder is the forwarder goroutine's state.
 type forwarder struct {
 	k       *Kafka
-	lanes   [2][]*lane // by Topic, then partition
+	lanes   [2][]*lane        // by Topic, then partition
 	pending [2]queue[*outMsg] // not yet given a partition (topic metadata missing)
 	window  queue[[]outMsg]   // read, not yet acknowledged, in spool order
 	head    int               // done prefix of window.front()
