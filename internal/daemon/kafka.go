@@ -24,6 +24,8 @@ func (d *Daemon) openKafka(ctx context.Context, cfg *config.Config, log *slog.Lo
 	o.CreateTopics = k.CreateTopics
 	o.Partitions = k.Partitions
 	o.ReplicationFactor = k.ReplicationFactor
+	o.Retention = k.TopicRetention
+	o.MinInsyncReplicas = k.TopicMinInsync
 	o.Compression = k.Compression
 	o.BatchTimeout = k.BatchTimeout
 	o.BatchSize = k.BatchSize
@@ -44,6 +46,7 @@ func (d *Daemon) openKafka(ctx context.Context, cfg *config.Config, log *slog.Lo
 		Logger:      log,
 	}
 	o.DeadLetterPath = k.DeadLetter
+	o.DeadLetterMaxBytes = k.DeadLetterMax
 	o.Logger = log
 	o.OnState = func(kind, msg string, count int) {
 		if p := d.pipeRef.Load(); p != nil {
