@@ -80,6 +80,28 @@ func (d *Daemon) kafkaMetrics(src *metrics.Source) {
 	src.Spooled = func() uint64 { return uint64(k.Stats().Written) }
 	src.SpoolBytes = func() int64 { return k.Stats().Spool.Bytes }
 	src.SpoolOldest = func() time.Time { return k.Stats().Spool.OldestUnacked }
+	src.Sink = func() metrics.SinkStats {
+		st := k.Stats()
+		s := metrics.SinkStats{
+			Requests:       uint64(st.Requests),
+			Errors:         map[string]uint64{},
+			Retries:        uint64(st.Retries),
+			MessagesAcked:  uint64(st.Published),
+			BytesAcked:     uint64(st.AckedBytes),
+			DeadLettered:   uint64(st.DeadLettered),
+			DeadLetterLost: uint64(st.DeadLetterLost),
+			SpoolRecords:   st.Spool.Records,
+			SpoolOldest:    st.Spool.OldestUnacked,
+			Failing:        st.Failing,
+		}
+		for code, n := range st.ErrorCodes {
+			s.Errors[code] = uint64(n)
+		}
+		for _, p := range k.Partitions() {
+			s.Partitions = append(s.Partitions, metrics.PartitionStats{Topic: p.Topic, Partition: p.Partition, Queued: p.Queued, Lag: p.Lag})
+		}
+		return s
+	}
 }
 
 // sinkHealth reports a sink that cannot keep what it is given: a spool at

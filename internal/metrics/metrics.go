@@ -36,6 +36,9 @@ type Source struct {
 	SpoolBytes      func() int64
 	SpoolOldest     func() time.Time // append time of the oldest unacknowledged record
 	Namespaces      func() int
+	// Sink is the Kafka sink's delivery health, exported as auditns_sink_*
+	// with sink="kafka".
+	Sink func() SinkStats
 	// Health returns nil when healthy, else why not.
 	Health func() error
 }
@@ -89,6 +92,9 @@ func New(src Source) *Server {
 	}
 	if f := src.Namespaces; f != nil {
 		gauge("namespaces_known", "Namespaces in the registry of this boot.", func() float64 { return float64(f()) })
+	}
+	if src.Sink != nil {
+		s.reg.MustRegister(newSinkCollector("kafka", src.Sink))
 	}
 	gauge("healthy", "1 when /healthz answers 200.", func() float64 {
 		if s.health() == nil {
