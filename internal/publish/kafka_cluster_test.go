@@ -73,6 +73,10 @@ func TestKafkaClusterOutage(t *testing.T) {
 
 type cluster struct{ brokers []string }
 
+// healthyLagMax bounds the delivery lag of the partitions whose leader
+// lives during a failover.
+const healthyLagMax = 2500 * time.Millisecond
+
 // alive returns the brokers other than node (1-based; 0: all).
 func (c *cluster) alive(node int) []string {
 	var out []string
@@ -405,9 +409,16 @@ func testClusterFailover(t *testing.T, c *cluster, controller bool) {
 		"largest delivery lag per partition %v; latency p50 %v p99 %v max %v; requests %d, errors %v, refreshes %d",
 		victim, part, controller, elected.Round(time.Millisecond), sent, dups, lags,
 		lat.quantile(.5), lat.quantile(.99), lat.quantile(1), st.Requests, st.ErrorCodes, st.MetadataRefreshes)
+	// With acks=all every partition waits for each replica in its ISR,
+	// and with 3 replicas on 3 nodes the killed node is in every ISR: the
+	// healthy partitions stall until their leaders have dropped it from
+	// their ISR (replica.lag.time.max.ms, 0.5 s on this cluster, plus the
+	// controller's commit of the change), not until the dead partition has
+	// a new leader.
 	for p, lag := range lags {
-		if p != part && lag >= time.Second {
-			t.Errorf("healthy partition %d: delivery lag reached %v (want < 1s)", p, lag)
+		if p != part && (lag >= healthyLagMax || lag >= lags[part]) {
+			t.Errorf("healthy partition %d: delivery lag reached %v (want < %v and < the dead partition's %v)",
+				p, lag, healthyLagMax, lags[part])
 		}
 	}
 	if lags[part] > elected+2*time.Second+200*time.Millisecond {
