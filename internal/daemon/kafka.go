@@ -12,10 +12,9 @@ import (
 	"github.com/auditns/auditns/internal/publish"
 )
 
-// openKafka opens the Kafka sink. Its reports (dead letters, delivery
-// stopped or resumed) and latencies go to the pipeline and metrics through
-// the daemon, which exist only later: hence the indirection.
-func (d *Daemon) openKafka(ctx context.Context, cfg *config.Config, log *slog.Logger) (publish.Sink, error) {
+// KafkaOptions are the Kafka sink's options from the configuration (the
+// daemon's, and `auditns deadletter resend`'s).
+func KafkaOptions(cfg *config.Config, log *slog.Logger) publish.KafkaOptions {
 	k := cfg.Kafka
 	o := publish.DefaultKafkaOptions()
 	o.Brokers = k.Brokers
@@ -48,6 +47,14 @@ func (d *Daemon) openKafka(ctx context.Context, cfg *config.Config, log *slog.Lo
 	o.DeadLetterPath = k.DeadLetter
 	o.DeadLetterMaxBytes = k.DeadLetterMax
 	o.Logger = log
+	return o
+}
+
+// openKafka opens the Kafka sink. Its reports (dead letters, delivery
+// stopped or resumed) and latencies go to the pipeline and metrics through
+// the daemon, which exist only later: hence the indirection.
+func (d *Daemon) openKafka(ctx context.Context, cfg *config.Config, log *slog.Logger) (publish.Sink, error) {
+	o := KafkaOptions(cfg, log)
 	o.OnState = func(kind, msg string, count int) {
 		if p := d.pipeRef.Load(); p != nil {
 			reason := "delivery"
