@@ -19,19 +19,19 @@ import (
 // Defaults of KafkaOptions. A zero field takes the default when NewKafka
 // validates the options, except CreateTopics (see there).
 const (
-	DefaultKafkaEventsTopic       = "auditns.events"
-	DefaultKafkaNamespacesTopic   = "auditns.namespaces"
-	DefaultKafkaPartitions        = 3
+	DefaultKafkaEventsTopic     = "auditns.events"
+	DefaultKafkaNamespacesTopic = "auditns.namespaces"
+	DefaultKafkaPartitions      = 3
 	// DefaultKafkaReplicationFactor 0: min(3, the brokers in the cluster).
 	DefaultKafkaReplicationFactor = 0
 	// DefaultKafkaRetention is the events topic's retention.ms: the replay
 	// window.
-	DefaultKafkaRetention = 90 * 24 * time.Hour
-	DefaultKafkaCompression       = "lz4"
-	DefaultKafkaBatchTimeout      = 10 * time.Millisecond
-	DefaultKafkaBatchSize         = 1000
-	DefaultKafkaBatchBytes        = 1 << 20
-	DefaultKafkaWriteTimeout      = 10 * time.Second
+	DefaultKafkaRetention    = 90 * 24 * time.Hour
+	DefaultKafkaCompression  = "lz4"
+	DefaultKafkaBatchTimeout = 10 * time.Millisecond
+	DefaultKafkaBatchSize    = 1000
+	DefaultKafkaBatchBytes   = 1 << 20
+	DefaultKafkaWriteTimeout = 10 * time.Second
 	// DefaultDeadLetterName is the dead-letter file's name inside the spool
 	// directory when KafkaOptions.DeadLetterPath is empty.
 	DefaultDeadLetterName = "deadletter.jsonl"
