@@ -42,9 +42,9 @@ const (
 	retryMax = 5 * time.Second
 	// laneRetryMin and laneRetryMax: a partition's failed produce. Short,
 	// because each retry first refreshes the metadata, and a new leader
-	// should be used within a second of its election.
+	// should be used within half a second of its election.
 	laneRetryMin = 50 * time.Millisecond
-	laneRetryMax = time.Second
+	laneRetryMax = 500 * time.Millisecond
 	// failingAfter is how long failures last before the sink (or a
 	// partition) is reported failing.
 	failingAfter = time.Second
@@ -119,6 +119,7 @@ type forwarder struct {
 	busy    int // requests in flight
 	results chan laneResult
 
+	parts     [2]int     // partition count by Topic; 0: to be looked up
 	rs        retryState // topic set-up and metadata
 	nextSetup time.Time
 	failing   bool // the sink reported delivery failing
@@ -228,14 +229,20 @@ func (f *forwarder) admit(msgs []outMsg) {
 	k.deadLetter(dead)
 }
 
-// assign gives the pending messages their partitions (from the topics'
-// partition counts), once the topics are ready.
+// assign gives the pending messages their partitions, once the topics are
+// ready. A topic's partition count is looked up once (and again after the
+// topic went missing): the lookup may wait for a fresh route's metadata,
+// and the forwarder must not wait while the other partitions' answers come
+// in. Partitions added to a topic later are used after a restart.
 func (f *forwarder) assign(now time.Time) {
 	k := f.k
-	if f.pending[0].len() == 0 && f.pending[1].len() == 0 || now.Before(f.nextSetup) {
+	if now.Before(f.nextSetup) {
 		return
 	}
 	if !k.topicsReady.Load() {
+		if f.winMsgs == 0 {
+			return // nothing to send
+		}
 		ctx, cancel := context.WithTimeout(k.ctx, k.opts.WriteTimeout)
 		err := k.ensureTopics(ctx)
 		cancel()
@@ -245,30 +252,34 @@ func (f *forwarder) assign(now time.Time) {
 			}
 			return
 		}
+		f.parts = [2]int{}
 	}
 	for t := range f.pending {
 		p := &f.pending[t]
 		if p.len() == 0 {
 			continue
 		}
-		name := k.topicName(Topic(t))
-		ctx, cancel := context.WithTimeout(k.ctx, k.opts.WriteTimeout)
-		n, err := k.partitionCount(ctx, name)
-		cancel()
-		if err != nil {
-			if k.ctx.Err() == nil {
-				if errors.Is(err, kafka.UnknownTopicOrPartition) {
-					k.topicsReady.Store(false)
+		if f.parts[t] == 0 {
+			name := k.topicName(Topic(t))
+			ctx, cancel := context.WithTimeout(k.ctx, k.opts.WriteTimeout)
+			n, err := k.partitionCount(ctx, name)
+			cancel()
+			if err != nil {
+				if k.ctx.Err() == nil {
+					if errors.Is(err, kafka.UnknownTopicOrPartition) {
+						k.topicsReady.Store(false)
+					}
+					k.refreshMetadata()
+					f.nextSetup = now.Add(k.failed(&f.rs, fmt.Errorf("topic %s: %w", name, err)))
 				}
-				k.refreshMetadata()
-				f.nextSetup = now.Add(k.failed(&f.rs, fmt.Errorf("topic %s: %w", name, err)))
+				return
 			}
-			return
+			f.parts[t] = n
 		}
 		for p.len() > 0 {
 			o := *p.front()
 			p.popFront()
-			l := f.lane(Topic(t), k.partitionOf(o.key, n))
+			l := f.lane(Topic(t), k.partitionOf(o.key, f.parts[t]))
 			l.q.pushBack(o)
 			l.stat.queued.Add(1)
 			if l.q.len() == 1 {
@@ -397,6 +408,7 @@ func (f *forwarder) finish(r laneResult) {
 		k.stats.retries.Add(1)
 		if errors.Is(r.err, kafka.UnknownTopicOrPartition) {
 			k.topicsReady.Store(false) // deleted? create it again
+			f.parts[l.topic] = 0
 		}
 		// Whatever failed, the leader may have moved: the next attempt
 		// asks the cluster where the partition is now.

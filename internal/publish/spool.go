@@ -282,7 +282,12 @@ func (q *queue[T]) back() *T     { return &q.buf[len(q.buf)-1] }
 func (q *queue[T]) reset()       { q.buf, q.head = q.buf[:0], 0 }
 func (q *queue[T]) items() []T   { return q.buf[q.head:] }
 func (q *queue[T]) pushBack(v T) { q.compact(); q.buf = append(q.buf, v) }
-func (q *queue[T]) popFront()    { q.head++; q.compactEmpty() }
+func (q *queue[T]) popFront() {
+	var zero T
+	q.buf[q.head] = zero // no reference kept to what was popped
+	q.head++
+	q.compactEmpty()
+}
 func (q *queue[T]) compactEmpty() {
 	if q.head == len(q.buf) {
 		q.reset()
@@ -291,6 +296,7 @@ func (q *queue[T]) compactEmpty() {
 func (q *queue[T]) compact() {
 	if q.head > 0 && len(q.buf) == cap(q.buf) {
 		n := copy(q.buf, q.buf[q.head:])
+		clear(q.buf[n:])
 		q.buf, q.head = q.buf[:n], 0
 	}
 }
