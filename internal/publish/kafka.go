@@ -19,16 +19,17 @@ import (
 var ErrSinkClosed = errors.New("publish: sink is closed")
 
 // Kafka is the Kafka sink: Write appends every message to a durable spool
-// and returns at once; one forwarder goroutine reads the spool in order and
-// produces it to Kafka with kafka-go's Client.Produce (one request per
-// topic-partition per round, over one long-lived Transport), and moves the
-// spool past what the brokers acknowledged (acks=all).
+// and returns at once; a forwarder reads the spool in order and produces it
+// to Kafka with kafka-go's Client.Produce, one queue and one request in
+// flight per topic-partition, and moves the spool past what the brokers
+// acknowledged (acks=all) on every partition (see kafka_forward.go).
 //
 // Delivery is at least once and in order per partition: the forwarder never
-// sends a batch before the one before it was acknowledged, and retries a
-// failed one (backoff 100ms doubling to 5s) until it goes through. A retry
-// may duplicate messages the broker had already taken; consumers de-duplicate
-// on the event_id header. Messages the broker refuses for good (too large,
+// sends a partition's batch before the one before it was acknowledged, and
+// retries a failed one (backoff 50ms doubling to 500ms, the cluster's
+// metadata fetched anew each time) until it goes through, while the other
+// partitions go on. A retry may duplicate messages the broker had already
+// taken; consumers de-duplicate on the event_id header. Messages the broker refuses for good (too large,
 // invalid, topic not authorised) are written to the dead-letter file and
 // reported through OnState, never retried forever.
 //

@@ -38,7 +38,8 @@ func clusterScript(t testing.TB, args ...string) string {
 		port = "29192"
 	}
 	cmd := exec.Command(script, args...)
-	cmd.Env = append(os.Environ(), "KAFKA_CLUSTER_PORT="+port)
+	// A fresh cluster each time: nothing left from an interrupted run.
+	cmd.Env = append(os.Environ(), "KAFKA_CLUSTER_PORT="+port, "KAFKA_FRESH=1")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	start := time.Now()
@@ -68,19 +69,13 @@ func TestKafkaClusterOutage(t *testing.T) {
 	t.Run("TopicSettings", func(t *testing.T) { testClusterTopicSettings(t, c) })
 	t.Run("LeaderKilled", func(t *testing.T) { testClusterFailover(t, c, false) })
 	t.Run("ControllerKilled", func(t *testing.T) { testClusterFailover(t, c, true) })
+	t.Run("SinkRestartedDuringFailover", func(t *testing.T) { testClusterSinkRestart(t, c) })
 	t.Run("EmptyDisk", func(t *testing.T) { testClusterEmptyDisk(t, c) })
 }
 
 type cluster struct{ brokers []string }
 
-// healthyLagMax bounds the delivery lag of the partitions whose leader
-// lives during a failover; when the killed node was the active controller,
-// their leaders' ISR change waits for a new one (a quorum election),
-// healthyLagMaxController.
-const (
-	healthyLagMax           = time.Second
-	healthyLagMaxController = 1500 * time.Millisecond
-)
+
 
 // alive returns the brokers other than node (1-based; 0: all).
 func (c *cluster) alive(node int) []string {
@@ -122,7 +117,21 @@ func clusterSink(t *testing.T, c *cluster, buf *testenv.Buffer) (*Kafka, KafkaOp
 	o.EventsTopic, o.NamespacesTopic = testTopics(t)
 	o.Spool.Dir = t.TempDir()
 	o.Logger = slog.New(slog.NewTextHandler(teeWriter{buf, tWriter{t}}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	c.deleteAtEnd(t, o)
 	return openKafka(t, o), o
+}
+
+// deleteAtEnd deletes o's topics when t ends: partitions left behind would
+// make every later failover of the cluster slower.
+func (c *cluster) deleteAtEnd(t *testing.T, o KafkaOptions) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cl := &kafka.Client{Addr: kafka.TCP(c.brokers...), Timeout: 10 * time.Second, Transport: &kafka.Transport{}}
+		if _, err := cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{o.EventsTopic, o.NamespacesTopic}}); err != nil {
+			t.Logf("delete topics: %v", err)
+		}
+	})
 }
 
 type teeWriter struct {
@@ -200,8 +209,8 @@ type load struct {
 	done chan struct{}
 }
 
-func startLoad(t *testing.T, k *Kafka, rate int) *load {
-	l := &load{k: k, stop: make(chan struct{}), done: make(chan struct{})}
+func startLoad(t *testing.T, k *Kafka, rate, from int) *load {
+	l := &load{k: k, sent: from, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		tick := time.NewTicker(5 * time.Millisecond)
@@ -213,7 +222,7 @@ func startLoad(t *testing.T, k *Kafka, rate int) *load {
 				return
 			case <-tick.C:
 			}
-			want := int(time.Since(start).Seconds() * float64(rate))
+			want := from + int(time.Since(start).Seconds()*float64(rate))
 			var msgs []Message
 			for ; l.sent < want; l.sent++ {
 				m := testMessage("", l.sent, time.Time{}, 100)
@@ -236,19 +245,20 @@ func (l *load) finish() int {
 	return l.sent
 }
 
-// lagWatch samples every partition's delivery lag every 20 ms and keeps
-// each one's largest, and the times a partition's lag was above 200 ms.
+// lagWatch samples every partition's delivery state every 20 ms and keeps
+// each one's largest lag, and when a partition that was failing recovered.
 type lagWatch struct {
-	mu     sync.Mutex
-	max    map[int]time.Duration
-	stop   chan struct{}
-	done   chan struct{}
-	topic  string
-	sample func() []PartitionStats
+	mu        sync.Mutex
+	max       map[int]time.Duration
+	failed    map[int]bool
+	recovered map[int]time.Time
+	stop      chan struct{}
+	done      chan struct{}
 }
 
 func watchLag(k *Kafka, topic string) *lagWatch {
-	w := &lagWatch{max: map[int]time.Duration{}, stop: make(chan struct{}), done: make(chan struct{}), topic: topic, sample: k.Partitions}
+	w := &lagWatch{max: map[int]time.Duration{}, failed: map[int]bool{}, recovered: map[int]time.Time{},
+		stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
 		tick := time.NewTicker(20 * time.Millisecond)
@@ -259,14 +269,21 @@ func watchLag(k *Kafka, topic string) *lagWatch {
 				return
 			case <-tick.C:
 			}
-			for _, p := range w.sample() {
+			now := time.Now()
+			w.mu.Lock()
+			for _, p := range k.Partitions() {
 				if p.Topic != topic {
 					continue
 				}
-				w.mu.Lock()
 				w.max[p.Partition] = max(w.max[p.Partition], p.Lag)
-				w.mu.Unlock()
+				switch {
+				case p.Failing:
+					w.failed[p.Partition] = true
+				case w.failed[p.Partition] && w.recovered[p.Partition].IsZero():
+					w.recovered[p.Partition] = now
+				}
 			}
+			w.mu.Unlock()
 		}
 	}()
 	return w
@@ -275,13 +292,14 @@ func watchLag(k *Kafka, topic string) *lagWatch {
 func (w *lagWatch) reset() {
 	w.mu.Lock()
 	clear(w.max)
+	clear(w.failed)
+	clear(w.recovered)
 	w.mu.Unlock()
 }
 
-func (w *lagWatch) finish() map[int]time.Duration {
+func (w *lagWatch) finish() {
 	close(w.stop)
 	<-w.done
-	return w.max
 }
 
 // latencies collects the sink's kernel-to-acknowledgement latencies.
@@ -360,6 +378,7 @@ func testClusterFailover(t *testing.T, c *cluster, controller bool) {
 	o.Spool.Dir = t.TempDir()
 	o.Logger = slog.New(slog.NewTextHandler(teeWriter{&buf, tWriter{t}}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	o.ObserveLatency = lat.observe
+	c.deleteAtEnd(t, o)
 	k := openKafka(t, o)
 
 	ctx := context.Background()
@@ -381,59 +400,69 @@ func testClusterFailover(t *testing.T, c *cluster, controller bool) {
 	}
 
 	w := watchLag(k, o.EventsTopic)
-	ld := startLoad(t, k, 2000)
+	ld := startLoad(t, k, 2000, 0)
 	time.Sleep(3 * time.Second)
 	w.reset() // the topic's first seconds are not the failover
 
 	killed := time.Now()
 	clusterScript(t, "kill", strconv.Itoa(victim))
-	// The election: until a live broker names another leader.
+	// Kafka's own delays, seen from a live broker: the election of a new
+	// leader for the dead partition, and each other partition's leader
+	// dropping the dead node from its ISR (until then acks=all makes it
+	// wait for the dead node).
 	var elected time.Duration
-	for elected == 0 && time.Since(killed) < 30*time.Second {
-		ps, err := c.partitions(ctx, o.EventsTopic, victim)
-		if err == nil {
-			for _, p := range ps {
-				if p.ID == part && p.Leader.ID != victim && p.Leader.ID > 0 {
-					elected = time.Since(killed)
-				}
+	isrOut := map[int]time.Duration{}
+	for (elected == 0 || len(isrOut) < len(ps)-1) && time.Since(killed) < 30*time.Second {
+		now, _ := c.partitions(ctx, o.EventsTopic, victim)
+		for _, p := range now {
+			switch {
+			case p.ID == part && elected == 0 && p.Leader.ID != victim && p.Leader.ID > 0:
+				elected = time.Since(killed)
+			case p.ID != part && isrOut[p.ID] == 0 && !slices.ContainsFunc(p.Isr, func(b kafka.Broker) bool { return b.ID == victim }):
+				isrOut[p.ID] = time.Since(killed)
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if elected == 0 {
-		t.Fatalf("no new leader for partition %d within 30s", part)
+	if elected == 0 || len(isrOut) < len(ps)-1 {
+		t.Fatalf("within 30s: new leader for partition %d after %v; dead node out of the other ISRs after %v", part, elected, isrOut)
 	}
 	time.Sleep(5 * time.Second)
 	sent := ld.finish()
 	closeKafka(t, k, 30*time.Second)
-	lags := w.finish()
+	w.finish()
+	lags := w.max
+	resumed := w.recovered[part].Sub(killed)
 
 	st := k.Stats()
 	dups := verify(t, c.alive(victim)[0], o.EventsTopic, sent)
-	t.Logf("killed node %d (leader of partition %d, controller %v): election %v; %d messages, %d duplicates; "+
+	t.Logf("killed node %d (leader of partition %d, controller %v): election %v, dead partition resumed after %v; "+
+		"dead node out of the other partitions' ISR after %v; %d messages, %d duplicates; "+
 		"largest delivery lag per partition %v; latency p50 %v p99 %v max %v; requests %d, errors %v, refreshes %d",
-		victim, part, controller, elected.Round(time.Millisecond), sent, dups, lags,
+		victim, part, controller, elected.Round(time.Millisecond), resumed.Round(time.Millisecond), isrOut, sent, dups, lags,
 		lat.quantile(.5), lat.quantile(.99), lat.quantile(1), st.Requests, st.ErrorCodes, st.MetadataRefreshes)
 	// With acks=all every partition waits for each replica in its ISR,
 	// and with 3 replicas on 3 nodes the killed node is in every ISR: the
-	// healthy partitions stall until their leaders have dropped it from
+	// healthy partitions wait until their leaders have dropped it from
 	// their ISR (replica.lag.time.max.ms, 0.5 s on this cluster, plus the
-	// controller's commit of the change), not until the dead partition has
-	// a new leader. The dead partition's lag is its stall: it must end
-	// within 2 s of the election (the lag also holds the ~0.1 s the
-	// message took before the kill).
-	bound := healthyLagMax
-	if controller {
-		bound = healthyLagMaxController
-	}
+	// controller's commit of the change; a new controller's when the
+	// active one died), not until the dead partition has a new leader.
+	// What auditns adds to that must stay under a second.
 	for p, lag := range lags {
-		if p != part && (lag >= bound || lag >= lags[part]) {
-			t.Errorf("healthy partition %d: delivery lag reached %v (want < %v and < the dead partition's %v)",
-				p, lag, bound, lags[part])
+		if p == part {
+			continue
+		}
+		if lag >= isrOut[p]+time.Second {
+			t.Errorf("healthy partition %d: delivery lag reached %v, a second or more beyond its ISR change (%v)", p, lag, isrOut[p])
+		}
+		if lag >= time.Second {
+			t.Logf("healthy partition %d: delivery lag %v is over 1 s: the cluster took %v to drop the dead node from its ISR", p, lag, isrOut[p])
 		}
 	}
-	if lags[part] > elected+2*time.Second+200*time.Millisecond {
-		t.Errorf("partition %d resumed after %v, later than its election (%v) + 2s", part, lags[part], elected)
+	if w.recovered[part].IsZero() {
+		t.Errorf("partition %d never recovered (failed: %v)", part, w.failed[part])
+	} else if resumed > elected+2*time.Second {
+		t.Errorf("partition %d resumed %v after the kill, later than its election (%v) + 2s", part, resumed, elected)
 	}
 	log := buf.String()
 	if !strings.Contains(log, fmt.Sprintf("partition failing; its messages wait in the spool, the other partitions keep flowing\" sink=%q topic=%s partition=%d", k.Name(), o.EventsTopic, part)) {
@@ -451,7 +480,7 @@ func testClusterFailover(t *testing.T, c *cluster, controller bool) {
 func testClusterEmptyDisk(t *testing.T, c *cluster) {
 	var buf testenv.Buffer
 	k, o := clusterSink(t, c, &buf)
-	ld := startLoad(t, k, 2000)
+	ld := startLoad(t, k, 2000, 0)
 	time.Sleep(2 * time.Second)
 
 	wiped, other := 3, 1
@@ -481,4 +510,40 @@ func testClusterEmptyDisk(t *testing.T, c *cluster) {
 	clusterScript(t, "start-node", strconv.Itoa(other))
 	dups := verify(t, c.alive(other)[0], o.EventsTopic, sent)
 	t.Logf("node %d restarted with an empty data directory, then node %d killed: %d messages, %d duplicates", wiped, other, sent, dups)
+}
+
+// testClusterSinkRestart stops the sink while one partition has no leader
+// and the others have gone on (their acknowledgements out of step with the
+// spool's single checkpoint), and starts it again on the same spool:
+// nothing may be lost.
+func testClusterSinkRestart(t *testing.T, c *cluster) {
+	var buf testenv.Buffer
+	k, o := clusterSink(t, c, &buf)
+	ps, err := c.partitions(context.Background(), o.EventsTopic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := ps[0].Leader.ID
+	ld := startLoad(t, k, 2000, 0)
+	time.Sleep(2 * time.Second)
+	clusterScript(t, "kill", strconv.Itoa(victim))
+	time.Sleep(700 * time.Millisecond)
+	sent := ld.finish()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	k.Close(ctx)
+	cancel()
+	st := k.Stats()
+	if st.Spool.Records == 0 {
+		t.Fatalf("the sink delivered everything before it was stopped: no lagging partition (stats %+v)", st)
+	}
+	t.Logf("stopped with %d records in the spool, %d of %d messages acknowledged", st.Spool.Records, st.Published, sent)
+
+	k2 := openKafka(t, o)
+	ld = startLoad(t, k2, 2000, sent)
+	time.Sleep(3 * time.Second)
+	sent = ld.finish()
+	closeKafka(t, k2, 30*time.Second)
+	dups := verify(t, c.alive(victim)[0], o.EventsTopic, sent)
+	t.Logf("killed node %d, sink restarted: %d messages, %d duplicates", victim, sent, dups)
+	clusterScript(t, "start-node", strconv.Itoa(victim))
 }
