@@ -75,8 +75,6 @@ func TestKafkaClusterOutage(t *testing.T) {
 
 type cluster struct{ brokers []string }
 
-
-
 // alive returns the brokers other than node (1-based; 0: all).
 func (c *cluster) alive(node int) []string {
 	var out []string
