@@ -92,15 +92,20 @@ type Kafka struct {
 	Compression       string
 	CreateTopics      bool
 	Partitions        int
-	ReplicationFactor int
-	BatchTimeout      time.Duration
-	BatchSize         int
-	BatchBytes        int64
-	WriteTimeout      time.Duration
-	TLS               TLS
-	SASL              SASL
-	Spool             Spool
-	DeadLetter        string
+	ReplicationFactor int // 0: min(3, brokers)
+	// TopicRetention is the events topic's retention (negative: forever);
+	// TopicMinInsync its min.insync.replicas (0: automatic).
+	TopicRetention time.Duration
+	TopicMinInsync int
+	BatchTimeout   time.Duration
+	BatchSize      int
+	BatchBytes     int64
+	WriteTimeout   time.Duration
+	TLS            TLS
+	SASL           SASL
+	Spool          Spool
+	DeadLetter     string
+	DeadLetterMax  int64
 }
 
 // TLS for Kafka (kafka.tls.*): the type the Kafka sink and tail/replay
@@ -127,61 +132,64 @@ type Metrics struct {
 
 // defaults lists every key with its default; a key not here is unknown.
 var defaults = map[string]any{
-	"mode":                           "unicast",
-	"output.sink":                    "",
-	"output.raw":                     false,
-	"output.flush_interval":          "10ms",
-	"state_dir":                      "/var/lib/auditns",
-	"host_name":                      "",
-	"max_procs":                      1,
-	"log.level":                      "info",
-	"log.format":                     "text",
-	"audit.rules_file":               "",
-	"audit.backlog_limit":            16384,
-	"audit.rate_limit":               0,
-	"audit.backlog_wait_time":        0,
-	"audit.failure_mode":             "printk",
-	"audit.immutable":                false,
-	"audit.exclude_self":             true,
-	"audit.receive_buffer":           8 << 20,
-	"audit.status_interval":          "1s",
-	"audit.queue_size":               256,
-	"audit.reassembly_timeout":       "2s",
-	"audit.max_in_flight":            1024,
-	"enrich.namespaces":              true,
-	"enrich.ns_rules":                true,
-	"enrich.process_cache":           8192,
-	"enrich.id_method":               "",
-	"enrich.source":                  "auto",
-	"kafka.brokers":                  []string{},
-	"kafka.topic":                    "auditns.events",
-	"kafka.namespaces_topic":         "auditns.namespaces",
-	"kafka.key":                      "host",
-	"kafka.compression":              "lz4",
-	"kafka.create_topics":            true,
-	"kafka.partitions":               3,
-	"kafka.replication_factor":       1,
-	"kafka.batch_timeout":            "10ms",
-	"kafka.batch_size":               1000,
-	"kafka.batch_bytes":              1 << 20,
-	"kafka.write_timeout":            "10s",
-	"kafka.tls.enabled":              false,
-	"kafka.tls.ca_file":              "",
-	"kafka.tls.cert_file":            "",
-	"kafka.tls.key_file":             "",
-	"kafka.tls.server_name":          "",
-	"kafka.tls.insecure_skip_verify": false,
-	"kafka.sasl.mechanism":           "",
-	"kafka.sasl.username":            "",
-	"kafka.sasl.password":            "",
-	"kafka.sasl.password_file":       "",
-	"kafka.spool.dir":                "",
-	"kafka.spool.max_bytes":          int64(1 << 30),
-	"kafka.spool.segment_bytes":      int64(64 << 20),
-	"kafka.spool.full_policy":        "drop_newest",
-	"kafka.spool.sync_interval":      "50ms",
-	"kafka.dead_letter":              "",
-	"metrics.listen":                 "",
+	"mode":                                   "unicast",
+	"output.sink":                            "",
+	"output.raw":                             false,
+	"output.flush_interval":                  "10ms",
+	"state_dir":                              "/var/lib/auditns",
+	"host_name":                              "",
+	"max_procs":                              1,
+	"log.level":                              "info",
+	"log.format":                             "text",
+	"audit.rules_file":                       "",
+	"audit.backlog_limit":                    16384,
+	"audit.rate_limit":                       0,
+	"audit.backlog_wait_time":                0,
+	"audit.failure_mode":                     "printk",
+	"audit.immutable":                        false,
+	"audit.exclude_self":                     true,
+	"audit.receive_buffer":                   8 << 20,
+	"audit.status_interval":                  "1s",
+	"audit.queue_size":                       256,
+	"audit.reassembly_timeout":               "2s",
+	"audit.max_in_flight":                    1024,
+	"enrich.namespaces":                      true,
+	"enrich.ns_rules":                        true,
+	"enrich.process_cache":                   8192,
+	"enrich.id_method":                       "",
+	"enrich.source":                          "auto",
+	"kafka.brokers":                          []string{},
+	"kafka.topic":                            "auditns.events",
+	"kafka.namespaces_topic":                 "auditns.namespaces",
+	"kafka.key":                              "host",
+	"kafka.compression":                      "lz4",
+	"kafka.create_topics":                    true,
+	"kafka.partitions":                       3,
+	"kafka.replication_factor":               0,
+	"kafka.topic_config.retention":           "2160h",
+	"kafka.topic_config.min_insync_replicas": 0,
+	"kafka.batch_timeout":                    "10ms",
+	"kafka.batch_size":                       1000,
+	"kafka.batch_bytes":                      1 << 20,
+	"kafka.write_timeout":                    "10s",
+	"kafka.tls.enabled":                      false,
+	"kafka.tls.ca_file":                      "",
+	"kafka.tls.cert_file":                    "",
+	"kafka.tls.key_file":                     "",
+	"kafka.tls.server_name":                  "",
+	"kafka.tls.insecure_skip_verify":         false,
+	"kafka.sasl.mechanism":                   "",
+	"kafka.sasl.username":                    "",
+	"kafka.sasl.password":                    "",
+	"kafka.sasl.password_file":               "",
+	"kafka.spool.dir":                        "",
+	"kafka.spool.max_bytes":                  int64(1 << 30),
+	"kafka.spool.segment_bytes":              int64(64 << 20),
+	"kafka.spool.full_policy":                "drop_newest",
+	"kafka.spool.sync_interval":              "50ms",
+	"kafka.dead_letter":                      "",
+	"kafka.dead_letter_max_bytes":            int64(256 << 20),
+	"metrics.listen":                         "",
 }
 
 // Keys returns every configuration key, sorted.
@@ -357,6 +365,20 @@ func (g *getter) duration(key string, min time.Duration) time.Duration {
 	return d
 }
 
+// retention is a topic retention: a duration of at least 1h, or "forever"
+// (-1).
+func (g *getter) retention(key string) time.Duration {
+	v := strings.TrimSpace(fmt.Sprint(g.v.Get(key)))
+	if v == "forever" {
+		return -1
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < time.Hour {
+		g.fail(key, "a duration of at least 1h such as 2160h (90 days), or forever")
+	}
+	return d
+}
+
 func (g *getter) strings(key string) []string {
 	raw := g.v.Get(key)
 	var out []string
@@ -421,7 +443,9 @@ func (l *Loader) build() (*Config, error) {
 		Compression:       g.str("kafka.compression", "none", "gzip", "snappy", "lz4", "zstd"),
 		CreateTopics:      g.boolean("kafka.create_topics"),
 		Partitions:        int(g.integer("kafka.partitions", 1, 10000)),
-		ReplicationFactor: int(g.integer("kafka.replication_factor", 1, 100)),
+		ReplicationFactor: int(g.integer("kafka.replication_factor", 0, 100)),
+		TopicRetention:    g.retention("kafka.topic_config.retention"),
+		TopicMinInsync:    int(g.integer("kafka.topic_config.min_insync_replicas", 0, 100)),
 		BatchTimeout:      g.duration("kafka.batch_timeout", time.Millisecond),
 		BatchSize:         int(g.integer("kafka.batch_size", 1, 1<<20)),
 		BatchBytes:        g.integer("kafka.batch_bytes", 1<<10, 1<<30),
@@ -447,7 +471,8 @@ func (l *Loader) build() (*Config, error) {
 			FullPolicy:   g.str("kafka.spool.full_policy", "drop_newest", "drop_oldest"),
 			SyncInterval: g.duration("kafka.spool.sync_interval", 0),
 		},
-		DeadLetter: g.str("kafka.dead_letter"),
+		DeadLetter:    g.str("kafka.dead_letter"),
+		DeadLetterMax: g.integer("kafka.dead_letter_max_bytes", 4096, 1<<40),
 	}
 	c.Metrics = Metrics{Listen: g.str("metrics.listen")}
 	c.Output = Output{

@@ -89,6 +89,9 @@ func TestBadInputIsOneLineNamingTheKey(t *testing.T) {
 		{env: "AUDITNS_OUTPUT", val: "kafka", want: "output.sink: kafka needs kafka.brokers"},
 		{env: "AUDITNS_KAFKA_BATCH_TIMEOUT", val: "soon", want: "kafka.batch_timeout: expected a duration"},
 		{env: "AUDITNS_KAFKA_KEY", val: "pid", want: "kafka.key: expected one of host, pidns, event, none"},
+		{file: "kafka:\n  topic_config:\n    retention: 10m\n", want: "kafka.topic_config.retention: expected a duration of at least 1h"},
+		{file: "kafka:\n  topic_config:\n    min_insync_replicas: -1\n", want: "kafka.topic_config.min_insync_replicas: expected"},
+		{file: "kafka:\n  dead_letter_max_bytes: 10\n", want: "kafka.dead_letter_max_bytes: expected"},
 		{file: "audit: [1, 2\n", want: "config file"},
 	}
 	for _, tc := range cases {

@@ -12,10 +12,9 @@ import (
 	"github.com/auditns/auditns/internal/publish"
 )
 
-// openKafka opens the Kafka sink. Its reports (dead letters, delivery
-// stopped or resumed) and latencies go to the pipeline and metrics through
-// the daemon, which exist only later: hence the indirection.
-func (d *Daemon) openKafka(ctx context.Context, cfg *config.Config, log *slog.Logger) (publish.Sink, error) {
+// KafkaOptions are the Kafka sink's options from the configuration (the
+// daemon's, and `auditns deadletter resend`'s).
+func KafkaOptions(cfg *config.Config, log *slog.Logger) publish.KafkaOptions {
 	k := cfg.Kafka
 	o := publish.DefaultKafkaOptions()
 	o.Brokers = k.Brokers
@@ -24,6 +23,8 @@ func (d *Daemon) openKafka(ctx context.Context, cfg *config.Config, log *slog.Lo
 	o.CreateTopics = k.CreateTopics
 	o.Partitions = k.Partitions
 	o.ReplicationFactor = k.ReplicationFactor
+	o.Retention = k.TopicRetention
+	o.MinInsyncReplicas = k.TopicMinInsync
 	o.Compression = k.Compression
 	o.BatchTimeout = k.BatchTimeout
 	o.BatchSize = k.BatchSize
@@ -44,7 +45,16 @@ func (d *Daemon) openKafka(ctx context.Context, cfg *config.Config, log *slog.Lo
 		Logger:      log,
 	}
 	o.DeadLetterPath = k.DeadLetter
+	o.DeadLetterMaxBytes = k.DeadLetterMax
 	o.Logger = log
+	return o
+}
+
+// openKafka opens the Kafka sink. Its reports (dead letters, delivery
+// stopped or resumed) and latencies go to the pipeline and metrics through
+// the daemon, which exist only later: hence the indirection.
+func (d *Daemon) openKafka(ctx context.Context, cfg *config.Config, log *slog.Logger) (publish.Sink, error) {
+	o := KafkaOptions(cfg, log)
 	o.OnState = func(kind, msg string, count int) {
 		if p := d.pipeRef.Load(); p != nil {
 			reason := "delivery"
@@ -77,6 +87,28 @@ func (d *Daemon) kafkaMetrics(src *metrics.Source) {
 	src.Spooled = func() uint64 { return uint64(k.Stats().Written) }
 	src.SpoolBytes = func() int64 { return k.Stats().Spool.Bytes }
 	src.SpoolOldest = func() time.Time { return k.Stats().Spool.OldestUnacked }
+	src.Sink = func() metrics.SinkStats {
+		st := k.Stats()
+		s := metrics.SinkStats{
+			Requests:       uint64(st.Requests),
+			Errors:         map[string]uint64{},
+			Retries:        uint64(st.Retries),
+			MessagesAcked:  uint64(st.Published),
+			BytesAcked:     uint64(st.AckedBytes),
+			DeadLettered:   uint64(st.DeadLettered),
+			DeadLetterLost: uint64(st.DeadLetterLost),
+			SpoolRecords:   st.Spool.Records,
+			SpoolOldest:    st.Spool.OldestUnacked,
+			Failing:        st.Failing,
+		}
+		for code, n := range st.ErrorCodes {
+			s.Errors[code] = uint64(n)
+		}
+		for _, p := range k.Partitions() {
+			s.Partitions = append(s.Partitions, metrics.PartitionStats{Topic: p.Topic, Partition: p.Partition, Queued: p.Queued, Lag: p.Lag})
+		}
+		return s
+	}
 }
 
 // sinkHealth reports a sink that cannot keep what it is given: a spool at

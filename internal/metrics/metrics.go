@@ -40,6 +40,9 @@ type Source struct {
 	SubjectJoined    func() uint64 // events whose namespaces the kernel captured
 	SubjectFallbacks func() uint64 // events it had no join for (answered from /proc)
 	SubjectDropped   func() uint64 // ring records the kernel could not write
+	// Sink is the Kafka sink's delivery health, exported as auditns_sink_*
+	// with sink="kafka".
+	Sink func() SinkStats
 	// Health returns nil when healthy, else why not.
 	Health func() error
 }
@@ -96,6 +99,9 @@ func New(src Source) *Server {
 	}
 	if f := src.Namespaces; f != nil {
 		gauge("namespaces_known", "Namespaces in the registry of this boot.", func() float64 { return float64(f()) })
+	}
+	if src.Sink != nil {
+		s.reg.MustRegister(newSinkCollector("kafka", src.Sink))
 	}
 	gauge("healthy", "1 when /healthz answers 200.", func() float64 {
 		if s.health() == nil {

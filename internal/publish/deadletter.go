@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
 )
 
 // DeadLetter is one line of the dead-letter file: a message the broker
@@ -39,17 +41,20 @@ type DeadLetter struct {
 	ValueB64 []byte          `json:"value_b64,omitempty"`
 }
 
-// deadLetterFile appends DeadLetter lines to a file, opened on first use.
+// deadLetterFile appends DeadLetter lines to a file of at most max bytes.
+// Each Append opens the file, takes an exclusive flock on it, writes,
+// fsyncs and closes it: dead letters are rare, and `auditns deadletter
+// resend` may meanwhile have moved the file away (see ResendDeadLetters).
 type deadLetterFile struct {
 	path string
+	max  int64
 
 	mu  sync.Mutex
-	f   *os.File
 	buf []byte
 }
 
-func newDeadLetterFile(path string) *deadLetterFile {
-	return &deadLetterFile{path: path}
+func newDeadLetterFile(path string, max int64) *deadLetterFile {
+	return &deadLetterFile{path: path, max: max}
 }
 
 // newDeadLetter fills a DeadLetter for m refused with err on topic.
@@ -78,59 +83,85 @@ func newDeadLetter(now time.Time, topic string, m *Message, err error) DeadLette
 	return d
 }
 
-// Append writes entries and fsyncs the file: when it returns nil, they are
-// durable.
-func (d *deadLetterFile) Append(entries []DeadLetter) error {
+// Append writes entries and fsyncs the file: when it returns, the entries
+// it did not count in lost are durable. lost is how many did not fit under
+// the size cap (the last ones), or all of them with an error.
+func (d *deadLetterFile) Append(entries []DeadLetter) (lost int, err error) {
 	if len(entries) == 0 {
-		return nil
+		return 0, nil
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.f == nil {
-		if err := os.MkdirAll(filepath.Dir(d.path), 0o700); err != nil {
-			return fmt.Errorf("dead-letter file: %w", err)
-		}
-		f, err := os.OpenFile(d.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-		if err != nil {
-			return fmt.Errorf("dead-letter file: %w", err)
-		}
-		// An existing file keeps its mode on open: tighten it, the values
-		// are audit events.
-		if err := f.Chmod(0o600); err != nil {
-			f.Close()
-			return fmt.Errorf("dead-letter file: %w", err)
-		}
-		d.f = f
+	f, err := openLockedDeadLetter(d.path)
+	if err != nil {
+		return len(entries), err
 	}
+	defer f.Close() // also releases the flock
+	fi, err := f.Stat()
+	if err != nil {
+		return len(entries), fmt.Errorf("dead-letter file %s: %w", d.path, err)
+	}
+	size := fi.Size()
 	b := d.buf[:0]
+	kept := 0
 	for i := range entries {
 		line, err := json.Marshal(&entries[i])
 		if err != nil {
-			return fmt.Errorf("dead-letter file %s: encode: %w", d.path, err)
+			return len(entries), fmt.Errorf("dead-letter file %s: encode: %w", d.path, err)
+		}
+		if d.max > 0 && size+int64(len(b)+len(line)+1) > d.max {
+			break
 		}
 		b = append(b, line...)
 		b = append(b, '\n')
+		kept++
 	}
 	if cap(b) <= 1<<20 {
 		d.buf = b
 	}
-	if _, err := d.f.Write(b); err != nil {
-		return fmt.Errorf("dead-letter file %s: %w", d.path, err)
+	if kept == 0 {
+		return len(entries), nil
 	}
-	if err := d.f.Sync(); err != nil {
-		return fmt.Errorf("dead-letter file %s: %w", d.path, err)
+	if _, err := f.Write(b); err != nil {
+		return len(entries), fmt.Errorf("dead-letter file %s: %w", d.path, err)
 	}
-	return nil
+	if err := f.Sync(); err != nil {
+		return len(entries), fmt.Errorf("dead-letter file %s: %w", d.path, err)
+	}
+	return len(entries) - kept, nil
 }
 
-// Close closes the file if it was opened.
-func (d *deadLetterFile) Close() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.f == nil {
-		return nil
+// openLockedDeadLetter opens path for appending (creating it and its
+// directory, mode 0600 and 0700) and takes an exclusive flock on it. If the
+// file was renamed away before the lock was granted (a resend took it), it
+// opens the new one.
+func openLockedDeadLetter(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("dead-letter file: %w", err)
 	}
-	err := d.f.Close()
-	d.f = nil
-	return err
+	for {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("dead-letter file: %w", err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("dead-letter file %s: lock: %w", path, err)
+		}
+		held, err1 := f.Stat()
+		named, err2 := os.Stat(path)
+		if err1 == nil && err2 == nil && os.SameFile(held, named) {
+			// An existing file keeps its mode on open: tighten it, the
+			// values are audit events.
+			if err := f.Chmod(0o600); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("dead-letter file: %w", err)
+			}
+			return f, nil
+		}
+		f.Close()
+	}
 }
+
+// Close releases nothing: Append keeps no file open.
+func (d *deadLetterFile) Close() error { return nil }

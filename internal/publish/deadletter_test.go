@@ -15,19 +15,19 @@ import (
 func TestDeadLetterFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sub", "deadletter.jsonl")
-	d := newDeadLetterFile(path)
+	d := newDeadLetterFile(path, 0)
 	evTime := time.Date(2026, 11, 28, 12, 0, 0, 123456000, time.UTC)
 	good := Message{Topic: TopicEvents, Key: []byte("web-1"), Value: []byte(`{"schema":"auditns.event/1","n":1}`),
 		ID: "b:1", Schema: "auditns.event/1", BootID: "b", Time: evTime}
 	notJSON := Message{Key: []byte{0xff, 0xfe}, Value: []byte{0, 1, 2, '{'}}
 	tooLarge := errors.Join(kafka.MessageSizeTooLarge)
-	if err := d.Append([]DeadLetter{
+	if _, err := d.Append([]DeadLetter{
 		newDeadLetter(time.Now(), "auditns.events", &good, tooLarge),
 		newDeadLetter(time.Now(), "auditns.events", &notJSON, kafka.InvalidRecord),
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Append([]DeadLetter{{Time: time.Now(), Error: "undecodable spool record", ValueB64: []byte{9, 9}}}); err != nil {
+	if _, err := d.Append([]DeadLetter{{Time: time.Now(), Error: "undecodable spool record", ValueB64: []byte{9, 9}}}); err != nil {
 		t.Fatal(err)
 	}
 	d.Close()
@@ -74,7 +74,7 @@ func TestDeadLetterFile(t *testing.T) {
 
 	// An existing, too open file is tightened.
 	os.Chmod(path, 0o644)
-	d = newDeadLetterFile(path)
+	d = newDeadLetterFile(path, 0)
 	d.Append([]DeadLetter{{Error: "x"}})
 	d.Close()
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {

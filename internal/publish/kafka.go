@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"strings"
 	"sync"
@@ -18,16 +19,17 @@ import (
 var ErrSinkClosed = errors.New("publish: sink is closed")
 
 // Kafka is the Kafka sink: Write appends every message to a durable spool
-// and returns at once; one forwarder goroutine reads the spool in order and
-// produces it to Kafka with kafka-go's Client.Produce (one request per
-// topic-partition per round, over one long-lived Transport), and moves the
-// spool past what the brokers acknowledged (acks=all).
+// and returns at once; a forwarder reads the spool in order and produces it
+// to Kafka with kafka-go's Client.Produce, one queue and one request in
+// flight per topic-partition, and moves the spool past what the brokers
+// acknowledged (acks=all) on every partition (see kafka_forward.go).
 //
 // Delivery is at least once and in order per partition: the forwarder never
-// sends a batch before the one before it was acknowledged, and retries a
-// failed one (backoff 100ms doubling to 5s) until it goes through. A retry
-// may duplicate messages the broker had already taken; consumers de-duplicate
-// on the event_id header. Messages the broker refuses for good (too large,
+// sends a partition's batch before the one before it was acknowledged, and
+// retries a failed one (backoff 50ms doubling to 500ms, the cluster's
+// metadata fetched anew each time) until it goes through, while the other
+// partitions go on. A retry may duplicate messages the broker had already
+// taken; consumers de-duplicate on the event_id header. Messages the broker refuses for good (too large,
 // invalid, topic not authorised) are written to the dead-letter file and
 // reported through OnState, never retried forever.
 //
@@ -43,15 +45,20 @@ type Kafka struct {
 	spool *Spool
 	dead  *deadLetterFile
 
-	transport *kafka.Transport
-	addr      net.Addr
-	admin     *kafka.Client // metadata, topics, and Produce
+	addr        net.Addr
+	routeMu     sync.Mutex
+	route       *route // see kafka_route.go
+	refreshedAt time.Time
 
-	// Forwarder state (see kafka_produce.go).
+	// Forwarder state (see kafka_forward.go).
 	roundRobin kafka.RoundRobin // partitions of nil-key messages
 	partList   []int
-	reqs       []partRequest
-	lingerT    *time.Timer
+	lingerT    *time.Timer // the reader's
+
+	lanesMu  sync.Mutex
+	lanes    []*lane // every partition the sink produced to, for Partitions
+	errMu    sync.Mutex
+	errCodes map[string]int64
 
 	mu     sync.Mutex // serialises Write with Close
 	closed bool
@@ -70,6 +77,7 @@ type Kafka struct {
 // kafkaCounters are the sink's cumulative counters.
 type kafkaCounters struct {
 	written, dropped, published, acked, errors, deadLettered atomic.Int64
+	requests, retries, ackedBytes, refreshes, deadLetterLost atomic.Int64
 	failing                                                  atomic.Bool
 }
 
@@ -86,11 +94,25 @@ type KafkaStats struct {
 	// Acked is how many spool records the sink moved past: published or
 	// dead-lettered.
 	Acked int64
-	// Errors is how many produce rounds (or topic set-ups) failed and were
-	// retried.
-	Errors int64
-	// DeadLettered is how many messages went to the dead-letter file.
-	DeadLettered int64
+	// Requests is how many produce requests were sent.
+	Requests int64
+	// Errors is how many produce requests (or topic set-ups) failed;
+	// ErrorCodes counts the failed requests by Kafka error name
+	// (NOT_LEADER_OR_FOLLOWER, ...) or UNREACHABLE, NETWORK, OTHER.
+	Errors     int64
+	ErrorCodes map[string]int64
+	// Retries is how many failed requests (or set-ups) were tried again.
+	Retries int64
+	// AckedBytes is the key and value bytes of the Published messages.
+	AckedBytes int64
+	// MetadataRefreshes is how many times a failure made the sink ask the
+	// cluster for its current leaders.
+	MetadataRefreshes int64
+	// DeadLettered is how many messages went to the dead-letter file;
+	// DeadLetterLost how many could not (file full or unwritable) and are
+	// lost.
+	DeadLettered   int64
+	DeadLetterLost int64
 	// Failing is true while delivery is failing and the sink retries.
 	Failing bool
 	// Spool is the spool's own view: backlog, oldest unacked, drops.
@@ -126,29 +148,16 @@ func NewKafka(ctx context.Context, opts KafkaOptions) (*Kafka, error) {
 		opts:  o,
 		log:   log,
 		spool: spool,
-		dead:  newDeadLetterFile(o.DeadLetterPath),
+		dead:  newDeadLetterFile(o.DeadLetterPath, o.DeadLetterMaxBytes),
 		done:  make(chan struct{}),
 		acked: make(chan struct{}, 1),
+
+		errCodes: map[string]int64{},
 	}
 	k.name = k.describe()
 
-	k.transport = &kafka.Transport{
-		Dial:        (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		DialTimeout: 10 * time.Second,
-		// Short, so that delivery resumes quickly once a broker is back:
-		// the transport caches a failed metadata fetch until the next one.
-		MetadataTTL:    3 * time.Second,
-		MetadataTopics: []string{o.EventsTopic, o.NamespacesTopic},
-		ClientID:       "auditns",
-		TLS:            cfg.tls,
-		SASL:           cfg.sasl,
-	}
 	k.addr = kafka.TCP(o.Brokers...)
-	// The forwarder produces with RequiredAcks all, the compression
-	// configured, and no retries of its own (the forwarder retries, with
-	// its own backoff, and never lets a later batch overtake an earlier
-	// one). WriteTimeout bounds one request.
-	k.admin = &kafka.Client{Addr: k.addr, Transport: k.transport, Timeout: o.WriteTimeout}
+	k.route = k.newRoute()
 
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 
@@ -274,7 +283,7 @@ drain:
 		<-k.done
 	}
 
-	k.transport.CloseIdleConnections()
+	k.closeRoute()
 
 	if err := k.dead.Close(); err != nil {
 		errs = append(errs, err)
@@ -292,16 +301,63 @@ drain:
 
 // Stats returns the sink's counters and the spool's.
 func (k *Kafka) Stats() KafkaStats {
+	k.errMu.Lock()
+	codes := maps.Clone(k.errCodes)
+	k.errMu.Unlock()
 	return KafkaStats{
-		Written:      k.stats.written.Load(),
-		Dropped:      k.stats.dropped.Load(),
-		Published:    k.stats.published.Load(),
-		Acked:        k.stats.acked.Load(),
-		Errors:       k.stats.errors.Load(),
-		DeadLettered: k.stats.deadLettered.Load(),
-		Failing:      k.stats.failing.Load(),
-		Spool:        k.spool.Stats(),
+		Written:           k.stats.written.Load(),
+		Dropped:           k.stats.dropped.Load(),
+		Published:         k.stats.published.Load(),
+		Acked:             k.stats.acked.Load(),
+		Requests:          k.stats.requests.Load(),
+		Errors:            k.stats.errors.Load(),
+		ErrorCodes:        codes,
+		Retries:           k.stats.retries.Load(),
+		AckedBytes:        k.stats.ackedBytes.Load(),
+		MetadataRefreshes: k.stats.refreshes.Load(),
+		DeadLettered:      k.stats.deadLettered.Load(),
+		DeadLetterLost:    k.stats.deadLetterLost.Load(),
+		Failing:           k.stats.failing.Load(),
+		Spool:             k.spool.Stats(),
 	}
+}
+
+// PartitionStats is the delivery state of one topic-partition.
+type PartitionStats struct {
+	Topic     string
+	Partition int
+	// Queued is how many messages read from the spool wait for this
+	// partition's acknowledgement.
+	Queued int64
+	// Lag is how long ago the kernel recorded the oldest of them (0 when
+	// none waits): the partition's delivery lag.
+	Lag time.Duration
+	// Failing is true while its produce requests fail.
+	Failing bool
+}
+
+// laneStat is what Partitions reads of a lane.
+type laneStat struct {
+	queued  atomic.Int64
+	oldest  atomic.Int64 // event time (Unix ns) of the first queued message, 0 if none
+	failing atomic.Bool
+}
+
+// Partitions returns the delivery state of every partition the sink has
+// produced to.
+func (k *Kafka) Partitions() []PartitionStats {
+	now := time.Now()
+	k.lanesMu.Lock()
+	defer k.lanesMu.Unlock()
+	out := make([]PartitionStats, 0, len(k.lanes))
+	for _, l := range k.lanes {
+		p := PartitionStats{Topic: l.name, Partition: l.partition, Queued: l.stat.queued.Load(), Failing: l.stat.failing.Load()}
+		if t := l.stat.oldest.Load(); t != 0 && p.Queued > 0 {
+			p.Lag = max(now.Sub(time.Unix(0, t)), 0)
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // topicName maps a Topic to its configured name.
@@ -310,84 +366,4 @@ func (k *Kafka) topicName(t Topic) string {
 		return k.opts.NamespacesTopic
 	}
 	return k.opts.EventsTopic
-}
-
-// ensureTopics checks that both topics exist and creates the missing ones
-// if allowed. It sets topicsReady on success.
-func (k *Kafka) ensureTopics(ctx context.Context) error {
-	o := k.opts
-	topics := []string{o.EventsTopic, o.NamespacesTopic}
-	md, err := k.admin.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
-	if err != nil {
-		return fmt.Errorf("metadata: %w", err)
-	}
-	exists := map[string]bool{}
-	for _, t := range md.Topics {
-		if t.Error == nil {
-			exists[t.Name] = true
-		} else if !errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
-			return fmt.Errorf("topic %s: %w", t.Name, t.Error)
-		}
-	}
-	var create []kafka.TopicConfig
-	for _, t := range topics {
-		if exists[t] {
-			continue
-		}
-		if !o.CreateTopics {
-			return fmt.Errorf("topic %s does not exist and kafka.create_topics is false", t)
-		}
-		tc := kafka.TopicConfig{Topic: t, NumPartitions: o.Partitions, ReplicationFactor: o.ReplicationFactor}
-		if t == o.NamespacesTopic {
-			tc.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}
-		}
-		create = append(create, tc)
-	}
-	if len(create) > 0 {
-		res, err := k.admin.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: create})
-		if err != nil {
-			return fmt.Errorf("create topics: %w", err)
-		}
-		for _, tc := range create {
-			err := res.Errors[tc.Topic]
-			switch {
-			case err == nil:
-				k.log.Info("kafka: created topic", "topic", tc.Topic, "partitions", tc.NumPartitions,
-					"replication_factor", tc.ReplicationFactor, "compacted", tc.Topic == o.NamespacesTopic)
-			case errors.Is(err, kafka.TopicAlreadyExists):
-			case errors.Is(err, kafka.InvalidReplicationFactor):
-				return configErr("kafka.replication_factor", "create topic %s: %v", tc.Topic, err)
-			case errors.Is(err, kafka.InvalidPartitionNumber):
-				return configErr("kafka.partitions", "create topic %s: %v", tc.Topic, err)
-			default:
-				return fmt.Errorf("create topic %s: %w", tc.Topic, err)
-			}
-		}
-	}
-	if exists[o.NamespacesTopic] {
-		k.checkCompacted(ctx)
-	}
-	k.topicsReady.Store(true)
-	return nil
-}
-
-// checkCompacted warns when an existing namespaces topic is not compacted:
-// registry records would then expire with the retention.
-func (k *Kafka) checkCompacted(ctx context.Context) {
-	t := k.opts.NamespacesTopic
-	res, err := k.admin.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{
-		Resources: []kafka.DescribeConfigRequestResource{{
-			ResourceType: kafka.ResourceTypeTopic,
-			ResourceName: t,
-			ConfigNames:  []string{"cleanup.policy"},
-		}},
-	})
-	if err != nil || len(res.Resources) == 0 {
-		return
-	}
-	for _, e := range res.Resources[0].ConfigEntries {
-		if e.ConfigName == "cleanup.policy" && !strings.Contains(e.ConfigValue, "compact") {
-			k.log.Warn("kafka: the namespaces topic is not compacted", "topic", t, "cleanup.policy", e.ConfigValue)
-		}
-	}
 }

@@ -19,18 +19,24 @@ import (
 // Defaults of KafkaOptions. A zero field takes the default when NewKafka
 // validates the options, except CreateTopics (see there).
 const (
-	DefaultKafkaEventsTopic       = "auditns.events"
-	DefaultKafkaNamespacesTopic   = "auditns.namespaces"
-	DefaultKafkaPartitions        = 3
-	DefaultKafkaReplicationFactor = 1
-	DefaultKafkaCompression       = "lz4"
-	DefaultKafkaBatchTimeout      = 10 * time.Millisecond
-	DefaultKafkaBatchSize         = 1000
-	DefaultKafkaBatchBytes        = 1 << 20
-	DefaultKafkaWriteTimeout      = 10 * time.Second
+	DefaultKafkaEventsTopic     = "auditns.events"
+	DefaultKafkaNamespacesTopic = "auditns.namespaces"
+	DefaultKafkaPartitions      = 3
+	// DefaultKafkaReplicationFactor 0: min(3, the brokers in the cluster).
+	DefaultKafkaReplicationFactor = 0
+	// DefaultKafkaRetention is the events topic's retention.ms: the replay
+	// window.
+	DefaultKafkaRetention    = 90 * 24 * time.Hour
+	DefaultKafkaCompression  = "lz4"
+	DefaultKafkaBatchTimeout = 10 * time.Millisecond
+	DefaultKafkaBatchSize    = 1000
+	DefaultKafkaBatchBytes   = 1 << 20
+	DefaultKafkaWriteTimeout = 10 * time.Second
 	// DefaultDeadLetterName is the dead-letter file's name inside the spool
 	// directory when KafkaOptions.DeadLetterPath is empty.
 	DefaultDeadLetterName = "deadletter.jsonl"
+	// DefaultDeadLetterMaxBytes caps the dead-letter file.
+	DefaultDeadLetterMaxBytes = 256 << 20
 )
 
 // KafkaOptions configures the Kafka sink. Each field names its config key.
@@ -66,9 +72,21 @@ type KafkaOptions struct {
 	Partitions int
 
 	// ReplicationFactor is the replication factor of topics the sink
-	// creates (kafka.replication_factor). Default 1; use 3 on a production
-	// cluster.
+	// creates (kafka.replication_factor). 0 (the default): as many as
+	// there are brokers, up to 3.
 	ReplicationFactor int
+
+	// Retention is the events topic's retention.ms when the sink creates
+	// it (kafka.topic_config.retention): how far back a replay can go.
+	// Negative: kept forever (-1). Default 90 days. The namespaces topic
+	// is compacted and never expires.
+	Retention time.Duration
+
+	// MinInsyncReplicas is min.insync.replicas of the topics the sink
+	// creates (kafka.topic_config.min_insync_replicas): with acks=all, a
+	// message is acknowledged once that many replicas have it. 0 (the
+	// default): 2 when the replication factor is 3 or more, else 1.
+	MinInsyncReplicas int
 
 	// Compression codec of produced batches (kafka.compression): none, gzip,
 	// snappy, lz4 or zstd. Default lz4.
@@ -115,6 +133,12 @@ type KafkaOptions struct {
 	// messages the broker refuses for good, with the reason
 	// (kafka.dead_letter). Default "<Spool.Dir>/deadletter.jsonl".
 	DeadLetterPath string
+
+	// DeadLetterMaxBytes caps the dead-letter file
+	// (kafka.dead_letter_max_bytes). Messages refused past it are lost,
+	// and reported as a loss with their count. Default 256 MiB; `auditns
+	// deadletter resend` empties the file.
+	DeadLetterMaxBytes int64
 
 	// Logger receives the sink's log lines: one per change of delivery
 	// state, never one per retry, and never a secret. Default
@@ -171,6 +195,7 @@ func DefaultKafkaOptions() KafkaOptions {
 		CreateTopics:      true,
 		Partitions:        DefaultKafkaPartitions,
 		ReplicationFactor: DefaultKafkaReplicationFactor,
+		Retention:         DefaultKafkaRetention,
 		Compression:       DefaultKafkaCompression,
 		BatchTimeout:      DefaultKafkaBatchTimeout,
 		BatchSize:         DefaultKafkaBatchSize,
@@ -246,11 +271,21 @@ func (opts KafkaOptions) validate(log *slog.Logger) (*kafkaConfig, error) {
 	case opts.Partitions < 0:
 		return nil, configErr("kafka.partitions", "expected a count >= 1, got %d", opts.Partitions)
 	}
+	if opts.ReplicationFactor < 0 || opts.ReplicationFactor > 32767 {
+		return nil, configErr("kafka.replication_factor", "expected 0 (as many as brokers, up to 3) or 1-32767, got %d", opts.ReplicationFactor)
+	}
 	switch {
-	case opts.ReplicationFactor == 0:
-		opts.ReplicationFactor = DefaultKafkaReplicationFactor
-	case opts.ReplicationFactor < 0 || opts.ReplicationFactor > 32767:
-		return nil, configErr("kafka.replication_factor", "expected 1-32767, got %d", opts.ReplicationFactor)
+	case opts.Retention == 0:
+		opts.Retention = DefaultKafkaRetention
+	case opts.Retention > 0 && opts.Retention < time.Hour:
+		return nil, configErr("kafka.topic_config.retention", "expected at least 1h (or a negative value: forever), got %v", opts.Retention)
+	}
+	switch {
+	case opts.MinInsyncReplicas < 0:
+		return nil, configErr("kafka.topic_config.min_insync_replicas", "expected 0 (automatic) or a count >= 1, got %d", opts.MinInsyncReplicas)
+	case opts.ReplicationFactor > 0 && opts.MinInsyncReplicas > opts.ReplicationFactor:
+		return nil, configErr("kafka.topic_config.min_insync_replicas", "expected at most kafka.replication_factor (%d), got %d",
+			opts.ReplicationFactor, opts.MinInsyncReplicas)
 	}
 
 	if opts.Compression == "" {
@@ -293,6 +328,12 @@ func (opts KafkaOptions) validate(log *slog.Logger) (*kafkaConfig, error) {
 	}
 	if opts.DeadLetterPath == "" {
 		opts.DeadLetterPath = filepath.Join(opts.Spool.Dir, DefaultDeadLetterName)
+	}
+	switch {
+	case opts.DeadLetterMaxBytes == 0:
+		opts.DeadLetterMaxBytes = DefaultDeadLetterMaxBytes
+	case opts.DeadLetterMaxBytes < 4096:
+		return nil, configErr("kafka.dead_letter_max_bytes", "expected at least 4096 bytes, got %d", opts.DeadLetterMaxBytes)
 	}
 
 	var err error

@@ -37,7 +37,7 @@ func TestKafkaOptionsDefaults(t *testing.T) {
 	}
 	got := c.opts
 	if got.EventsTopic != "auditns.events" || got.NamespacesTopic != "auditns.namespaces" ||
-		got.Partitions != 3 || got.ReplicationFactor != 1 || got.Compression != "lz4" ||
+		got.Partitions != 3 || got.ReplicationFactor != 0 || got.Compression != "lz4" ||
 		got.BatchTimeout != 10*time.Millisecond || got.BatchSize != 1000 || got.BatchBytes != 1<<20 ||
 		got.WriteTimeout != 10*time.Second || got.DeadLetterPath != "/var/lib/auditns/spool/deadletter.jsonl" {
 		t.Errorf("defaults not applied: %+v", got)
@@ -74,6 +74,10 @@ func TestKafkaOptionsErrorsNameTheKey(t *testing.T) {
 		{"kafka.namespaces_topic", func(o *KafkaOptions) { o.NamespacesTopic = o.EventsTopic }},
 		{"kafka.partitions", func(o *KafkaOptions) { o.Partitions = -1 }},
 		{"kafka.replication_factor", func(o *KafkaOptions) { o.ReplicationFactor = -3 }},
+		{"kafka.topic_config.retention", func(o *KafkaOptions) { o.Retention = time.Minute }},
+		{"kafka.topic_config.min_insync_replicas", func(o *KafkaOptions) { o.MinInsyncReplicas = -1 }},
+		{"kafka.topic_config.min_insync_replicas", func(o *KafkaOptions) { o.ReplicationFactor = 2; o.MinInsyncReplicas = 3 }},
+		{"kafka.dead_letter_max_bytes", func(o *KafkaOptions) { o.DeadLetterMaxBytes = 100 }},
 		{"kafka.compression", func(o *KafkaOptions) { o.Compression = "brotli" }},
 		{"kafka.batch_timeout", func(o *KafkaOptions) { o.BatchTimeout = -time.Second }},
 		{"kafka.batch_size", func(o *KafkaOptions) { o.BatchSize = -1 }},

@@ -8,26 +8,53 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 )
 
-// Backoff between failed produce rounds: doubling from retryMin to retryMax.
+// Delivery. A reader goroutine takes records from the spool in order and
+// hands them to the forwarder goroutine, which puts each message in the
+// queue of its topic-partition (a lane) and keeps, per lane, one produce
+// request in flight: a partition's next batch is never sent before the one
+// before it was acknowledged, so order per partition holds, while the
+// lanes do not wait for one another. A lane whose leader is gone retries
+// on its own (backoff laneRetryMin doubling to laneRetryMax, with a
+// metadata refresh each time) and only its messages wait.
+//
+// The spool has one read position and one acknowledged position. The
+// forwarder keeps every message it read in a window, in spool order, and
+// acknowledges the spool up to the first message that is not done
+// (acknowledged by the brokers or dead-lettered): the minimum over the
+// partitions of their first unacknowledged position. After a crash the
+// spool therefore sends again what a lagging partition had not delivered
+// and, of the other partitions, what followed it: at least once, in order
+// per partition. The window is bounded (windowMessages, windowBytes): past
+// that, reading stops until the lagging partition moves, and the other
+// partitions then wait too, with their messages safe in the spool.
+
+// Backoff between failures.
 const (
+	// retryMin and retryMax: topic set-up and metadata failures.
 	retryMin = 100 * time.Millisecond
 	retryMax = 5 * time.Second
-	// failingAfter is how long failures last before the sink reports
-	// delivery as failing.
+	// laneRetryMin and laneRetryMax: a partition's failed produce. Short,
+	// because each retry first refreshes the metadata, and a new leader
+	// should be used within half a second of its election.
+	laneRetryMin = 50 * time.Millisecond
+	laneRetryMax = 500 * time.Millisecond
+	// failingAfter is how long failures last before the sink (or a
+	// partition) is reported failing.
 	failingAfter = time.Second
+	// windowMessages and windowBytes bound what the forwarder holds in
+	// memory beyond the spool while a partition lags.
+	windowMessages = 50000
+	windowBytes    = 64 << 20
 )
 
 var contentTypeJSON = []byte("application/json")
-
-// errNotAttempted marks messages kafka-go did not try to send because of
-// another message in the same call; they are sent again at once.
-var errNotAttempted = errors.New("not attempted")
 
 // outMsg is one spool record on its way to Kafka. Its byte fields alias the
 // record's data, which the spool hands over for good.
@@ -53,56 +80,464 @@ type retryState struct {
 	delay   time.Duration
 }
 
-// forward is the delivery goroutine: spool → Kafka, in order, one batch in
-// flight at a time.
+// lane is the delivery state of one topic-partition, owned by the
+// forwarder goroutine except for the fields metrics read (atomics).
+type lane struct {
+	topic     Topic
+	name      string
+	partition int
+	q         queue[*outMsg] // in spool order; the first inflight are being sent
+	inflight  int
+	sending   []*outMsg // the request's messages (one request at a time)
+	chunk     int       // > 0: at most this many per request (isolating a refused record)
+
+	since   time.Time // first failure of the current run; zero when healthy
+	err     error     // the last failure
+	delay   time.Duration
+	next    time.Time // no request before
+	retries int
+	warned  bool
+
+	stat laneStat
+}
+
+// laneResult is a finished produce request.
+type laneResult struct {
+	l   *lane
+	err error
+}
+
+// forwarder is the forwarder goroutine's state.
+type forwarder struct {
+	k       *Kafka
+	lanes   [2][]*lane        // by Topic, then partition
+	pending [2]queue[*outMsg] // not yet given a partition (topic metadata missing)
+	window  queue[[]outMsg]   // read, not yet acknowledged, in spool order
+	head    int               // done prefix of window.front()
+	winMsgs int
+	winSize int64
+	busy    int // requests in flight
+	results chan laneResult
+
+	parts     [2]int     // partition count by Topic; 0: to be looked up
+	rs        retryState // topic set-up and metadata
+	nextSetup time.Time
+	failing   bool // the sink reported delivery failing
+}
+
+// forward is the delivery goroutine.
 func (k *Kafka) forward() {
 	defer close(k.done)
-	var (
-		carry   []outMsg
-		rs      retryState
-		nextErr string
-	)
+	f := &forwarder{k: k, results: make(chan laneResult, 16)}
+	in := make(chan []outMsg)
+	readerDone := make(chan struct{})
+	go k.read(in, readerDone)
+	defer func() { <-readerDone }()
+
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	wake := time.NewTimer(time.Hour)
+	defer wake.Stop()
 	for {
-		if len(carry) == 0 {
-			recs, err := k.spool.Next(k.ctx, k.opts.BatchSize, int(k.opts.BatchBytes))
-			if err != nil {
-				if k.ctx.Err() != nil {
-					return
-				}
-				if err.Error() != nextErr {
-					k.log.Error("kafka: reading the spool failed; retrying", "err", err)
-					nextErr = err.Error()
-				}
-				if !sleepCtx(k.ctx, time.Second) {
-					return
-				}
-				continue
-			}
-			nextErr = ""
-			carry = k.decode(carry[:0], recs)
-			carry = k.gather(carry)
+		now := time.Now()
+		f.assign(now)
+		next := f.dispatch(now)
+		var inCh chan []outMsg
+		if f.winMsgs < windowMessages && f.winSize < windowBytes {
+			inCh = in
 		}
-		n := k.takeBatch(carry)
-		if !k.deliver(carry[:n], &rs) {
-			// Closing: acknowledge the part of the batch that is done, so
-			// that the next start sends less again.
-			if d := doneCount(carry[:n]); d > 0 {
-				if err := k.spool.Ack(carry[d-1].pos); err == nil {
-					k.stats.acked.Add(int64(d))
-				}
+		if !next.IsZero() {
+			wake.Reset(max(time.Until(next), time.Millisecond))
+		}
+		select {
+		case msgs := <-inCh:
+			f.admit(msgs)
+		case r := <-f.results:
+			f.busy--
+			f.finish(r)
+		case <-wake.C:
+		case <-tick.C:
+			f.watch(time.Now())
+		case <-k.ctx.Done():
+			// Closing: requests in flight end with the context; what
+			// they delivered is acknowledged, so that the next start
+			// sends less again.
+			for f.busy > 0 {
+				r := <-f.results
+				f.busy--
+				f.finish(r)
+			}
+			f.advance()
+			return
+		}
+		f.advance()
+	}
+}
+
+// read is the reader goroutine: spool → forwarder, in order.
+func (k *Kafka) read(in chan<- []outMsg, done chan<- struct{}) {
+	defer close(done)
+	var nextErr string
+	for {
+		recs, err := k.spool.Next(k.ctx, k.opts.BatchSize, int(k.opts.BatchBytes))
+		if err != nil {
+			if k.ctx.Err() != nil {
+				return
+			}
+			if err.Error() != nextErr {
+				k.log.Error("kafka: reading the spool failed; retrying", "err", err)
+				nextErr = err.Error()
+			}
+			if !sleepCtx(k.ctx, time.Second) {
+				return
+			}
+			continue
+		}
+		nextErr = ""
+		msgs := k.gather(k.decode(nil, recs))
+		select {
+		case in <- msgs:
+		case <-k.ctx.Done():
+			return
+		}
+	}
+}
+
+// admit adds what the reader read to the window: what can never be sent
+// goes to the dead-letter file at once, the rest waits for a partition.
+func (f *forwarder) admit(msgs []outMsg) {
+	k := f.k
+	f.window.pushBack(msgs)
+	var dead []DeadLetter
+	now := time.Now()
+	for i := range msgs {
+		o := &msgs[i]
+		f.winMsgs++
+		f.winSize += o.size
+		switch {
+		case o.bad != nil:
+			dead = append(dead, DeadLetter{Time: now.UTC(), Error: "undecodable spool record: " + o.bad.Error(), ValueB64: o.raw})
+			o.done = true
+		case o.size > k.opts.BatchBytes:
+			err := fmt.Errorf("%w: message of %d bytes exceeds kafka.batch_bytes (%d)", kafka.MessageSizeTooLarge, o.size, k.opts.BatchBytes)
+			dead = append(dead, k.deadLetterOf(now, o, err))
+			o.done = true
+		default:
+			f.pending[o.topic].pushBack(o)
+		}
+	}
+	k.deadLetter(dead)
+}
+
+// assign gives the pending messages their partitions, once the topics are
+// ready. A topic's partition count is looked up once (and again after the
+// topic went missing): the lookup may wait for a fresh route's metadata,
+// and the forwarder must not wait while the other partitions' answers come
+// in. Partitions added to a topic later are used after a restart.
+func (f *forwarder) assign(now time.Time) {
+	k := f.k
+	if now.Before(f.nextSetup) {
+		return
+	}
+	if !k.topicsReady.Load() {
+		if f.winMsgs == 0 {
+			return // nothing to send
+		}
+		ctx, cancel := context.WithTimeout(k.ctx, k.opts.WriteTimeout)
+		err := k.ensureTopics(ctx)
+		cancel()
+		if err != nil {
+			if k.ctx.Err() == nil {
+				f.nextSetup = now.Add(k.failed(&f.rs, fmt.Errorf("topics: %w", err)))
 			}
 			return
 		}
-		if err := k.spool.Ack(carry[n-1].pos); err != nil {
-			k.log.Error("kafka: spool ack failed (the messages may be sent again after a restart)", "err", err)
+		f.parts = [2]int{}
+	}
+	for t := range f.pending {
+		p := &f.pending[t]
+		if p.len() == 0 {
+			continue
 		}
-		k.stats.acked.Add(int64(n))
-		select {
-		case k.acked <- struct{}{}:
-		default:
+		if f.parts[t] == 0 {
+			name := k.topicName(Topic(t))
+			ctx, cancel := context.WithTimeout(k.ctx, k.opts.WriteTimeout)
+			n, err := k.partitionCount(ctx, name)
+			cancel()
+			if err != nil {
+				if k.ctx.Err() == nil {
+					if errors.Is(err, kafka.UnknownTopicOrPartition) {
+						k.topicsReady.Store(false)
+					}
+					k.refreshMetadata()
+					f.nextSetup = now.Add(k.failed(&f.rs, fmt.Errorf("topic %s: %w", name, err)))
+				}
+				return
+			}
+			f.parts[t] = n
 		}
-		clear(carry[:n]) // let the GC have the batch
-		carry = carry[n:]
+		for p.len() > 0 {
+			o := *p.front()
+			p.popFront()
+			l := f.lane(Topic(t), k.partitionOf(o.key, f.parts[t]))
+			l.q.pushBack(o)
+			l.stat.queued.Add(1)
+			if l.q.len() == 1 {
+				l.stat.oldest.Store(o.evTime.UnixNano())
+			}
+		}
+	}
+	k.recovered(&f.rs)
+}
+
+// lane returns topic's partition's lane, making it.
+func (f *forwarder) lane(t Topic, p int) *lane {
+	ls := f.lanes[t]
+	if p < len(ls) && ls[p] != nil {
+		return ls[p]
+	}
+	if p >= len(ls) {
+		ls = append(ls, make([]*lane, p+1-len(ls))...)
+		f.lanes[t] = ls
+	}
+	l := &lane{topic: t, name: f.k.topicName(t), partition: p}
+	ls[p] = l
+	f.k.lanesMu.Lock()
+	f.k.lanes = append(f.k.lanes, l)
+	f.k.lanesMu.Unlock()
+	return l
+}
+
+// dispatch starts a request on every idle lane that has messages and is
+// not backing off. It returns when the earliest backing-off lane may go
+// (zero if none).
+func (f *forwarder) dispatch(now time.Time) (next time.Time) {
+	k := f.k
+	if !k.topicsReady.Load() {
+		return f.nextSetup
+	}
+	for t := range f.lanes {
+		for _, l := range f.lanes[t] {
+			if l == nil || l.inflight > 0 || l.q.len() == 0 {
+				continue
+			}
+			if now.Before(l.next) {
+				if next.IsZero() || l.next.Before(next) {
+					next = l.next
+				}
+				continue
+			}
+			limit := k.opts.BatchSize
+			if l.chunk > 0 {
+				limit = min(limit, l.chunk)
+			}
+			var bytes int64
+			msgs := l.sending[:0]
+			for i := 0; i < l.q.len() && len(msgs) < limit; i++ {
+				o := *l.q.at(i)
+				if len(msgs) > 0 && bytes+o.size > k.opts.BatchBytes {
+					break
+				}
+				bytes += o.size
+				msgs = append(msgs, o)
+			}
+			l.sending = msgs
+			l.inflight = len(msgs)
+			f.busy++
+			go func() {
+				err := k.produce(l, msgs)
+				f.results <- laneResult{l: l, err: err}
+			}()
+		}
+	}
+	if !f.nextSetup.IsZero() && (f.pending[0].len() > 0 || f.pending[1].len() > 0) &&
+		(next.IsZero() || f.nextSetup.Before(next)) {
+		next = f.nextSetup
+	}
+	return next
+}
+
+// finish handles a finished request.
+func (f *forwarder) finish(r laneResult) {
+	k, l := f.k, r.l
+	msgs := l.sending[:l.inflight]
+	l.inflight = 0
+	if r.err != nil && k.ctx.Err() != nil {
+		return // closing: the messages stay in the spool
+	}
+	now := time.Now()
+	switch classify(r.err) {
+	case classOK:
+		var bytes int64
+		for _, o := range msgs {
+			o.done = true
+			bytes += int64(len(o.key) + len(o.value))
+			if k.opts.ObserveLatency != nil && !o.evTime.IsZero() {
+				k.opts.ObserveLatency(now.Sub(o.evTime))
+			}
+		}
+		k.stats.published.Add(int64(len(msgs)))
+		k.stats.ackedBytes.Add(bytes)
+		f.pop(l, len(msgs))
+		l.chunk = 0
+		f.laneRecovered(l, now)
+	case classPerRecord:
+		if len(msgs) == 1 {
+			// Isolated: this message is refused on its own merits.
+			k.deadLetter([]DeadLetter{k.deadLetterOf(now, msgs[0], r.err)})
+			msgs[0].done = true
+			f.pop(l, 1)
+			l.chunk = 0
+		} else {
+			// The broker reports one error for the request: halve until
+			// the culprit is alone.
+			l.chunk = (len(msgs) + 1) / 2
+		}
+		k.countError(r.err)
+	case classPerTopic:
+		dead := make([]DeadLetter, 0, len(msgs))
+		for _, o := range msgs {
+			dead = append(dead, k.deadLetterOf(now, o, r.err))
+			o.done = true
+		}
+		k.deadLetter(dead)
+		f.pop(l, len(msgs))
+		k.countError(r.err)
+	default:
+		k.countError(r.err)
+		k.stats.retries.Add(1)
+		if errors.Is(r.err, kafka.UnknownTopicOrPartition) {
+			k.topicsReady.Store(false) // deleted? create it again
+			f.parts[l.topic] = 0
+		}
+		// Whatever failed, the leader may have moved: the next attempt
+		// asks the cluster where the partition is now.
+		k.refreshMetadata()
+		f.laneFailed(l, r.err, now)
+	}
+}
+
+// pop removes the first n (done) messages of l's queue.
+func (f *forwarder) pop(l *lane, n int) {
+	for range n {
+		l.q.popFront()
+	}
+	l.stat.queued.Add(int64(-n))
+	if l.q.len() > 0 {
+		l.stat.oldest.Store((*l.q.front()).evTime.UnixNano())
+	} else {
+		l.stat.oldest.Store(0)
+	}
+}
+
+// advance acknowledges the spool up to the first message that is not done.
+func (f *forwarder) advance() {
+	k := f.k
+	var (
+		last  Pos
+		moved int
+	)
+	for f.window.len() > 0 {
+		w := *f.window.front()
+		for f.head < len(w) && w[f.head].done {
+			f.winMsgs--
+			f.winSize -= w[f.head].size
+			last = w[f.head].pos
+			f.head++
+			moved++
+		}
+		if f.head < len(w) {
+			break
+		}
+		clear(w) // let the GC have the batch
+		f.window.popFront()
+		f.head = 0
+	}
+	if moved == 0 {
+		return
+	}
+	if err := k.spool.Ack(last); err != nil {
+		k.log.Error("kafka: spool ack failed (the messages may be sent again after a restart)", "err", err)
+	}
+	k.stats.acked.Add(int64(moved))
+	select {
+	case k.acked <- struct{}{}:
+	default:
+	}
+}
+
+// laneFailed records a failed request of l and schedules the retry.
+func (f *forwarder) laneFailed(l *lane, err error, now time.Time) {
+	k := f.k
+	if l.since.IsZero() {
+		l.since, l.delay, l.retries = now, laneRetryMin, 0
+		l.stat.failing.Store(true)
+	}
+	if l.warned && errKind(err) != errKind(l.err) {
+		k.log.Warn("kafka: partition still failing, for another reason", "sink", k.name, "topic", l.name,
+			"partition", l.partition, "broker", k.leaderOf(l.name, l.partition), "err", err, "retries", l.retries)
+	}
+	l.err = err
+	l.retries++
+	l.next = now.Add(l.delay)
+	l.delay = min(2*l.delay, laneRetryMax)
+	if !l.warned {
+		k.log.Debug("kafka: produce failed; retrying", "sink", k.name, "topic", l.name, "partition", l.partition,
+			"err", err, "retries", l.retries)
+	}
+	f.watch(now)
+}
+
+// laneRecovered ends a run of failures of l.
+func (f *forwarder) laneRecovered(l *lane, now time.Time) {
+	k := f.k
+	if l.since.IsZero() {
+		return
+	}
+	if l.warned {
+		k.log.Info("kafka: partition recovered", "sink", k.name, "topic", l.name, "partition", l.partition,
+			"broker", k.leaderOf(l.name, l.partition), "after", now.Sub(l.since).Round(time.Millisecond),
+			"retries", l.retries, "queued", l.q.len())
+	}
+	l.since, l.err, l.retries, l.warned, l.next = time.Time{}, nil, 0, false, time.Time{}
+	l.stat.failing.Store(false)
+	f.watch(now)
+}
+
+// watch warns about every partition failing for failingAfter, and reports
+// the sink failing while one is (or while the topics cannot be set up),
+// and resumed when none is.
+func (f *forwarder) watch(now time.Time) {
+	k := f.k
+	var failing []string
+	for t := range f.lanes {
+		for _, l := range f.lanes[t] {
+			if l == nil || l.since.IsZero() || now.Sub(l.since) < failingAfter {
+				continue
+			}
+			if !l.warned {
+				l.warned = true
+				k.log.Warn("kafka: partition failing; its messages wait in the spool, the other partitions keep flowing",
+					"sink", k.name, "topic", l.name, "partition", l.partition, "broker", k.leaderOf(l.name, l.partition),
+					"err", l.err, "since", l.since.Format(time.RFC3339Nano), "queued", l.q.len())
+			}
+			failing = append(failing, fmt.Sprintf("%s/%d", l.name, l.partition))
+		}
+	}
+	switch {
+	case len(failing) > 0 && !f.failing:
+		f.failing = true
+		if !f.rs.failing {
+			k.stats.failing.Store(true)
+			k.onState("state", fmt.Sprintf("kafka delivery failing for partitions %s: their events are spooled",
+				strings.Join(failing, ",")), int(k.spool.Stats().Records))
+		}
+	case len(failing) == 0 && f.failing:
+		f.failing = false
+		if !f.rs.failing {
+			k.stats.failing.Store(false)
+			k.onState("state", "kafka delivery resumed on every partition", int(k.spool.Stats().Records))
+		}
 	}
 }
 
@@ -152,16 +587,6 @@ func (k *Kafka) gather(carry []outMsg) []outMsg {
 	return carry
 }
 
-// doneCount is the length of the prefix of batch that is done.
-func doneCount(batch []outMsg) int {
-	for i := range batch {
-		if !batch[i].done {
-			return i
-		}
-	}
-	return len(batch)
-}
-
 // decode appends the spool records, as Kafka messages, to out. The messages
 // alias the records' data, which the spool hands over for good.
 func (k *Kafka) decode(out []outMsg, recs []Record) []outMsg {
@@ -199,151 +624,10 @@ func varintLen(i int64) int {
 	return uvarintLen(uint64((i << 1) ^ (i >> 63)))
 }
 
-// takeBatch returns how many messages at the head of carry make the next
-// batch: at most BatchSize messages and BatchBytes bytes, at least one. A
-// batch that fits these limits as a whole becomes at most one kafka-go
-// batch per partition, so no part of it can be sent before an earlier part
-// of the same partition.
-func (k *Kafka) takeBatch(carry []outMsg) int {
-	var bytes int64
-	n := 0
-	for n < len(carry) && n < k.opts.BatchSize {
-		s := carry[n].size
-		if n > 0 && bytes+s > k.opts.BatchBytes {
-			break
-		}
-		bytes += s
-		n++
-	}
-	return max(n, 1)
-}
-
-// deliver sends batch until every message is acknowledged or dead-lettered.
-// It returns false when the sink is closing.
-func (k *Kafka) deliver(batch []outMsg, rs *retryState) bool {
-	// What can never be sent goes to the dead-letter file straight away.
-	var dead []DeadLetter
-	now := time.Now()
-	for i := range batch {
-		o := &batch[i]
-		switch {
-		case o.bad != nil:
-			dead = append(dead, DeadLetter{Time: now.UTC(), Error: "undecodable spool record: " + o.bad.Error(), ValueB64: o.raw})
-			o.done = true
-		case o.size > k.opts.BatchBytes:
-			err := fmt.Errorf("%w: message of %d bytes exceeds kafka.batch_bytes (%d)", kafka.MessageSizeTooLarge, o.size, k.opts.BatchBytes)
-			dead = append(dead, k.deadLetterOf(now, o, err))
-			o.done = true
-		}
-	}
-	k.deadLetter(dead)
-
-	idx := make([]int, 0, len(batch))
-	chunk := len(batch)
-	for {
-		idx = idx[:0]
-		for i := range batch {
-			if !batch[i].done {
-				idx = append(idx, i)
-			}
-		}
-		if len(idx) == 0 {
-			return true
-		}
-		if k.ctx.Err() != nil {
-			return false
-		}
-		if !k.topicsReady.Load() {
-			ctx, cancel := context.WithTimeout(k.ctx, k.opts.WriteTimeout)
-			err := k.ensureTopics(ctx)
-			cancel()
-			if err != nil {
-				if k.ctx.Err() != nil || !k.retry(rs, fmt.Errorf("topics: %w", err)) {
-					return false
-				}
-				continue
-			}
-		}
-
-		sub := idx[:min(chunk, len(idx))]
-		errs := k.produce(batch, sub)
-
-		var (
-			now                     = time.Now()
-			retriable               error
-			perRecord, notAttempted int
-			dead                    []DeadLetter
-			lastPerRecord           int
-		)
-		for j, i := range sub {
-			o := &batch[i]
-			err := errs[j]
-			switch classify(err) {
-			case classOK:
-				o.done = true
-				k.stats.published.Add(1)
-				if k.opts.ObserveLatency != nil && !o.evTime.IsZero() {
-					k.opts.ObserveLatency(now.Sub(o.evTime))
-				}
-			case classNotAttempted:
-				notAttempted++
-			case classRetriable:
-				if retriable == nil {
-					retriable = err
-				}
-			case classPerRecord:
-				perRecord++
-				lastPerRecord = i
-			case classPerTopic:
-				dead = append(dead, k.deadLetterOf(now, o, err))
-				o.done = true
-			}
-		}
-		k.deadLetter(dead)
-		if k.ctx.Err() != nil {
-			// Closing: what is not done stays in the spool.
-			return false
-		}
-
-		switch {
-		case retriable != nil:
-			if errors.Is(retriable, kafka.UnknownTopicOrPartition) {
-				k.topicsReady.Store(false) // deleted? create it again
-			}
-			if !k.retry(rs, retriable) {
-				return false
-			}
-		case perRecord == 1:
-			// Isolated: this message is refused on its own merits.
-			o := &batch[lastPerRecord]
-			k.deadLetter([]DeadLetter{k.deadLetterOf(now, o, errs[indexOf(sub, lastPerRecord)])})
-			o.done = true
-			chunk = len(batch)
-		case perRecord > 1:
-			// kafka-go reports a per-partition error for every message of
-			// the partition's batch: halve until the culprit is alone.
-			chunk = (perRecord + 1) / 2
-		case notAttempted == 0:
-			k.recovered(rs)
-			chunk = len(batch)
-		}
-	}
-}
-
-func indexOf(s []int, v int) int {
-	for j, x := range s {
-		if x == v {
-			return j
-		}
-	}
-	return -1
-}
-
 type errClass int
 
 const (
 	classOK errClass = iota
-	classNotAttempted
 	classRetriable
 	// classPerRecord: the broker refused the record batch because of what
 	// is in it (size, timestamp, record validation). kafka-go reports one
@@ -363,8 +647,6 @@ func classify(err error) errClass {
 	switch {
 	case err == nil:
 		return classOK
-	case errors.Is(err, errNotAttempted):
-		return classNotAttempted
 	case errors.Is(err, kafka.MessageSizeTooLarge),
 		errors.Is(err, kafka.RecordListTooLarge),
 		errors.Is(err, kafka.InvalidTimestamp),
@@ -401,15 +683,16 @@ func errKind(err error) string {
 	}
 }
 
-// retry records a failed round, logs if the state changed, and waits the
-// backoff. It returns false if the sink is closing.
+// failed records a failed topic set-up or metadata lookup, logs if the
+// state changed, and returns the backoff before the next attempt.
 //
 // Failures shorter than failingAfter (a leader election, a new topic's
 // first second) are logged at debug level only; past it, the sink declares
 // delivery failing: one warning and an OnState("state") call, then one line
 // per change of error kind, and one when delivery resumes.
-func (k *Kafka) retry(rs *retryState, err error) bool {
+func (k *Kafka) failed(rs *retryState, err error) time.Duration {
 	k.stats.errors.Add(1)
+	k.stats.retries.Add(1)
 	kind := errKind(err)
 	now := time.Now()
 	if rs.since.IsZero() {
@@ -427,20 +710,20 @@ func (k *Kafka) retry(rs *retryState, err error) bool {
 		k.log.Warn("kafka: delivery still failing, for another reason", "sink", k.name, "err", err,
 			"since", rs.since.Format(time.RFC3339Nano), "retries", rs.retries)
 	case !rs.failing:
-		k.log.Debug("kafka: produce failed; retrying", "sink", k.name, "err", err, "retries", rs.retries)
+		k.log.Debug("kafka: set-up failed; retrying", "sink", k.name, "err", err, "retries", rs.retries)
 	}
 	rs.kind = kind
 	rs.retries++
 	d := rs.delay
 	rs.delay = min(2*rs.delay, retryMax)
-	return sleepCtx(k.ctx, d)
+	return d
 }
 
-// recovered ends a run of failures.
+// recovered ends a run of set-up failures.
 func (k *Kafka) recovered(rs *retryState) {
 	if !rs.failing {
 		if !rs.since.IsZero() {
-			k.log.Debug("kafka: produce recovered", "sink", k.name, "after", time.Since(rs.since), "retries", rs.retries)
+			k.log.Debug("kafka: set-up recovered", "sink", k.name, "after", time.Since(rs.since), "retries", rs.retries)
 			*rs = retryState{}
 		}
 		return
@@ -453,31 +736,65 @@ func (k *Kafka) recovered(rs *retryState) {
 	k.stats.failing.Store(false)
 }
 
+// countError counts a failed request by error code.
+func (k *Kafka) countError(err error) {
+	k.stats.errors.Add(1)
+	code := errCode(err)
+	k.errMu.Lock()
+	k.errCodes[code]++
+	k.errMu.Unlock()
+}
+
+// errCode names an error for the errors-by-code metric: the Kafka protocol
+// error's name (NOT_LEADER_OR_FOLLOWER, ...) or a coarse kind.
+func errCode(err error) string {
+	var kerr kafka.Error
+	if errors.As(err, &kerr) {
+		return strings.ToUpper(strings.ReplaceAll(kerr.Title(), " ", "_"))
+	}
+	switch errKind(err) {
+	case "unreachable":
+		return "UNREACHABLE"
+	case "network":
+		return "NETWORK"
+	}
+	return "OTHER"
+}
+
 func (k *Kafka) deadLetterOf(now time.Time, o *outMsg, err error) DeadLetter {
 	m := Message{Key: o.key, Value: o.value, Time: o.evTime,
 		ID: string(o.id), Schema: string(o.schema), BootID: string(o.bootID)}
 	return newDeadLetter(now, k.topicName(o.topic), &m, err)
 }
 
-// deadLetter writes entries to the dead-letter file and reports them. If the
-// file cannot be written they are reported as lost: blocking the whole
-// stream on one refused message would lose more.
+// deadLetter writes entries to the dead-letter file and reports them. What
+// cannot be written (the file is at kafka.dead_letter_max_bytes, or cannot
+// be written at all) is reported as lost, with its exact count: blocking
+// the whole stream on refused messages would lose more.
 func (k *Kafka) deadLetter(entries []DeadLetter) {
 	if len(entries) == 0 {
 		return
 	}
 	n := len(entries)
 	reason := entries[0].Error
-	if err := k.dead.Append(entries); err != nil {
-		k.log.Error("kafka: messages refused by the broker could not be dead-lettered and are lost",
-			"count", n, "reason", reason, "err", err)
-		k.onState("loss", fmt.Sprintf("%d messages refused by Kafka (%s) and lost: %v", n, reason, err), n)
+	lost, err := k.dead.Append(entries)
+	if kept := n - lost; kept > 0 {
+		k.stats.deadLettered.Add(int64(kept))
+		k.log.Error("kafka: messages refused by the broker written to the dead-letter file",
+			"count", kept, "reason", reason, "path", k.opts.DeadLetterPath)
+		k.onState("loss", fmt.Sprintf("%d messages refused by Kafka (%s), kept in dead-letter file %s", kept, reason, k.opts.DeadLetterPath), kept)
+	}
+	if lost == 0 {
 		return
 	}
-	k.stats.deadLettered.Add(int64(n))
-	k.log.Error("kafka: messages refused by the broker written to the dead-letter file",
-		"count", n, "reason", reason, "path", k.opts.DeadLetterPath)
-	k.onState("loss", fmt.Sprintf("%d messages refused by Kafka (%s), kept in dead-letter file %s", n, reason, k.opts.DeadLetterPath), n)
+	k.stats.deadLetterLost.Add(int64(lost))
+	why := fmt.Sprintf("the dead-letter file is full (kafka.dead_letter_max_bytes %d)", k.opts.DeadLetterMaxBytes)
+	if err != nil {
+		why = err.Error()
+	}
+	k.log.Error("kafka: messages refused by the broker could not be dead-lettered and are lost",
+		"count", lost, "reason", reason, "why", why, "path", k.opts.DeadLetterPath)
+	k.onState("loss", fmt.Sprintf("%d messages refused by Kafka (%s) and lost: %s", lost, reason, why), lost)
 }
 
 func (k *Kafka) onState(kind, msg string, count int) {

@@ -5,24 +5,19 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
 )
 
 // The sink produces with kafka-go's Client.Produce, one request per
-// topic-partition per round, instead of through a kafka.Writer. The Writer
-// did the same requests (Writer.produce is Client.Produce), but around them,
-// per message, a metadata lookup in the transport's cache (which copies the
-// cached response), a balancer call, a copy of the Message into a batch whose
-// slice of BatchSize Messages was allocated for every round, and a goroutine
-// and a timer per batch; and since the forwarder never has more than one round
-// in flight, the Writer's BatchTimeout only ever delayed a round that did not
-// fill BatchSize, without adding anything to it. The forwarder now gathers a
-// round itself (see gather), and the records are encoded straight from the
-// spool records they alias.
+// topic-partition, instead of through a kafka.Writer: the Writer's
+// per-message metadata lookups, Message copies, and goroutine and timer per
+// batch cost more than the requests, and it sends a partition's batch only
+// with every other partition's of the same call, so one partition without a
+// leader would hold them all. The forwarder keeps one queue per partition
+// (see lane), and the records are encoded straight from the spool records
+// they alias.
 
 // Header keys, in the order they are sent.
 const (
@@ -85,130 +80,22 @@ func (k *Kafka) partitionOf(key []byte, n int) int {
 	return int(p)
 }
 
-// partitionCount is the number of partitions of topic, from the transport's
-// metadata cache (refreshed every MetadataTTL), as the Writer looked it up.
-func (k *Kafka) partitionCount(ctx context.Context, topic string) (int, error) {
-	r, err := k.transport.RoundTrip(ctx, k.addr, &metadataAPI.Request{TopicNames: []string{topic}})
-	if err != nil {
-		return 0, err
-	}
-	for _, t := range r.(*metadataAPI.Response).Topics {
-		if t.Name == topic {
-			if t.ErrorCode != 0 {
-				return 0, kafka.Error(t.ErrorCode)
-			}
-			if len(t.Partitions) == 0 {
-				return 0, kafka.UnknownTopicOrPartition
-			}
-			return len(t.Partitions), nil
-		}
-	}
-	return 0, kafka.UnknownTopicOrPartition
-}
-
-// partRequest is the part of a round that goes to one topic-partition.
-type partRequest struct {
-	topic     string
-	partition int
-	idx       []int // indexes into the round's sub
-	err       error
-}
-
-// produce sends batch[i] for every i in sub, one Produce request per
-// topic-partition (concurrently when there are several), and returns one
-// error per message (nil: acknowledged by all in-sync replicas).
-func (k *Kafka) produce(batch []outMsg, sub []int) []error {
-	errs := make([]error, len(sub))
+// produce sends msgs, all to l's partition, in one Produce request and
+// returns nil when every in-sync replica has them.
+func (k *Kafka) produce(l *lane, msgs []*outMsg) error {
+	r := k.acquire()
+	defer k.release(r)
 	// Client.Produce applies WriteTimeout (the client's Timeout) to the
 	// request; the context only guards against a hang elsewhere.
 	ctx, cancel := context.WithTimeout(k.ctx, k.opts.WriteTimeout+2*time.Second)
 	defer cancel()
-
-	var (
-		counts  [2]int
-		countOK [2]bool
-		reqs    = k.reqs[:0]
-	)
-	for j, i := range sub {
-		o := &batch[i]
-		t := 0
-		if o.topic == TopicNamespaces {
-			t = 1
-		}
-		topic := k.topicName(o.topic)
-		if !countOK[t] {
-			n, err := k.partitionCount(ctx, topic)
-			if err != nil {
-				for jj, ii := range sub {
-					if batch[ii].topic == o.topic {
-						errs[jj] = err
-					}
-				}
-				counts[t], countOK[t] = -1, true
-				continue
-			}
-			counts[t], countOK[t] = n, true
-		}
-		if counts[t] < 0 {
-			continue // errs[j] is set
-		}
-		p := k.partitionOf(o.key, counts[t])
-		r := -1
-		for x := range reqs {
-			if reqs[x].partition == p && reqs[x].topic == topic {
-				r = x
-				break
-			}
-		}
-		if r < 0 {
-			r = len(reqs)
-			if r < cap(reqs) {
-				reqs = reqs[:r+1]
-				reqs[r] = partRequest{topic: topic, partition: p, idx: reqs[r].idx[:0]}
-			} else {
-				reqs = append(reqs, partRequest{topic: topic, partition: p})
-			}
-		}
-		reqs[r].idx = append(reqs[r].idx, j)
-	}
-
-	switch len(reqs) {
-	case 0:
-	case 1:
-		k.producePart(ctx, batch, sub, &reqs[0])
-	default:
-		var wg sync.WaitGroup
-		for x := 1; x < len(reqs); x++ {
-			wg.Add(1)
-			go func(r *partRequest) {
-				defer wg.Done()
-				k.producePart(ctx, batch, sub, r)
-			}(&reqs[x])
-		}
-		k.producePart(ctx, batch, sub, &reqs[0])
-		wg.Wait()
-	}
-	for x := range reqs {
-		r := &reqs[x]
-		if r.err != nil {
-			for _, j := range r.idx {
-				errs[j] = r.err
-			}
-		}
-		r.err = nil
-	}
-	k.reqs = reqs
-	return errs
-}
-
-// producePart sends r's messages in one Produce request and sets r.err.
-func (k *Kafka) producePart(ctx context.Context, batch []outMsg, sub []int, r *partRequest) {
-	res, err := k.admin.Produce(ctx, &kafka.ProduceRequest{
-		Topic:        r.topic,
-		Partition:    r.partition,
+	k.stats.requests.Add(1)
+	res, err := r.client.Produce(ctx, &kafka.ProduceRequest{
+		Topic:        l.name,
+		Partition:    l.partition,
 		RequiredAcks: kafka.RequireAll,
 		Compression:  k.cfg.compression,
-		Records:      &outRecords{batch: batch, sub: sub, idx: r.idx},
+		Records:      &outRecords{msgs: msgs},
 	})
 	if err == nil && res != nil {
 		err = res.Error
@@ -216,15 +103,14 @@ func (k *Kafka) producePart(ctx context.Context, batch []outMsg, sub []int, r *p
 	if err == nil && res == nil {
 		err = errors.New("kafka: no produce response")
 	}
-	r.err = err
+	return err
 }
 
 // outRecords is a kafka.RecordReader over the messages of one request. The
 // record, its key and value readers and its headers are reused from one
 // record to the next: kafka-go encodes each record before it reads the next.
 type outRecords struct {
-	batch      []outMsg
-	sub, idx   []int
+	msgs       []*outMsg
 	n          int
 	rec        kafka.Record
 	key, value bytesReader
@@ -232,10 +118,10 @@ type outRecords struct {
 }
 
 func (r *outRecords) ReadRecord() (*kafka.Record, error) {
-	if r.n >= len(r.idx) {
+	if r.n >= len(r.msgs) {
 		return nil, io.EOF
 	}
-	o := &r.batch[r.sub[r.idx[r.n]]]
+	o := r.msgs[r.n]
 	r.n++
 	r.rec = kafka.Record{Time: o.evTime, Headers: o.headers(r.hdr[:0])}
 	if o.key != nil {

@@ -112,7 +112,6 @@ func TestClassify(t *testing.T) {
 		want errClass
 	}{
 		{nil, classOK},
-		{errNotAttempted, classNotAttempted},
 		{kafka.MessageSizeTooLarge, classPerRecord},
 		{kafka.MessageTooLargeError{}, classPerRecord},
 		{kafka.RecordListTooLarge, classPerRecord},

@@ -282,7 +282,12 @@ func (q *queue[T]) back() *T     { return &q.buf[len(q.buf)-1] }
 func (q *queue[T]) reset()       { q.buf, q.head = q.buf[:0], 0 }
 func (q *queue[T]) items() []T   { return q.buf[q.head:] }
 func (q *queue[T]) pushBack(v T) { q.compact(); q.buf = append(q.buf, v) }
-func (q *queue[T]) popFront()    { q.head++; q.compactEmpty() }
+func (q *queue[T]) popFront() {
+	var zero T
+	q.buf[q.head] = zero // no reference kept to what was popped
+	q.head++
+	q.compactEmpty()
+}
 func (q *queue[T]) compactEmpty() {
 	if q.head == len(q.buf) {
 		q.reset()
@@ -291,14 +296,16 @@ func (q *queue[T]) compactEmpty() {
 func (q *queue[T]) compact() {
 	if q.head > 0 && len(q.buf) == cap(q.buf) {
 		n := copy(q.buf, q.buf[q.head:])
+		clear(q.buf[n:])
 		q.buf, q.head = q.buf[:n], 0
 	}
 }
 
 // Spool is a durable, ordered, size-capped write-ahead log of messages. One
-// goroutine appends (Append); one other goroutine, the forwarder, reads and
-// acknowledges (Next, Rewind, Ack); Stats and Sync may be called from any
-// goroutine. See the format notes at the top of spool.go.
+// goroutine appends (Append); one other goroutine reads (Next, Rewind) and
+// one acknowledges (Ack), which may be the reader or a third one (the Kafka
+// sink reads in one goroutine and acknowledges in another); Stats and Sync
+// may be called from any goroutine. See the format notes at the top of spool.go.
 type Spool struct {
 	opts SpoolOptions
 	log  *slog.Logger
@@ -827,7 +834,8 @@ func (s *Spool) normReadLocked() (*spoolSeg, bool) {
 // means DefaultSpoolNextBytes. One call returns records of one segment only.
 //
 // The records stay in the spool until acknowledged (Ack); the next Next
-// continues after them. Next, Rewind and Ack are meant for one goroutine.
+// continues after them. Next and Rewind are meant for one goroutine; Ack
+// may run meanwhile in another.
 func (s *Spool) Next(ctx context.Context, maxRecs int, maxBytes int) ([]Record, error) {
 	if maxRecs < 1 {
 		maxRecs = 1

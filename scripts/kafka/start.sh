@@ -27,7 +27,6 @@ timeout=${KAFKA_START_TIMEOUT:-90s}
 heap=${KAFKA_HEAP_OPTS:--Xms512m -Xmx1g}
 pom=$here/pom.xml
 
-lib=$cache/lib
 data=$cache/data
 logs=$cache/logs
 props=$cache/server.properties
@@ -37,6 +36,8 @@ brokers=127.0.0.1:$port
 
 log() { printf 'kafka/start: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 for p in "$port" "$cport"; do
 	if ! [[ $p =~ ^[0-9]+$ ]] || ((p < 1 || p > 65535)); then
@@ -45,11 +46,7 @@ for p in "$port" "$cport"; do
 done
 [[ $port != "$cport" ]] || die "KAFKA_PORT and KAFKA_CONTROLLER_PORT must differ (both $port)"
 
-if [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/java ]]; then
-	java=$JAVA_HOME/bin/java
-else
-	java=$(command -v java) || die "java not found (Java 17+ is required)"
-fi
+kafka_java
 command -v go >/dev/null || die "go not found (needed for scripts/kafka/wait)"
 
 mkdir -p "$cache" "$logs"
@@ -59,14 +56,7 @@ mkdir -p "$cache" "$logs"
 exec 9>"$cache/.lock"
 flock 9
 
-# ours PID: is PID alive, not a zombie, and a Kafka broker JVM?
-ours() {
-	local pid=$1 state
-	[[ $pid =~ ^[0-9]+$ ]] || return 1
-	state=$(awk '{ sub(/.*\) /, ""); print substr($0, 1, 1) }' "/proc/$pid/stat" 2>/dev/null) || return 1
-	[[ -n $state && $state != Z && $state != X ]] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q ' kafka\.Kafka ' || return 1
-}
+ours() { kafka_ours "$1"; }
 
 # wait_ready TIMEOUT [PID]: poll the broker with kafka-go.
 wait_ready() {
@@ -75,8 +65,7 @@ wait_ready() {
 	(cd "$repo" && go run ./scripts/kafka/wait "${args[@]}") 1>&2
 }
 
-# port_busy PORT: does something accept connections on 127.0.0.1:PORT?
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_busy() { kafka_port_busy "$1"; }
 
 # The port a running broker was started with (from its server.properties).
 running_port() { sed -n 's/^listeners=PLAINTEXT:\/\/127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$props" 2>/dev/null; }
@@ -117,22 +106,7 @@ for p in "$port" "$cport"; do
 done
 
 # ---- classpath ----------------------------------------------------------------
-want=$(sha256sum "$pom" | cut -d' ' -f1)
-have=$(cat "$cache/lib.sha256" 2>/dev/null || true)
-if [[ ! -d $lib || $want != "$have" ]]; then
-	log "resolving the broker classpath from Maven Central into $lib"
-	rm -rf "$lib" "$lib.tmp" "$cache/lib.sha256"
-	# (mvn -q still prints ANSI resets; strip them.)
-	if ! mvn -B -q -f "$pom" dependency:copy-dependencies \
-		-DoutputDirectory="$lib.tmp" -DincludeScope=runtime 2>&1 |
-		sed -e 's/\x1b\[[0-9;]*m//g' -e '/^[[:space:]]*$/d' >&2; then
-		rm -rf "$lib.tmp"
-		die "mvn dependency:copy-dependencies failed"
-	fi
-	mv "$lib.tmp" "$lib"
-	echo "$want" >"$cache/lib.sha256"
-fi
-cp="$lib/*"
+kafka_classpath "$cache" "$pom"
 
 # ---- configuration ------------------------------------------------------------
 cat >"$props" <<EOF
@@ -163,32 +137,7 @@ auto.create.topics.enable=false
 message.max.bytes=1048588
 EOF
 
-cat >"$log4j" <<EOF
-<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by scripts/kafka/start.sh. -->
-<Configuration status="WARN">
-  <Appenders>
-    <Console name="console" target="SYSTEM_OUT">
-      <ThresholdFilter level="WARN" onMatch="ACCEPT" onMismatch="DENY"/>
-      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
-    </Console>
-    <RollingFile name="file" fileName="$logs/server.log" filePattern="$logs/server.log.%i">
-      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
-      <SizeBasedTriggeringPolicy size="50 MB"/>
-      <DefaultRolloverStrategy max="3"/>
-    </RollingFile>
-  </Appenders>
-  <Loggers>
-    <Logger name="kafka.request.logger" level="WARN"/>
-    <Logger name="org.apache.kafka.controller" level="INFO"/>
-    <Logger name="state.change.logger" level="WARN"/>
-    <Root level="INFO">
-      <AppenderRef ref="console"/>
-      <AppenderRef ref="file"/>
-    </Root>
-  </Loggers>
-</Configuration>
-EOF
+kafka_log4j "$log4j" "$logs"
 
 jvm_log=(-Dlog4j2.configurationFile="$log4j")
 

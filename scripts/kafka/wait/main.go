@@ -37,6 +37,7 @@ func main() {
 	pid := flag.Int("pid", 0, "if > 0, fail as soon as this process (the broker) has exited")
 	groups := flag.Bool("groups", true, "also wait until the consumer group coordinator answers")
 	quiet := flag.Bool("quiet", false, "print nothing, not even the final error")
+	minBrokers := flag.Int("brokers", 1, "wait until the metadata lists at least this many brokers (a cluster)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		fmt.Fprintf(os.Stderr, "wait: unexpected argument %q\n", flag.Arg(0))
@@ -54,6 +55,9 @@ func main() {
 	var last error
 	for {
 		n, err := probe(ctx, *addr)
+		if err == nil && n < *minBrokers {
+			err = fmt.Errorf("metadata lists %d of %d brokers", n, *minBrokers)
+		}
 		if err == nil && *groups {
 			err = probeGroups(ctx, *addr)
 		}
