@@ -39,7 +39,7 @@ type Source struct {
 	// The kernel-side subject source (nil when /proc is the source).
 	SubjectJoined    func() uint64 // events whose namespaces the kernel captured
 	SubjectFallbacks func() uint64 // events it had no join for (answered from /proc)
-	SubjectDropped   func() uint64 // ring records the kernel could not write
+	SubjectDropped   func() uint64 // events whose join the kernel could not write (ring full)
 	// Sink is the Kafka sink's delivery health, exported as auditns_sink_*
 	// with sink="kafka".
 	Sink func() SinkStats
@@ -81,7 +81,7 @@ func New(src Source) *Server {
 	counter("events_spooled_total", "Messages appended to the spool.", src.Spooled)
 	counter("subject_kernel_events_total", "Events whose subject's namespaces the kernel-side source captured (ns_src kernel).", src.SubjectJoined)
 	counter("subject_fallback_events_total", "Events the kernel-side source had no join for, answered by the /proc reader.", src.SubjectFallbacks)
-	counter("subject_ring_dropped_total", "Records the kernel-side programs could not write because the ring buffer was full.", src.SubjectDropped)
+	counter("subject_ring_dropped_total", "Events whose namespaces the kernel-side programs could not pass on because the ring buffer was full (answered from /proc instead).", src.SubjectDropped)
 	if f := src.KernelBacklog; f != nil {
 		gauge("kernel_backlog", "Kernel audit backlog at the last poll.", func() float64 { return float64(f()) })
 	}

@@ -84,6 +84,9 @@ type Options struct {
 	// JoinWait is how long an event without an end-of-event record waits
 	// for its join (see the package documentation); default 2ms.
 	JoinWait time.Duration
+	// RingBytes is the size of the ring buffer between the programs and
+	// auditns, a power of two of at least a page; default 4 MiB.
+	RingBytes int
 	// Logger receives warnings; default slog.Default().
 	Logger *slog.Logger
 }
@@ -92,7 +95,10 @@ type Options struct {
 type Stats struct {
 	Joined    uint64 // events answered from the kernel side
 	Fallbacks uint64 // events answered by the fallback
-	Dropped   uint64 // ring records the kernel could not write (ring full)
+	Dropped   uint64 // events whose join the kernel could not write (ring full)
+	// ExitsDropped are process exits not reported (ring full): the
+	// registry learns of those members' exit from its sweeps instead.
+	ExitsDropped uint64
 	States    int    // thread states held
 }
 
@@ -173,6 +179,9 @@ func Load(opts Options) (k *Kernel, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: the embedded object: %v", ErrUnavailable, err)
 	}
+	if opts.RingBytes > 0 {
+		spec.Maps["events"].MaxEntries = uint32(opts.RingBytes)
+	}
 	if err := spec.LoadAndAssign(&k.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -217,14 +226,18 @@ func (k *Kernel) Close() error {
 // Stats returns the counters; safe from any goroutine.
 func (k *Kernel) Stats() Stats {
 	s := Stats{Joined: k.joined.Load(), Fallbacks: k.fallbacks.Load(), States: int(k.nStates.Load())}
-	var per []uint64
-	for i := uint32(0); i < 3; i++ {
-		if k.objs.Drops != nil && k.objs.Drops.Lookup(i, &per) == nil {
-			for _, n := range per {
-				s.Dropped += n
+	sum := func(kind uint32) uint64 {
+		var per []uint64
+		var n uint64
+		if k.objs.Drops != nil && k.objs.Drops.Lookup(kind, &per) == nil {
+			for _, v := range per {
+				n += v
 			}
 		}
+		return n
 	}
+	// The kinds are the program's enum drop_kind.
+	s.Dropped, s.ExitsDropped = sum(0), sum(2)
 	return s
 }
 

@@ -283,8 +283,16 @@ int BPF_PROG(audit_record_freed, unsigned long call_site, const void *ptr, const
 	} else {
 		struct state *st = bpf_ringbuf_reserve(&events, sizeof(*st), 0);
 		if (!st) {
+			/* The event goes without a join (counted once, not per
+			 * record); the state is sent again with the next event. */
 			count_drop(DROP_STATE);
 			count_drop(DROP_JOIN);
+			if (th) {
+				th->last_serial = serial;
+			} else {
+				struct thread none = {.last_serial = serial};
+				bpf_map_update_elem(&threads, &tid, &none, BPF_ANY);
+			}
 			return 0;
 		}
 		/* Every field is written below (a failed probe read zero-fills). */
