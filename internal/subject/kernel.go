@@ -99,7 +99,7 @@ type Stats struct {
 	// ExitsDropped are process exits not reported (ring full): the
 	// registry learns of those members' exit from its sweeps instead.
 	ExitsDropped uint64
-	States    int    // thread states held
+	States       int // thread states held
 }
 
 // joinSlots is how many recent joins are kept, indexed by serial: far more
