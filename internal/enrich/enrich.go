@@ -122,15 +122,7 @@ func New(opts Options) (*Enricher, error) {
 	if opts.BootID == "" {
 		return nil, fmt.Errorf("enrich: boot id is required")
 	}
-	if opts.ProcRoot == "" {
-		opts.ProcRoot = "/proc"
-	}
-	if opts.CacheSize <= 0 {
-		opts.CacheSize = 8192
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts.setDefaults()
 	e := &Enricher{
 		opts:  opts,
 		names: newNames(),

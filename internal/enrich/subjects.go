@@ -27,16 +27,21 @@ type Subjects interface {
 // identifies them), with an exit watcher. It uses opts.ProcRoot,
 // CacheSize, Namespaces and Logger, with New's defaults.
 func NewProcSubjects(opts Options) (Subjects, error) {
-	if opts.ProcRoot == "" {
-		opts.ProcRoot = "/proc"
-	}
-	if opts.CacheSize <= 0 {
-		opts.CacheSize = 8192
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts.setDefaults()
 	return newProcCache(opts.ProcRoot, opts.CacheSize, opts.Namespaces, opts.Logger)
+}
+
+// setDefaults fills what New and NewProcSubjects default.
+func (o *Options) setDefaults() {
+	if o.ProcRoot == "" {
+		o.ProcRoot = "/proc"
+	}
+	if o.CacheSize <= 0 {
+		o.CacheSize = 8192
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 }
 
 // Annotate implements Subjects; the /proc reader has no use for ended.

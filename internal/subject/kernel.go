@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -419,6 +420,34 @@ func cgroupLine(b []byte, prefix string, comps *[4][96]int8) []byte {
 		}
 	}
 	return b
+}
+
+// Loaded returns "name (id N)" for every program of this package loaded in
+// the kernel, by any process: after auditns stops there is none, since it
+// pins nothing.
+func Loaded() ([]string, error) {
+	var out []string
+	var id ebpf.ProgramID
+	for {
+		next, err := ebpf.ProgramGetNextID(id)
+		if errors.Is(err, os.ErrNotExist) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		id = next
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue // unloaded meanwhile
+		}
+		info, err := p.Info()
+		p.Close()
+		// The kernel keeps the first 15 bytes of a program's name.
+		if err == nil && (strings.HasPrefix(info.Name, "audit_record_fr") || info.Name == "task_exited") {
+			out = append(out, fmt.Sprintf("%s (id %d)", info.Name, id))
+		}
+	}
 }
 
 // EntityID is process.entity_id: an opaque id of one process instance,

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/netlink"
 	"github.com/auditns/auditns/internal/testenv"
@@ -52,36 +50,15 @@ func (nopResolver) Identify(pid int, st *State, c Cause) ([8]event.NSRef, error)
 }
 func (nopResolver) Exited(int, time.Time) {}
 
-// programs returns the ids of this package's programs loaded in the kernel.
-func programs(t *testing.T) []ebpf.ProgramID {
-	var out []ebpf.ProgramID
-	var id ebpf.ProgramID
-	for {
-		next, err := ebpf.ProgramGetNextID(id)
-		if err != nil {
-			return out
-		}
-		id = next
-		p, err := ebpf.NewProgramFromID(id)
-		if err != nil {
-			continue
-		}
-		info, err := p.Info()
-		p.Close()
-		if err == nil && (strings.HasPrefix(info.Name, "audit_record_fr") || info.Name == "task_exited") {
-			out = append(out, id)
-		}
-	}
-}
-
 func waitNoPrograms(t *testing.T) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if len(programs(t)) == 0 {
+		if progs, err := Loaded(); err == nil && len(progs) == 0 {
 			return
 		}
 	}
-	t.Fatalf("programs left 5s after Close: %v", programs(t))
+	progs, _ := Loaded()
+	t.Fatalf("programs left 5s after Close: %v", progs)
 }
 
 // The programs load on this kernel, attach, and Close releases every one
@@ -95,8 +72,8 @@ func TestLoadAndRelease(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if n := len(programs(t)); n != 2 {
-		t.Errorf("%d programs loaded, want 2", n)
+	if progs, err := Loaded(); err != nil || len(progs) != 2 {
+		t.Errorf("programs loaded: %v (%v), want 2", progs, err)
 	}
 	// A process's exit is reported once its thread was seen: nothing is
 	// seen without audit records here, so this only exercises the hooks.

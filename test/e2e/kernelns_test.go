@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/auditns/auditns/internal/event"
+	"github.com/auditns/auditns/internal/subject"
 	"github.com/auditns/auditns/internal/testenv"
 )
 
@@ -61,25 +60,11 @@ func argEvents(evs []*event.Event, name, prefix string) map[string]*event.Event 
 // ourPrograms lists the BPF programs of auditns loaded in the kernel.
 func ourPrograms(t *testing.T) []string {
 	t.Helper()
-	var out []string
-	var id ebpf.ProgramID
-	for {
-		next, err := ebpf.ProgramGetNextID(id)
-		if err != nil {
-			return out
-		}
-		id = next
-		p, err := ebpf.NewProgramFromID(id)
-		if err != nil {
-			continue
-		}
-		info, err := p.Info()
-		p.Close()
-		// The kernel keeps the first 15 bytes of a program's name.
-		if err == nil && (strings.HasPrefix(info.Name, "audit_record_fr") || info.Name == "task_exited") {
-			out = append(out, fmt.Sprintf("%s (id %d)", info.Name, id))
-		}
+	progs, err := subject.Loaded()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return progs
 }
 
 // noLeftovers checks that stopping auditns released every program (and
