@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/auditns/auditns/internal/render"
 	"github.com/auditns/auditns/internal/serial"
 )
 
@@ -91,8 +92,6 @@ func state(r serial.Record) string {
 	return "alive"
 }
 
-// escapeTerm keeps control characters from untrusted text off the terminal.
-func escapeTerm(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b[1 : len(b)-1])
-}
+// escapeTerm keeps control characters, terminal escape sequences and
+// bidirectional overrides in untrusted text off the terminal.
+func escapeTerm(s string) string { return string(render.Escape(nil, s)) }
