@@ -453,8 +453,13 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 		if p.PID != 0 {
 			b = kint(b, `,"pid":`, int64(p.PID))
 		}
+		if p.VPID != 0 {
+			b = kint(b, `,"vpid":`, int64(p.VPID))
+		}
+		b = kstrOpt(b, `,"entity_id":`, p.EntityID)
 		if p.Parent != nil {
 			b = kint(b, `,"parent":{"pid":`, int64(p.Parent.PID))
+			b = kstrOpt(b, `,"entity_id":`, p.Parent.EntityID)
 			b = append(b, '}')
 		}
 		b = kstrOpt(b, `,"name":`, p.Name)
@@ -495,6 +500,9 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 			b = append(b, t...)
 			b = kuint(b, `{"serial":`, r.Serial)
 			b = kuint(b, `,"inum":`, r.Inum)
+			if r.ID != 0 {
+				b = kuint(b, `,"id":`, r.ID)
+			}
 			b = append(b, '}')
 		}
 		b = openAt(b, m)

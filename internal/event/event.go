@@ -75,7 +75,11 @@ type Boot struct {
 
 // Process is the subject process.
 type Process struct {
-	PID        int      `json:"pid,omitempty"`
+	PID int `json:"pid,omitempty"`
+	// VPID is the pid inside the process's own pid namespace.
+	VPID int `json:"vpid,omitempty"`
+	// EntityID is stable across pid reuse (boot, pid and start time).
+	EntityID   string   `json:"entity_id,omitempty"`
 	Parent     *Parent  `json:"parent,omitempty"`
 	Name       string   `json:"name,omitempty"`
 	Executable string   `json:"executable,omitempty"`
@@ -90,7 +94,8 @@ type Process struct {
 
 // Parent is process.parent.
 type Parent struct {
-	PID int `json:"pid"`
+	PID      int    `json:"pid"`
+	EntityID string `json:"entity_id,omitempty"`
 }
 
 // Entity is an id with its resolved name.
@@ -124,6 +129,9 @@ type Syscall struct {
 type NSRef struct {
 	Serial uint64 `json:"serial"`
 	Inum   uint64 `json:"inum"`
+	// ID is the kernel's 64-bit namespace id (NS_GET_ID); 0 where the
+	// kernel has none.
+	ID uint64 `json:"id,omitempty"`
 }
 
 // NS holds the subject's namespaces, one per type; a zero NSRef is unknown

@@ -165,10 +165,15 @@ func refAppendJSON(e *Event, b []byte) []byte {
 		if p.PID != 0 {
 			w.int(`"pid":`, int64(p.PID))
 		}
+		if p.VPID != 0 {
+			w.int(`"vpid":`, int64(p.VPID))
+		}
+		w.strOpt(`"entity_id":`, p.EntityID)
 		if p.Parent != nil {
 			w.key(`"parent":`)
 			w.open()
 			w.int(`"pid":`, int64(p.Parent.PID))
+			w.strOpt(`"entity_id":`, p.Parent.EntityID)
 			w.close()
 		}
 		w.strOpt(`"name":`, p.Name)
@@ -217,6 +222,9 @@ func refAppendJSON(e *Event, b []byte) []byte {
 			w.open()
 			w.uint(`"serial":`, r.Serial)
 			w.uint(`"inum":`, r.Inum)
+			if r.ID != 0 {
+				w.uint(`"id":`, r.ID)
+			}
 			w.close()
 		}
 		w.close()
@@ -421,10 +429,10 @@ func randomEvent(r *rand.Rand) *Event {
 		Category: strs(), Action: str(), Outcome: str(), Type: str()},
 		Host: Host{Name: str(), Boot: Boot{ID: str()}, Kernel: str()}, Tags: strs(), Message: str(), NSSrc: str()}
 	if maybe() {
-		e.Process = &Process{PID: r.IntN(3), Name: str(), Executable: str(), Args: strs(), ArgsCount: r.IntN(2),
+		e.Process = &Process{PID: r.IntN(3), VPID: r.IntN(3), EntityID: str(), Name: str(), Executable: str(), Args: strs(), ArgsCount: r.IntN(2),
 			WorkingDirectory: str(), Title: str(), TTY: str()}
 		if maybe() {
-			e.Process.Parent = &Parent{PID: r.IntN(3)}
+			e.Process.Parent = &Parent{PID: r.IntN(3), EntityID: str()}
 		}
 	}
 	if maybe() {
@@ -438,7 +446,7 @@ func randomEvent(r *rand.Rand) *Event {
 		e.NS = &NS{}
 		for i := range NSTypes {
 			if maybe() {
-				*e.NS.At(i) = NSRef{r.Uint64N(3), r.Uint64N(3)}
+				*e.NS.At(i) = NSRef{Serial: r.Uint64N(3), Inum: r.Uint64N(3), ID: r.Uint64N(3)}
 			}
 		}
 	}
