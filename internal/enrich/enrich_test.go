@@ -101,7 +101,7 @@ func TestExecveEventFromRealRecords(t *testing.T) {
 	if strings.Join(p.Args, "|") != strings.Join(wantArgs, "|") || p.ArgsCount != 3 {
 		t.Fatalf("args %q (argc %d), want %q", p.Args, p.ArgsCount, wantArgs)
 	}
-	if ev.Event.ID != "boot:21" || ev.Event.Type != "SYSCALL" || ev.Event.Outcome != "success" {
+	if ev.Event.ID != "boot:21" || ev.Auditd.MessageType != "SYSCALL" || ev.Event.Outcome != "success" {
 		t.Fatalf("meta %+v", ev.Event)
 	}
 	if ev.Syscall.Name != "execve" || ev.Syscall.Nr != 59 || ev.Syscall.Arch != "x86_64" || ev.Syscall.Exit != 0 {
@@ -147,7 +147,7 @@ func TestUserSpaceAndSocketRecords(t *testing.T) {
 		t.Fatalf("only %d events", len(evs))
 	}
 	login := evs[421]
-	if login == nil || login.Event.Type != "USER_LOGIN" || login.Event.Action != "logged-in" ||
+	if login == nil || login.Auditd.MessageType != "USER_LOGIN" || login.Event.Action != "logged-in" ||
 		login.Source == nil || login.Source.IP != "96.241.146.97" || login.User.Audit.Name != "cloudsdk" && login.User.Audit.ID != "1000" {
 		t.Fatalf("USER_LOGIN: %s", login.AppendJSON(nil))
 	}
@@ -283,6 +283,7 @@ func TestSyscallMemoLikeBuild(t *testing.T) {
 			t.Fatal(err)
 		}
 		setTestNames(e)
+		e.SetClock(time.Unix(1800000000, 0))
 		for _, recs := range loadEvents(t, path) {
 			var ev event.Event
 			e.sysMemo.valid = false

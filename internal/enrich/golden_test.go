@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/auditns/auditns/internal/event"
 )
@@ -42,6 +43,8 @@ func goldenOutput(t *testing.T, path string, raw bool) []byte {
 	}
 	defer e.Close()
 	setTestNames(e)
+	// event.created: when the test read the records.
+	e.SetClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
 	var out []byte
 	for _, recs := range loadEvents(t, path) {
 		var ev event.Event

@@ -105,11 +105,11 @@ type wireV2 struct {
 		Target    *Entity `json:"target"`
 		Group     *Entity `json:"group"`
 	} `json:"user"`
-	Container *Container `json:"container"`
-	File      *File      `json:"file"`
-	Source    *Endpoint  `json:"source"`
-	Dest      *Endpoint  `json:"destination"`
-	Auditd    *Auditd    `json:"auditd"`
+	Container *Container    `json:"container"`
+	File      *File         `json:"file"`
+	Source    *wireEndpoint `json:"source"`
+	Dest      *wireEndpoint `json:"destination"`
+	Auditd    *Auditd       `json:"auditd"`
 	Auditns   struct {
 		Schema   string    `json:"schema"`
 		NS       *NS       `json:"ns"`
@@ -126,12 +126,6 @@ type wireV2 struct {
 		Subject struct {
 			Label string `json:"label"`
 		} `json:"subject"`
-		Source struct {
-			Path string `json:"path"`
-		} `json:"source"`
-		Dest struct {
-			Path string `json:"path"`
-		} `json:"destination"`
 		Loss   *Loss    `json:"loss"`
 		NSInfo *NSInfos `json:"ns_info"`
 	} `json:"auditns"`
@@ -153,8 +147,8 @@ func (w *wireV2) event() Event {
 		NSChange:  w.Auditns.NSChange,
 		Container: w.Container,
 		File:      w.File,
-		Source:    w.Source,
-		Dest:      w.Dest,
+		Source:    w.Source.endpoint(),
+		Dest:      w.Dest.endpoint(),
 		Loss:      w.Auditns.Loss,
 		Auditd:    w.Auditd,
 		NSInfo:    w.Auditns.NSInfo,
@@ -207,23 +201,35 @@ func (w *wireV2) event() Event {
 	if *g != (Group{}) {
 		e.Group = g
 	}
-	if w.Auditns.Source.Path != "" {
-		if e.Source == nil {
-			e.Source = &Endpoint{}
-		}
-		e.Source.Path = w.Auditns.Source.Path
-	}
-	if w.Auditns.Dest.Path != "" {
-		if e.Dest == nil {
-			e.Dest = &Endpoint{}
-		}
-		e.Dest.Path = w.Auditns.Dest.Path
-	}
 	if w.Event.Original != nil {
 		if e.Auditd == nil {
 			e.Auditd = &Auditd{}
 		}
 		e.Auditd.Records = strings.Split(*w.Event.Original, "\n")
+	}
+	return e
+}
+
+// wireEndpoint is ECS's source and destination.
+type wireEndpoint struct {
+	Address string `json:"address"`
+	IP      string `json:"ip"`
+	Port    int    `json:"port"`
+}
+
+// endpoint is w as the encoder's input: an address that is a path (unix
+// sockets: a file or an abstract name) is Path, another is IP.
+func (w *wireEndpoint) endpoint() *Endpoint {
+	if w == nil {
+		return nil
+	}
+	e := &Endpoint{IP: w.IP, Port: w.Port}
+	if e.IP == "" {
+		if strings.HasPrefix(w.Address, "/") || strings.HasPrefix(w.Address, "@") {
+			e.Path = w.Address
+		} else {
+			e.IP = w.Address
+		}
 	}
 	return e
 }

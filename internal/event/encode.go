@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -287,19 +288,35 @@ func fields(b []byte, f Fields) []byte {
 	return openAt(b, m)
 }
 
-// endpoint appends e's address, if any: ECS's source and destination
-// have no unix socket path (auditns.source.path has it).
+// endpoint appends e as ECS has it: the address as the record has it
+// (an IP address, or a unix socket's path), the IP address again in ip
+// when it is one (ip is an ECS ip field: "?" or a host name would make
+// an index reject the document), and the port.
 func endpoint(b []byte, k string, e *Endpoint) []byte {
-	if e == nil || e.IP == "" && e.Port == 0 {
+	if e == nil {
 		return b
 	}
 	b = append(b, k...)
 	m := len(b)
-	b = kstrOpt(b, `,"ip":`, e.IP)
+	if e.IP != "" {
+		b = kstr(b, `,"address":`, e.IP)
+		if isIP(e.IP) {
+			b = kstr(b, `,"ip":`, e.IP)
+		}
+	} else {
+		b = kstrOpt(b, `,"address":`, e.Path)
+	}
 	if e.Port != 0 {
 		b = kint(b, `,"port":`, int64(e.Port))
 	}
 	return openAt(b, m)
+}
+
+// isIP reports whether s is an IPv4 or IPv6 address without a zone
+// (which an ip field does not take).
+func isIP(s string) bool {
+	a, err := netip.ParseAddr(s)
+	return err == nil && a.Zone() == ""
 }
 
 func timeOpt(b []byte, k string, t time.Time) []byte {
@@ -730,14 +747,6 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 	}
 	if e.Label != "" {
 		b = kstr(b, `,"subject":{"label":`, e.Label)
-		b = append(b, '}')
-	}
-	if e.Source != nil && e.Source.Path != "" {
-		b = kstr(b, `,"source":{"path":`, e.Source.Path)
-		b = append(b, '}')
-	}
-	if e.Dest != nil && e.Dest.Path != "" {
-		b = kstr(b, `,"destination":{"path":`, e.Dest.Path)
 		b = append(b, '}')
 	}
 	if l := e.Loss; l != nil {

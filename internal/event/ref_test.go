@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -370,17 +371,6 @@ func refAppendJSON(e *Event, b []byte) []byte {
 		w.str(`"label":`, e.Label)
 		w.close()
 	}
-	for _, x := range []struct {
-		k string
-		e *Endpoint
-	}{{`"source":`, e.Source}, {`"destination":`, e.Dest}} {
-		if x.e != nil && x.e.Path != "" {
-			w.key(x.k)
-			w.open()
-			w.str(`"path":`, x.e.Path)
-			w.close()
-		}
-	}
 	if l := e.Loss; l != nil {
 		w.key(`"loss":`)
 		w.open()
@@ -462,12 +452,19 @@ func (w *rjw) timeOpt(k string, t time.Time) {
 }
 
 func (w *rjw) endpoint(k string, e *Endpoint) {
-	if e == nil || e.IP == "" && e.Port == 0 {
+	if e == nil {
 		return
 	}
 	w.key(k)
 	w.open()
-	w.strOpt(`"ip":`, e.IP)
+	if e.IP != "" {
+		w.str(`"address":`, e.IP)
+		if net.ParseIP(e.IP) != nil && !strings.Contains(e.IP, "%") {
+			w.str(`"ip":`, e.IP)
+		}
+	} else {
+		w.strOpt(`"address":`, e.Path)
+	}
 	if e.Port != 0 {
 		w.int(`"port":`, int64(e.Port))
 	}
@@ -558,7 +555,7 @@ func randomEvent(r *rand.Rand) *Event {
 		e.File = &File{Path: str(), Device: str(), Inode: str(), Mode: str(), UID: str(), GID: str(), Owner: str(), Group: str()}
 	}
 	if maybe() {
-		e.Source = &Endpoint{IP: str(), Port: r.IntN(2), Path: str()}
+		e.Source = &Endpoint{IP: [...]string{"", "10.1.2.3", "::1", "?", "fe80::1%eth0"}[r.IntN(5)], Port: r.IntN(2), Path: str()}
 	}
 	if maybe() {
 		e.Dest = &Endpoint{IP: str(), Port: r.IntN(2), Path: str()}
