@@ -86,18 +86,26 @@ func TestAppendAnnotated(t *testing.T) {
 	raw := e.AppendJSON(nil)
 	info := &event.NSInfos{Net: &event.NSInfo{ID: kafkatest.Boot + "/13", Type: "net"}}
 	out := AppendAnnotated(nil, raw, e, info)
-	if !bytes.HasPrefix(out, raw[:len(raw)-1]) || !bytes.HasSuffix(out, []byte(`,"ns_info":{"net":{"id":"`+kafkatest.Boot+`/13","type":"net"}}}`)) {
+	if !bytes.HasPrefix(out, raw[:len(raw)-2]) || !bytes.HasSuffix(out, []byte(`,"ns_info":{"net":{"id":"`+kafkatest.Boot+`/13","type":"net"}}}}`)) {
 		t.Fatalf("annotated: %s", out)
 	}
 	var back event.Event
 	if err := json.Unmarshal(out, &back); err != nil || back.NSInfo == nil || back.NSInfo.Net.ID != kafkatest.Boot+"/13" {
 		t.Fatalf("annotated value does not decode: %v", err)
 	}
-	// Unknown fields survive; an already annotated value or a non-object
-	// is left alone.
-	in := []byte(`{"schema":"auditns.event/1","future":{"x":1}} ` + "\n")
-	if got := AppendAnnotated(nil, in, e, info); !bytes.Contains(got, []byte(`"future":{"x":1},"ns_info":`)) {
+	// Unknown fields survive, wherever auditns is; an already annotated
+	// value or a non-object is left alone.
+	in := []byte(`{"auditns":{"schema":"auditns.event/2","future":{"x":1}},"later":[{"}":1}]} ` + "\n")
+	if got := AppendAnnotated(nil, in, e, info); !bytes.Contains(got, []byte(`"future":{"x":1},"ns_info":`)) ||
+		!bytes.HasSuffix(got, []byte(`}}},"later":[{"}":1}]} `+"\n")) {
 		t.Fatalf("unknown field lost: %s", got)
+	}
+	// A version 1 value gets ns_info at its top level.
+	v1 := *e
+	v1.Schema = event.SchemaV1
+	in = []byte(`{"schema":"auditns.event/1","future":{"x":1}} ` + "\n")
+	if got := AppendAnnotated(nil, in, &v1, info); !bytes.Contains(got, []byte(`"future":{"x":1},"ns_info":`)) {
+		t.Fatalf("version 1: %s", got)
 	}
 	e.NSInfo = info
 	if got := AppendAnnotated(nil, raw, e, info); !bytes.Equal(got, raw) {

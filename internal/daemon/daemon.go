@@ -84,6 +84,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 		return nil, err
 	}
 	kernel := kernelRelease()
+	setAgent(cfg.HostName)
 	log.Info("auditns starting", "version", Version, "mode", cfg.Mode, "host", cfg.HostName, "boot_id", bootID, "kernel", kernel, "pid", os.Getpid(), "gomaxprocs", runtime.GOMAXPROCS(0))
 
 	var observer enrich.Observer

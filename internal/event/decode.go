@@ -294,6 +294,15 @@ func (w *wireV1) event() Event {
 	return e
 }
 
+// MessageType is the audit record type of e's primary record, "" for an
+// event auditns wrote about itself.
+func (e *Event) MessageType() string {
+	if e.Auditd == nil {
+		return ""
+	}
+	return e.Auditd.MessageType
+}
+
 // When returns when e happened: @timestamp, or event.created when it has
 // none.
 func (e *Event) When() time.Time {

@@ -124,7 +124,7 @@ func (s *Spec) Build() (*Filter, error) {
 		}},
 		{"syscall", s.Syscall, parseSyscall},
 		{"type", s.Type, func(v string) (func(*event.Event) bool, error) {
-			return func(e *event.Event) bool { return strings.EqualFold(e.Event.Type, v) }, nil
+			return func(e *event.Event) bool { return strings.EqualFold(e.MessageType(), v) }, nil
 		}},
 	} {
 		if err := add(x.flag, x.vals, x.parse); err != nil {
