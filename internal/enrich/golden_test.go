@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditns/auditns/internal/conform"
 	"github.com/auditns/auditns/internal/event"
 )
 
@@ -115,4 +116,30 @@ func setTestNames(e *Enricher) {
 	e.names.userByID.lookup = func(id string) string { return users[id] }
 	e.names.groupByID.lookup = func(id string) string { return groups[id] }
 	e.names.userByName.lookup = func(name string) string { return byName[name] }
+}
+
+// Every golden event is an ECS document that the JSON Schema of events
+// accepts.
+func TestGoldensConform(t *testing.T) {
+	c, err := conform.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join("testdata", "golden", "*.jsonl"))
+	if len(files) == 0 {
+		t.Fatal("no golden files")
+	}
+	total := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, v := c.Lines(b)
+		total += n
+		for _, x := range v {
+			t.Errorf("%s %s", f, x)
+		}
+	}
+	t.Logf("%d events in %d files conform", total, len(files))
 }

@@ -687,7 +687,7 @@ func exited(pidfd int) bool {
 // fstat, whose syscall and struct differ between architectures.
 
 func (c *procCache) cause(ev *event.Event, op string) Cause {
-	cause := Cause{EventID: ev.Event.ID, Time: ev.Event.Created, Op: op}
+	cause := Cause{EventID: ev.Event.ID, Time: ev.When(), Op: op}
 	if ev.Process != nil {
 		cause.PID, cause.Exe = ev.Process.PID, ev.Process.Executable
 	}

@@ -558,7 +558,7 @@ func randomEvent(r *rand.Rand) *Event {
 		e.Source = &Endpoint{IP: [...]string{"", "10.1.2.3", "::1", "?", "fe80::1%eth0"}[r.IntN(5)], Port: r.IntN(2), Path: str()}
 	}
 	if maybe() {
-		e.Dest = &Endpoint{IP: str(), Port: r.IntN(2), Path: str()}
+		e.Dest = &Endpoint{IP: [...]string{"", "10.1.2.3", str()}[r.IntN(3)], Port: r.IntN(2), Path: str()}
 	}
 	if maybe() {
 		e.Loss = &Loss{Reason: str(), Count: r.Uint64N(3), From: r.Uint32N(2), To: r.Uint32N(2), KernelLost: r.Uint32N(2)}
