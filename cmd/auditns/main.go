@@ -34,7 +34,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return badInput(err) })
-	root.AddCommand(runCmd(), statusCmd(), nsCmd(), versionCmd(), tailCmd(), replayCmd())
+	root.AddCommand(runCmd(), statusCmd(), nsCmd(), versionCmd(), tailCmd(), replayCmd(), convertCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "auditns:", oneLine(err.Error()))
 		var u usageError

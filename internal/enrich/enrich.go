@@ -47,6 +47,9 @@ type Options struct {
 	CacheSize int
 	// Logger receives warnings.
 	Logger *slog.Logger
+	// Offline enriches records of the past (auditns convert): nothing is
+	// looked up in /proc, the namespaces are unknown.
+	Offline bool
 }
 
 // Enricher builds events. Enrich is called from one goroutine; the
@@ -227,7 +230,10 @@ func (e *Enricher) Enrich(recs []record.Record, ev *event.Event) error {
 	ev.Dest = endpoint(&o.dst, c.dst)
 	e.auditd(c, recs, ev)
 
-	if ev.Process != nil && ev.Process.PID > 0 {
+	if e.opts.Offline {
+		ev.NSChange = decodeNSChange(ev.Syscall)
+		ev.NSSrc = srcUnknown
+	} else if ev.Process != nil && ev.Process.PID > 0 {
 		ppid := 0
 		if ev.Process.Parent != nil {
 			ppid = ev.Process.Parent.PID
