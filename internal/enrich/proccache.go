@@ -521,7 +521,7 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 	if exited(pidfd) {
 		return nil
 	}
-	if !c.startedBy(pid, ev.Event.Created) {
+	if !c.startedBy(pid, ev.When()) {
 		return nil
 	}
 	e := &procEntry{ppid: ppid, pidfd: pidfd}

@@ -153,6 +153,9 @@ func (w *wireV2) event() Event {
 		Auditd:    w.Auditd,
 		NSInfo:    w.Auditns.NSInfo,
 	}
+	if e.Event.Kind == ECSKindLoss {
+		e.Event.Kind = KindLoss
+	}
 	if e.Timestamp.Equal(e.Event.Created) {
 		// Written from Created (see Event.Timestamp).
 		e.Timestamp = time.Time{}
@@ -267,8 +270,7 @@ type wireV1 struct {
 }
 
 // event is w in the Go model: version 1's event.created was the kernel's
-// time (Timestamp now), its event.type the record type, its kind "loss"
-// is KindLoss.
+// time (Timestamp now), its event.type the record type.
 func (w *wireV1) event() Event {
 	e := Event{
 		Schema:    SchemaV1,
@@ -278,9 +280,6 @@ func (w *wireV1) event() Event {
 		Host: w.Host, Tags: w.Tags, Message: w.Message, Process: w.Process, User: w.User,
 		Syscall: w.Syscall, NS: w.NS, NSSrc: w.NSSrc, NSChange: w.NSChange, Container: w.Container,
 		File: w.File, Source: w.Source, Dest: w.Dest, Loss: w.Loss, Auditd: w.Auditd, NSInfo: w.NSInfo,
-	}
-	if e.Event.Kind == kindLossV1 {
-		e.Event.Kind = KindLoss
 	}
 	if w.Group != nil {
 		e.Group = &Group{ID: w.Group.ID, Name: w.Group.Name}

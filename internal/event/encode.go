@@ -554,9 +554,12 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 	b = kstr(b, `,"event":{"id":`, e.Event.ID)
 	b = kuint(b, `,"sequence":`, uint64(e.Event.Sequence))
 	b = timeOpt(b, `,"created":`, e.Event.Created)
-	if e.Event.Kind == KindEvent {
+	switch e.Event.Kind {
+	case KindEvent:
 		b = append(b, `,"kind":"`+KindEvent+`"`...)
-	} else {
+	case KindLoss:
+		b = append(b, `,"kind":"`+ECSKindLoss+`"`...)
+	default:
 		b = kstr(b, `,"kind":`, e.Event.Kind)
 	}
 	b = kstrsOpt(b, `,"category":`, e.Event.Category)

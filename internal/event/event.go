@@ -37,18 +37,18 @@ const (
 	Dataset = "auditd.auditns"
 )
 
-// Kinds of event (event.kind, ECS's values).
+// Kinds of event (Meta.Kind).
 const (
 	KindEvent = "event"
-	// KindLoss is a loss event: ECS's "pipeline_error", the kind of a
-	// document that reports what the pipeline failed to deliver. Its
-	// details are in auditns.loss (auditns.event/1 called it "loss").
-	KindLoss  = "pipeline_error"
+	// KindLoss is a loss event. It is written as ECS's event.kind
+	// "pipeline_error" (ECSKindLoss), the kind of a document about what
+	// the pipeline failed to deliver; the details are in auditns.loss.
+	KindLoss  = "loss"
 	KindState = "state"
 )
 
-// kindLossV1 is the event.kind of loss events in auditns.event/1.
-const kindLossV1 = "loss"
+// ECSKindLoss is event.kind of loss events.
+const ECSKindLoss = "pipeline_error"
 
 // Event is one audit event: every record of one audit serial, or a message
 // auditns writes about itself (Meta.Kind loss or state).

@@ -25,7 +25,7 @@ type Field struct {
 
 // ECS's allowed values that auditns writes.
 var (
-	ecsKinds    = []string{KindEvent, KindState, KindLoss}
+	ecsKinds    = []string{KindEvent, KindState, ECSKindLoss}
 	ecsOutcomes = []string{"success", "failure", "unknown"}
 	// ECS's event categories and types: go-libaudit's normalizations
 	// write only these (the conformance test holds them to ECS's table).

@@ -150,7 +150,11 @@ func refAppendJSON(e *Event, b []byte) []byte {
 	w.str(`"id":`, e.Event.ID)
 	w.uint(`"sequence":`, uint64(e.Event.Sequence))
 	w.timeOpt(`"created":`, e.Event.Created)
-	w.str(`"kind":`, e.Event.Kind)
+	if e.Event.Kind == KindLoss {
+		w.str(`"kind":`, ECSKindLoss)
+	} else {
+		w.str(`"kind":`, e.Event.Kind)
+	}
 	w.strsOpt(`"category":`, e.Event.Category)
 	w.strsOpt(`"type":`, e.Event.Type)
 	w.strOpt(`"action":`, e.Event.Action)
@@ -515,7 +519,7 @@ func randomEvent(r *rand.Rand) *Event {
 	tty := func() string {
 		return [...]string{"", "pts0", "pts300", "tty1", "ttyS2", "console", "tty", "(none)", "pts01", str()}[r.IntN(10)]
 	}
-	e := &Event{Schema: Schema, Timestamp: tm(), Event: Meta{ID: str(), Sequence: r.Uint32(), Created: tm(), Kind: str(),
+	e := &Event{Schema: Schema, Timestamp: tm(), Event: Meta{ID: str(), Sequence: r.Uint32(), Created: tm(), Kind: [...]string{KindEvent, KindLoss, KindState, ""}[r.IntN(4)],
 		Category: strs(), Type: strs(), Action: str(), Outcome: str()},
 		Host: Host{Name: str(), Boot: Boot{ID: str()}, Kernel: str()}, Tags: strs(), Message: str(), NSSrc: str(), Label: str()}
 	if maybe() {
