@@ -201,3 +201,28 @@ func TestOwnEventsConform(t *testing.T) {
 		}
 	}
 }
+
+// The example events of the documentation conform.
+func TestDocExamplesConform(t *testing.T) {
+	c := newChecker(t)
+	n := 0
+	for _, path := range []string{"../../README.md", "../../docs/SCHEMA.md"} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, block := range strings.Split(string(b), "```json\n")[1:] {
+			block = block[:strings.Index(block, "```")]
+			if !strings.Contains(block, `"`+event.Schema+`"`) {
+				continue
+			}
+			n++
+			if v := c.Event([]byte(block)); v != nil {
+				t.Errorf("%s: %v", path, v)
+			}
+		}
+	}
+	if n < 2 {
+		t.Fatalf("%d examples found", n)
+	}
+}
