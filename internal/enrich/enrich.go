@@ -1,5 +1,5 @@
 // Package enrich turns an assembled audit event (its records) into an
-// auditns.event/1 object: ECS-aligned fields with go-libaudit's aucoalesce
+// auditns.event/2 object: ECS fields with go-libaudit's aucoalesce
 // semantics (its normalization tables: action, category, summary), resolved
 // user and group names, decoded arguments and proctitle, the subject's
 // namespaces and container, and what a namespace-changing syscall changed.
@@ -36,7 +36,7 @@ type Options struct {
 	BootID string
 	// Kernel is host.kernel (uname -r).
 	Kernel string
-	// Raw includes the records as the kernel sent them in auditd.records.
+	// Raw includes the records as the kernel sent them in event.original.
 	Raw bool
 	// Namespaces resolves a process's namespaces; nil leaves ns out.
 	Namespaces Observer

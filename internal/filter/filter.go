@@ -1,4 +1,4 @@
-// Package filter selects auditns.event/1 events for `auditns tail` and
+// Package filter selects auditns events (auditns.event/2 and /1) for `auditns tail` and
 // `auditns replay` (SPEC section 6). It has one job: turn the filter flags
 // into a predicate on event.Event.
 //

@@ -1,4 +1,4 @@
-// Package render turns auditns.event/1 events into one readable line each
+// Package render turns auditns events (auditns.event/2 and /1) into one readable line each
 // for `auditns tail` and `auditns replay`, and keeps untrusted text from
 // reaching a terminal as anything but text.
 //
