@@ -259,3 +259,32 @@ func decodedEvents(t *testing.T, path string) []*event.Event {
 	}
 	return out
 }
+
+// auditns convert reads a log on stdin and writes conforming events on
+// stdout; a line that is no record is named on stderr with its number.
+func TestCLIConvert(t *testing.T) {
+	c, err := conform.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.ReadFile("../../internal/enrich/testdata/golibaudit-ubuntu-24.04-linux-6.8.0.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(auditnsBinary(t), "convert", "--boot-id", "b", "--host", "web-1", "--raw", "-")
+	cmd.Stdin = bytes.NewReader(append(append([]byte("not a record\n"), log...), "\n"...))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
+	n, v := c.Lines(stdout.Bytes())
+	for _, x := range v {
+		t.Error(x)
+	}
+	if n == 0 || !strings.Contains(stderr.String(), "convert: line 1: ") ||
+		!strings.Contains(stderr.String(), fmt.Sprintf("%d events, 1 malformed lines", n)) ||
+		!bytes.Contains(stdout.Bytes(), []byte(`"host":{"name":"web-1"`)) || !bytes.Contains(stdout.Bytes(), []byte(`"id":"b:`)) {
+		t.Fatalf("%d events; stderr %s", n, stderr.String())
+	}
+}
