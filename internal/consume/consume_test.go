@@ -477,3 +477,26 @@ func TestParseTime(t *testing.T) {
 		}
 	}
 }
+
+// tail and replay read events of auditns.event/1 (an older auditns on the
+// topic) beside auditns.event/2: ordered by the kernel's time, filtered
+// by the record type.
+func TestDecodeReadsBothVersions(t *testing.T) {
+	v1 := []byte(`{"schema":"auditns.event/1","event":{"id":"b:7","sequence":7,"created":"2026-11-28T12:00:00.500000Z","kind":"event","type":"SYSCALL"},"host":{"name":"h","boot":{"id":"b"}}}`)
+	it1, err := decode(&Message{Value: v1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := kafkatest.Event(8, time.Date(2026, 11, 28, 12, 0, 1, 0, time.UTC), 0)
+	it2, err := decode(&Message{Value: e.AppendJSON(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !it1.Created.Equal(time.Date(2026, 11, 28, 12, 0, 0, 500000000, time.UTC)) || !it2.Created.Equal(e.Timestamp) ||
+		!less(it1, it2) || it1.Event.MessageType() != "SYSCALL" || it2.Event.MessageType() != "SYSCALL" {
+		t.Fatalf("v1 %v %q, v2 %v %q", it1.Created, it1.Event.MessageType(), it2.Created, it2.Event.MessageType())
+	}
+	if _, err := decode(&Message{Value: []byte(`{"schema":"auditns.namespace/1","id":"b/9"}`)}); !errors.Is(err, errNotEvent) {
+		t.Fatalf("a registry record: %v", err)
+	}
+}
