@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/elastic/go-libaudit/v2/aucoalesce"
+
 	"github.com/auditns/auditns/internal/conform"
 	"github.com/auditns/auditns/internal/event"
 )
@@ -142,4 +144,39 @@ func TestGoldensConform(t *testing.T) {
 		}
 	}
 	t.Logf("%d events in %d files conform", total, len(files))
+}
+
+// Every event.category and event.type go-libaudit's normalizations can
+// give is one of ECS's values, as the schema says.
+func TestNormalizationsGiveECSValues(t *testing.T) {
+	allowed := map[string][]string{}
+	for _, f := range event.EventFields {
+		if f.Name == "event.category" || f.Name == "event.type" {
+			allowed[f.Name] = f.Values
+		}
+	}
+	n := norms()
+	check := func(what string, c *ecsCats) {
+		for _, v := range c.category {
+			if !slices.Contains(allowed["event.category"], v) {
+				t.Errorf("%s: event.category %q", what, v)
+			}
+		}
+		for _, v := range c.types {
+			if !slices.Contains(allowed["event.type"], v) {
+				t.Errorf("%s: event.type %q", what, v)
+			}
+		}
+	}
+	e := &Enricher{cats: map[[2]*aucoalesce.Normalization]ecsCats{}}
+	for name, sys := range n.syscalls {
+		c := e.categories(sys, sys)
+		check("syscall "+name, &c)
+		for typ, recs := range n.records {
+			for _, r := range recs {
+				c := e.categories(r, sys)
+				check(typ+" with "+name, &c)
+			}
+		}
+	}
 }
