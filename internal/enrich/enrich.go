@@ -149,8 +149,8 @@ func (e *Enricher) Close() error { return e.procs.close() }
 // CacheStats reports the process cache's hits and misses.
 func (e *Enricher) CacheStats() (hits, misses uint64, size int) { return e.procs.stats() }
 
-// SetClock sets the time Enrich uses (for how long resolved names are
-// kept) until the next SetClock, so that a caller enriching a batch of
+// SetClock sets the time Enrich uses (event.created, and for how long
+// resolved names are kept) until the next SetClock, so that a caller enriching a batch of
 // events reads the clock once for the batch; a zero time makes Enrich
 // read the clock for every event again.
 func (e *Enricher) SetClock(now time.Time) {
