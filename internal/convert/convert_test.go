@@ -163,6 +163,11 @@ func TestConvertNodesAndMalformedLines(t *testing.T) {
 	if hosts["web-1"] != "true" || hosts["web-2"] != "cat" {
 		t.Fatalf("%v\n%s", hosts, out.String())
 	}
+	// This host's user names are not the log's: only root's is known.
+	if !strings.Contains(out.String(), `"user":{"id":"1000","effective":{"id":"1000"}`) ||
+		!strings.Contains(out.String(), `"user":{"id":"0","name":"root"`) {
+		t.Fatalf("names resolved on this host:\n%s", out.String())
+	}
 }
 
 // A line longer than the limit is reported, and the lines after it are

@@ -47,8 +47,10 @@ type Options struct {
 	CacheSize int
 	// Logger receives warnings.
 	Logger *slog.Logger
-	// Offline enriches records of the past (auditns convert): nothing is
-	// looked up in /proc, the namespaces are unknown.
+	// Offline enriches records of the past, maybe of another host
+	// (auditns convert): nothing is looked up in /proc (the namespaces are
+	// unknown) nor in this host's user and group databases (ids keep no
+	// names but root's).
 	Offline bool
 }
 
@@ -135,6 +137,11 @@ func New(opts Options) (*Enricher, error) {
 		cats:  make(map[[2]*aucoalesce.Normalization]ecsCats),
 	}
 	norms()
+	if opts.Offline {
+		// This host's users are not the ones the records name.
+		none := func(string) string { return "" }
+		e.names.userByID.lookup, e.names.groupByID.lookup, e.names.userByName.lookup = none, none, none
+	}
 	var err error
 	e.procs, err = newProcCache(opts.ProcRoot, opts.CacheSize, opts.Namespaces, opts.Logger)
 	if err != nil {
