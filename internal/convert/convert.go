@@ -5,9 +5,9 @@
 // parser on other people's corpora.
 //
 // What cannot be known after the fact is left out: the namespaces
-// (auditns.ns_src is "unknown"), the kernel release, the boot (event ids
-// are "<boot id>:<sequence>" with the boot id given, "unknown" by
-// default). A line that is not a record is counted and reported with its
+// (auditns.ns_src is "unknown"), the kernel release, user and group names
+// but root's, the boot (event ids are "<boot id>:<sequence>" with the boot
+// id given, "unknown" by default). A line that is not a record is counted and reported with its
 // number, never fatal.
 package convert
 
