@@ -95,8 +95,14 @@ func TestIndexTemplatesMapEveryField(t *testing.T) {
 		walk("", tmpl.Template.Mappings.Properties)
 		for _, f := range event.EventFields {
 			want := f.Type
-			if want == "match_only_text" && strings.Contains(name, "opensearch") {
+			opensearch := strings.Contains(name, "opensearch")
+			switch {
+			case want == "match_only_text" && opensearch:
 				want = "text"
+			case want == "object" && opensearch:
+				want = "flat_object"
+			case want == "object":
+				want = "flattened"
 			}
 			if got, ok := mapped[f.Name]; !ok {
 				t.Errorf("%s does not map %s", name, f.Name)

@@ -161,6 +161,13 @@ func JSONSchema() []byte {
 // _index_template/auditns) for indices auditns-*: ECS's mappings of the
 // ECS fields auditns writes and auditns's own fields. For OpenSearch,
 // which has no match_only_text, message is text.
+//
+// The records' own fields (auditd.data, auditd.paths) are one field each,
+// searchable by key (auditd.data.op:login): Elasticsearch's flattened,
+// OpenSearch's flat_object. Mapped as objects, their keys, which the
+// kernel and user space choose, would become fields: a key with a dot, or
+// one that is also the prefix of another, would make the index reject
+// the document.
 func IndexTemplate(opensearch bool) []byte {
 	var props func(n *node) ordered
 	props = func(n *node) ordered {
@@ -182,15 +189,9 @@ func IndexTemplate(opensearch bool) []byte {
 		{"template", ordered{
 			{"settings", ordered{{"index", ordered{{"mapping", ordered{{"total_fields", ordered{{"limit", 2000}}}}}}}}},
 			{"mappings", ordered{
-				// Fields the template does not list are kept in
-				// _source, not indexed, but for the records' own
-				// fields (auditd.data, auditd.paths): keywords.
+				// A field the template does not list is kept in
+				// _source, not indexed.
 				{"dynamic", false},
-				{"dynamic_templates", []ordered{{{"auditd_fields", ordered{
-					{"path_match", []string{"auditd.data.*", "auditd.paths.*"}},
-					{"match_mapping_type", "string"},
-					{"mapping", ordered{{"type", "keyword"}, {"ignore_above", 1024}}},
-				}}}}},
 				{"properties", props(fieldTree())},
 			}},
 		}},
@@ -207,8 +208,10 @@ func mapping(f *Field, opensearch bool) ordered {
 		return ordered{{"type", "keyword"}, {"ignore_above", 1024}}
 	case f.Type == "match_only_text" && opensearch:
 		return ordered{{"type", "text"}}
+	case f.Type == "object" && opensearch:
+		return ordered{{"type", "flat_object"}}
 	case f.Type == "object":
-		return ordered{{"type", "object"}, {"dynamic", true}}
+		return ordered{{"type", "flattened"}}
 	}
 	return ordered{{"type", f.Type}}
 }
