@@ -602,6 +602,8 @@ func (e *Enricher) auditd(c *cev, recs []record.Record, ev *event.Event) {
 	if x := c.data.get(kMsg); x != nil {
 		// User-space messages (logins, sudo, ...) carry their own text.
 		ev.Message = x.val
+	} else {
+		ev.Message = freeTextMsg(record.View(c.hdr.Text))
 	}
 	a.Data = e.fields(c.data)
 	if e.opts.Raw || len(c.warnings) > 0 {
@@ -767,4 +769,19 @@ func exitCode(s string) int64 {
 		return -int64(n)
 	}
 	return 0
+}
+
+// freeTextMsg is the msg='...' of a user-space record whose text is not
+// key=value fields (auditctl -m, an application's own message), which
+// go-libaudit's parser drops; "" for another record.
+func freeTextMsg(text string) string {
+	i := strings.LastIndex(text, " msg='")
+	if i < 0 {
+		return ""
+	}
+	v := strings.TrimRight(text[i+len(" msg='"):], " \n")
+	if len(v) < 2 || v[len(v)-1] != '\'' || strings.IndexByte(v, '=') >= 0 {
+		return ""
+	}
+	return v[:len(v)-1]
 }

@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -457,4 +458,21 @@ func FuzzEnrichAfterOther(f *testing.F) {
 			t.Fatalf("after:\n%s\nrecords:\n%s\n got %s\nwant %s", s1, s2, got, want)
 		}
 	})
+}
+
+// The text of a user-space message that is not key=value fields (auditctl
+// -m) is the event's message, as go-libaudit's reference has it too.
+func TestFreeTextUserMessage(t *testing.T) {
+	e, l := newPair(t)
+	recs := parseLines("1005 audit(1795868700.001:9): pid=1 uid=0 auid=4294967295 ses=4294967295 subj=unconfined msg='backup of /srv started'")
+	got, want := enrichBoth(t, e, l, recs)
+	var ev event.Event
+	if err := ev.UnmarshalJSON(got); err != nil || ev.Message != "backup of /srv started" || !bytes.Equal(got, want) {
+		t.Fatalf("%v %q\n got %s\nwant %s", err, ev.Message, got, want)
+	}
+	for _, text := range []string{"audit(1.2:3): msg='op=x res=1'", "audit(1.2:3): msg='", "audit(1.2:3): a=1"} {
+		if m := freeTextMsg(text); m != "" {
+			t.Errorf("%q: %q", text, m)
+		}
+	}
 }

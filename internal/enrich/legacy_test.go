@@ -303,6 +303,13 @@ func (e *legacyEnricher) auditd(ce *aucoalesce.Event, msgs []*auparse.AuditMessa
 	if msg, ok := ce.Data["msg"]; ok {
 		// User-space messages (logins, sudo, ...) carry their own text.
 		ev.Message = msg
+	} else {
+		for _, m := range msgs {
+			if m.RecordType == ce.Type {
+				ev.Message = freeTextMsg(m.RawData)
+				break
+			}
+		}
 	}
 	a.Data = legacyFields(ce.Data)
 	if e.opts.Raw || len(ce.Warnings) > 0 {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -228,8 +229,17 @@ func TestRealKernelEventsConform(t *testing.T) {
 		}
 	}
 	t.Logf("%d events (%v), %d registry records checked", nEvents, kinds, nRecords)
-	// The uid and gid changes are in ECS's places.
+	// The uid and gid changes are in ECS's places; a login's peer and
+	// outcome in ECS's.
 	for _, e := range decodedEvents(t, r.out) {
+		if e.MessageType() == "USER_LOGIN" && e.Process != nil && e.Process.PID == pid {
+			if e.Source == nil || e.Source.IP != "127.0.0.1" || e.Event.Outcome != "failure" || !slices.Contains(e.Event.Category, "authentication") {
+				t.Errorf("USER_LOGIN: source %+v outcome %s category %v", e.Source, e.Event.Outcome, e.Event.Category)
+			}
+		}
+		if e.MessageType() == "USER" && e.Process != nil && e.Process.PID == pid && e.Message != "auditns conformance test" {
+			t.Errorf("USER message %q", e.Message)
+		}
 		if e.Syscall != nil && e.Syscall.Name == "setresgid" && e.Process != nil && e.Process.PID == pid {
 			if e.Group == nil || e.Group.ID != "100" || e.Group.Effective == nil || e.Group.Effective.ID != "100" ||
 				e.Group.Saved == nil || e.Group.Saved.ID != "0" || e.Group.FS == nil {
