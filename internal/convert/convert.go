@@ -6,7 +6,7 @@
 //
 // What cannot be known after the fact is left out: the namespaces
 // (auditns.ns_src is "unknown"), the kernel release, user and group names
-// but root's, the boot (event ids are "<boot id>:<sequence>" with the boot
+// but root's and those of auditd's enriched format, the boot (event ids are "<boot id>:<sequence>" with the boot
 // id given, "unknown" by default). A line that is not a record is counted and reported with its
 // number, never fatal.
 package convert
@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/elastic/go-libaudit/v2/auparse"
 
@@ -104,6 +105,7 @@ func Convert(r io.Reader, w io.Writer, opts Options) (Stats, error) {
 			return c.stats, err
 		}
 		c.stats.Records++
+		s.names.learn(rec.Text, rec.Enriched)
 		s.asm.Push(rec.Type, rec.Text)
 		if c.err != nil {
 			return c.stats, c.err
@@ -136,8 +138,9 @@ type converter struct {
 // stream is the assembler and enricher of one node's records: their
 // sequence numbers are the node's own.
 type stream struct {
-	asm *assemble.Assembler
-	enr *enrich.Enricher
+	asm   *assemble.Assembler
+	enr   *enrich.Enricher
+	names logNames
 }
 
 func (c *converter) stream(node string) (*stream, error) {
@@ -156,7 +159,7 @@ func (c *converter) stream(node string) (*stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &stream{enr: enr}
+	s := &stream{enr: enr, names: logNames{users: map[string]string{}, groups: map[string]string{}}}
 	// Records of an event are written together; an event whose end
 	// (PROCTITLE, EOE) never comes is written once 64 later ones started.
 	s.asm = assemble.New(assemble.Options{MaxInFlight: 64, Logger: c.opts.Logger}, func(recs []record.Record) { c.emit(s, recs) }, nil)
@@ -172,6 +175,7 @@ func (c *converter) emit(s *stream, recs []record.Record) {
 	if err := s.enr.Enrich(recs, &c.ev); err != nil {
 		return
 	}
+	s.names.fill(&c.ev)
 	c.buf = c.enc.AppendJSON(c.buf[:0], &c.ev)
 	c.buf = append(c.buf, '\n')
 	if _, err := c.out.Write(c.buf); err != nil {
@@ -201,6 +205,9 @@ type Record struct {
 	// Text is what follows "msg=": "audit(SEC.MSEC:SEQ): fields", as the
 	// kernel sends it.
 	Text []byte
+	// Enriched is what auditd's enriched log format appended after a
+	// 0x1d byte: its names of the record's ids (UID="root" ...).
+	Enriched []byte
 }
 
 var errSkip = errors.New("not a record")
@@ -211,13 +218,14 @@ var errSkip = errors.New("not a record")
 //
 // TYPE is a record type's name (SYSCALL), UNKNOWN[NUMBER] or a number.
 // What auditd's enriched log format appends after a 0x1d byte (its
-// interpretations of ids) is left out. Blank lines and ausearch's
+// interpretations of ids) is Enriched. Blank lines and ausearch's
 // separators ("----", "time->...") return errSkip; Text is a view of
 // line.
 func ParseLine(line []byte) (Record, error) {
 	line = bytes.TrimRight(line, "\r\n")
+	var enriched []byte
 	if i := bytes.IndexByte(line, 0x1d); i >= 0 {
-		line = line[:i]
+		line, enriched = line[:i], line[i+1:]
 	}
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 || bytes.HasPrefix(line, []byte("----")) || bytes.HasPrefix(line, []byte("time->")) {
@@ -251,7 +259,7 @@ func ParseLine(line []byte) (Record, error) {
 	if _, err := record.ParseHeader(text); err != nil {
 		return Record{}, fmt.Errorf("msg=: %v", err)
 	}
-	r.Text = text
+	r.Text, r.Enriched = text, enriched
 	return r, nil
 }
 
@@ -314,5 +322,101 @@ func (l *LineReader) Next() ([]byte, error) {
 			return nil, ErrLongLine
 		}
 		return bytes.TrimSuffix(l.buf, []byte("\n")), nil
+	}
+}
+
+// logNames are the user and group names auditd's enriched format gave the
+// ids of a node's records: the log's own, which this host's databases
+// need not know.
+type logNames struct{ users, groups map[string]string }
+
+// Fields whose names the enriched format gives: the record's key in upper
+// case, and whether it is a group.
+var enrichedIDs = map[string]bool{"UID": false, "AUID": false, "EUID": false, "SUID": false, "FSUID": false, "OUID": false,
+	"GID": true, "EGID": true, "SGID": true, "FSGID": true, "OGID": true}
+
+// learn reads the names of enriched (KEY="name" ...) for the ids of the
+// record text.
+func (n *logNames) learn(text, enriched []byte) {
+	for len(enriched) > 0 {
+		enriched = bytes.TrimLeft(enriched, " ")
+		eq := bytes.IndexByte(enriched, '=')
+		if eq <= 0 || eq+1 >= len(enriched) {
+			return
+		}
+		if enriched[eq+1] != '"' {
+			// An unquoted interpretation (ARCH=x86_64): not a name.
+			sp := bytes.IndexByte(enriched, ' ')
+			if sp < 0 {
+				return
+			}
+			enriched = enriched[sp:]
+			continue
+		}
+		key := string(enriched[:eq])
+		end := bytes.IndexByte(enriched[eq+2:], '"')
+		if end < 0 {
+			return
+		}
+		name := string(enriched[eq+2 : eq+2+end])
+		enriched = enriched[eq+2+end+1:]
+		group, ok := enrichedIDs[key]
+		if !ok || name == "" || name == "unset" || strings.HasPrefix(name, "unknown(") {
+			continue
+		}
+		id := fieldValue(text, strings.ToLower(key))
+		if id == "" {
+			continue
+		}
+		if group {
+			n.groups[id] = name
+		} else {
+			n.users[id] = name
+		}
+	}
+}
+
+// fieldValue is the value of the first " key=" field of text.
+func fieldValue(text []byte, key string) string {
+	i := bytes.Index(text, []byte(" "+key+"="))
+	if i < 0 {
+		return ""
+	}
+	v := text[i+len(key)+2:]
+	if sp := bytes.IndexByte(v, ' '); sp >= 0 {
+		v = v[:sp]
+	}
+	return string(v)
+}
+
+// fill names e's ids that have no name from the log's names.
+func (n *logNames) fill(e *event.Event) {
+	if len(n.users) == 0 && len(n.groups) == 0 {
+		return
+	}
+	name := func(m map[string]string, id string, dst *string) {
+		if *dst == "" && id != "" {
+			*dst = m[id]
+		}
+	}
+	if u := e.User; u != nil {
+		name(n.users, u.ID, &u.Name)
+		for _, x := range []*event.Entity{u.Audit, u.Effective, u.Saved, u.FS, u.Target} {
+			if x != nil {
+				name(n.users, x.ID, &x.Name)
+			}
+		}
+	}
+	if g := e.Group; g != nil {
+		name(n.groups, g.ID, &g.Name)
+		for _, x := range []*event.Entity{g.Effective, g.Saved, g.FS} {
+			if x != nil {
+				name(n.groups, x.ID, &x.Name)
+			}
+		}
+	}
+	if f := e.File; f != nil {
+		name(n.users, f.UID, &f.Owner)
+		name(n.groups, f.GID, &f.Group)
 	}
 }

@@ -163,10 +163,13 @@ func TestConvertNodesAndMalformedLines(t *testing.T) {
 	if hosts["web-1"] != "true" || hosts["web-2"] != "cat" {
 		t.Fatalf("%v\n%s", hosts, out.String())
 	}
-	// This host's user names are not the log's: only root's is known.
+	// This host's user names are not the log's: only root's is known,
+	// and those auditd's enriched format gave, for the node that gave
+	// them.
 	if !strings.Contains(out.String(), `"user":{"id":"1000","effective":{"id":"1000"}`) ||
-		!strings.Contains(out.String(), `"user":{"id":"0","name":"root"`) {
-		t.Fatalf("names resolved on this host:\n%s", out.String())
+		!strings.Contains(out.String(), `"user":{"id":"0","name":"root"`) ||
+		strings.Count(out.String(), `"audit":{"id":"1000","name":"alice"}`) != 1 {
+		t.Fatalf("names:\n%s", out.String())
 	}
 }
 
