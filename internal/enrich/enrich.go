@@ -34,7 +34,7 @@ type Options struct {
 	HostName string
 	// BootID qualifies event ids ("<boot_id>:<seq>"); required.
 	BootID string
-	// Kernel is host.kernel (uname -r).
+	// Kernel is host.os.kernel (uname -r).
 	Kernel string
 	// Raw includes the records as the kernel sent them in event.original.
 	Raw bool
@@ -157,9 +157,9 @@ func (e *Enricher) Close() error { return e.procs.close() }
 func (e *Enricher) CacheStats() (hits, misses uint64, size int) { return e.procs.stats() }
 
 // SetClock sets the time Enrich uses (event.created, and for how long
-// resolved names are kept) until the next SetClock, so that a caller enriching a batch of
-// events reads the clock once for the batch; a zero time makes Enrich
-// read the clock for every event again.
+// resolved names are kept) until the next SetClock, so that a caller
+// enriching a batch of events reads the clock once for the batch; a zero
+// time makes Enrich read the clock for every event again.
 func (e *Enricher) SetClock(now time.Time) {
 	e.clockSet = 0
 	if !now.IsZero() {
