@@ -32,18 +32,20 @@ type eventArgs struct {
 	Event struct {
 		ID string `json:"id"`
 	} `json:"event"`
-	Syscall struct {
-		Args []string `json:"args"`
-	} `json:"syscall"`
+	Auditns struct {
+		Syscall struct {
+			Args []string `json:"args"`
+		} `json:"syscall"`
+	} `json:"auditns"`
 }
 
 // eventA1 returns a1 of an event (the generator's clock, ns) and its id.
 func eventA1(line []byte) (int64, string, bool) {
 	var ev eventArgs
-	if err := json.Unmarshal(line, &ev); err != nil || len(ev.Syscall.Args) < 2 {
+	if err := json.Unmarshal(line, &ev); err != nil || len(ev.Auditns.Syscall.Args) < 2 {
 		return 0, "", false
 	}
-	v, err := strconv.ParseUint(strings.TrimPrefix(ev.Syscall.Args[1], "0x"), 16, 64)
+	v, err := strconv.ParseUint(strings.TrimPrefix(ev.Auditns.Syscall.Args[1], "0x"), 16, 64)
 	if err != nil {
 		return 0, "", false
 	}

@@ -50,7 +50,7 @@ the key.`,
 	}
 	root.SetVersionTemplate("{{.Version}}")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return badInput(err) })
-	root.AddCommand(runCmd(), statusCmd(), nsCmd(), versionCmd(), tailCmd(), replayCmd(), configCmd(), healthCmd(), deadLetterCmd())
+	root.AddCommand(runCmd(), statusCmd(), nsCmd(), versionCmd(), tailCmd(), replayCmd(), configCmd(), healthCmd(), deadLetterCmd(), convertCmd())
 	return root
 }
 

@@ -105,6 +105,6 @@ func addRunFlags(f *pflag.FlagSet, file *string) {
 	f.String("mode", "", "unicast | multicast (mode)")
 	f.String("state-dir", "", "state directory (state_dir)")
 	f.String("kafka-brokers", "", "Kafka bootstrap brokers H:P,... (kafka.brokers)")
-	f.Bool("raw", false, "include the kernel's records in auditd.records (output.raw)")
+	f.Bool("raw", false, "include the kernel's records in event.original (output.raw)")
 	f.String("metrics", "", "serve /metrics and /healthz on this address (metrics.listen)")
 }

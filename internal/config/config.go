@@ -42,7 +42,7 @@ type Output struct {
 	Kind string
 	// Path is the file of Kind "file".
 	Path string
-	// Raw includes the kernel's records in auditd.records.
+	// Raw includes the kernel's records in event.original.
 	Raw bool
 	// FlushInterval bounds how long an event waits in the file sink's
 	// buffer.

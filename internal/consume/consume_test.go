@@ -86,18 +86,26 @@ func TestAppendAnnotated(t *testing.T) {
 	raw := e.AppendJSON(nil)
 	info := &event.NSInfos{Net: &event.NSInfo{ID: kafkatest.Boot + "/13", Type: "net"}}
 	out := AppendAnnotated(nil, raw, e, info)
-	if !bytes.HasPrefix(out, raw[:len(raw)-1]) || !bytes.HasSuffix(out, []byte(`,"ns_info":{"net":{"id":"`+kafkatest.Boot+`/13","type":"net"}}}`)) {
+	if !bytes.HasPrefix(out, raw[:len(raw)-2]) || !bytes.HasSuffix(out, []byte(`,"ns_info":{"net":{"id":"`+kafkatest.Boot+`/13","type":"net"}}}}`)) {
 		t.Fatalf("annotated: %s", out)
 	}
 	var back event.Event
 	if err := json.Unmarshal(out, &back); err != nil || back.NSInfo == nil || back.NSInfo.Net.ID != kafkatest.Boot+"/13" {
 		t.Fatalf("annotated value does not decode: %v", err)
 	}
-	// Unknown fields survive; an already annotated value or a non-object
-	// is left alone.
-	in := []byte(`{"schema":"auditns.event/1","future":{"x":1}} ` + "\n")
-	if got := AppendAnnotated(nil, in, e, info); !bytes.Contains(got, []byte(`"future":{"x":1},"ns_info":`)) {
+	// Unknown fields survive, wherever auditns is; an already annotated
+	// value or a non-object is left alone.
+	in := []byte(`{"auditns":{"schema":"auditns.event/2","future":{"x":1}},"later":[{"}":1}]} ` + "\n")
+	if got := AppendAnnotated(nil, in, e, info); !bytes.Contains(got, []byte(`"future":{"x":1},"ns_info":`)) ||
+		!bytes.HasSuffix(got, []byte(`}}},"later":[{"}":1}]} `+"\n")) {
 		t.Fatalf("unknown field lost: %s", got)
+	}
+	// A version 1 value gets ns_info at its top level.
+	v1 := *e
+	v1.Schema = event.SchemaV1
+	in = []byte(`{"schema":"auditns.event/1","future":{"x":1}} ` + "\n")
+	if got := AppendAnnotated(nil, in, &v1, info); !bytes.Contains(got, []byte(`"future":{"x":1},"ns_info":`)) {
+		t.Fatalf("version 1: %s", got)
 	}
 	e.NSInfo = info
 	if got := AppendAnnotated(nil, raw, e, info); !bytes.Equal(got, raw) {
@@ -467,5 +475,28 @@ func TestParseTime(t *testing.T) {
 		if _, err := ParseTime(bad, now); err == nil || strings.Contains(err.Error(), "\n") {
 			t.Errorf("ParseTime(%q): err %v, want a one-line error", bad, err)
 		}
+	}
+}
+
+// tail and replay read events of auditns.event/1 (an older auditns on the
+// topic) beside auditns.event/2: ordered by the kernel's time, filtered
+// by the record type.
+func TestDecodeReadsBothVersions(t *testing.T) {
+	v1 := []byte(`{"schema":"auditns.event/1","event":{"id":"b:7","sequence":7,"created":"2026-11-28T12:00:00.500000Z","kind":"event","type":"SYSCALL"},"host":{"name":"h","boot":{"id":"b"}}}`)
+	it1, err := decode(&Message{Value: v1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := kafkatest.Event(8, time.Date(2026, 11, 28, 12, 0, 1, 0, time.UTC), 0)
+	it2, err := decode(&Message{Value: e.AppendJSON(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !it1.Created.Equal(time.Date(2026, 11, 28, 12, 0, 0, 500000000, time.UTC)) || !it2.Created.Equal(e.Timestamp) ||
+		!less(it1, it2) || it1.Event.MessageType() != "SYSCALL" || it2.Event.MessageType() != "SYSCALL" {
+		t.Fatalf("v1 %v %q, v2 %v %q", it1.Created, it1.Event.MessageType(), it2.Created, it2.Event.MessageType())
+	}
+	if _, err := decode(&Message{Value: []byte(`{"schema":"auditns.namespace/1","id":"b/9"}`)}); !errors.Is(err, errNotEvent) {
+		t.Fatalf("a registry record: %v", err)
 	}
 }

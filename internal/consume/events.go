@@ -17,11 +17,12 @@ import (
 )
 
 // Item is one event read from the events topic: the message as it is on
-// the topic and its decoded auditns.event/1 object.
+// the topic and its decoded auditns event (version 2 or 1).
 type Item struct {
 	Msg   *Message
 	Event *event.Event
-	// Created is event.created (the message time when the event has none).
+	// Created is when the event happened: @timestamp (version 1:
+	// event.created), the message time when the event has none.
 	Created time.Time
 	boot    string
 	seq     uint64
@@ -31,8 +32,8 @@ type Item struct {
 // ID returns event.id.
 func (it *Item) ID() string { return it.Event.Event.ID }
 
-// errNotEvent marks a value that is not an auditns.event/1 object.
-var errNotEvent = errors.New("not an auditns.event/1 object")
+// errNotEvent marks a value that is not an auditns event.
+var errNotEvent = errors.New("not an auditns event")
 
 // decode parses m's value.
 func decode(m *Message) (*Item, error) {
@@ -40,16 +41,15 @@ func decode(m *Message) (*Item, error) {
 		return nil, errNotEvent
 	}
 	var e event.Event
-	if err := json.Unmarshal(m.Value, &e); err != nil {
-		return nil, fmt.Errorf("%w: %v", errNotEvent, err)
-	}
-	if e.Schema != event.Schema {
+	if err := json.Unmarshal(m.Value, &e); errors.Is(err, event.ErrNotEvent) {
 		return nil, fmt.Errorf("%w: schema %q", errNotEvent, e.Schema)
+	} else if err != nil {
+		return nil, fmt.Errorf("%w: %v", errNotEvent, err)
 	}
 	if e.Event.ID == "" {
 		e.Event.ID = m.Header("event_id")
 	}
-	it := &Item{Msg: m, Event: &e, Created: e.Event.Created}
+	it := &Item{Msg: m, Event: &e, Created: e.When()}
 	if it.Created.IsZero() {
 		it.Created = m.Time
 	}

@@ -148,13 +148,33 @@ func (r *Registry) Annotate(e *event.Event) (info *event.NSInfos, missing int) {
 }
 
 // AppendAnnotated appends the event's JSON value raw with ns_info added as
-// its last member, without re-encoding the rest: fields this build does
-// not know survive, and the original bytes are kept. A value that already
-// has ns_info, or that is not a JSON object, is appended unchanged.
+// the last member of its auditns object (of the value itself for an
+// auditns.event/1 value), without re-encoding the rest: fields this build
+// does not know survive, and the original bytes are kept. A value that
+// already has ns_info, or that is not a JSON object, is appended
+// unchanged.
 func AppendAnnotated(dst, raw []byte, e *event.Event, info *event.NSInfos) []byte {
-	trimmed := bytes.TrimRight(raw, " \t\r\n")
-	if info == nil || e.NSInfo != nil || len(trimmed) < 2 || trimmed[len(trimmed)-1] != '}' {
+	if info == nil || e.NSInfo != nil {
 		return append(dst, raw...)
+	}
+	obj := raw
+	if e.Schema != event.SchemaV1 {
+		start, end, ok := memberSpan(raw, "auditns")
+		if !ok {
+			return append(dst, raw...)
+		}
+		dst = append(dst, raw[:start]...)
+		dst = appendInfo(dst, raw[start:end], info)
+		return append(dst, raw[end:]...)
+	}
+	return appendInfo(dst, obj, info)
+}
+
+// appendInfo appends the object obj with ns_info as its last member.
+func appendInfo(dst, obj []byte, info *event.NSInfos) []byte {
+	trimmed := bytes.TrimRight(obj, " \t\r\n")
+	if len(trimmed) < 2 || trimmed[len(trimmed)-1] != '}' {
+		return append(dst, obj...)
 	}
 	body := bytes.TrimRight(trimmed[:len(trimmed)-1], " \t\r\n")
 	dst = append(dst, body...)
@@ -164,4 +184,28 @@ func AppendAnnotated(dst, raw []byte, e *event.Event, info *event.NSInfos) []byt
 	dst = append(dst, `"ns_info":`...)
 	dst = info.AppendJSON(dst)
 	return append(dst, '}')
+}
+
+// memberSpan returns where the value of the top-level member key of the
+// JSON object raw is.
+func memberSpan(raw []byte, key string) (start, end int, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return 0, 0, false
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return 0, 0, false
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return 0, 0, false
+		}
+		if k, _ := t.(string); k == key {
+			end := int(dec.InputOffset())
+			return end - len(v), end, true
+		}
+	}
+	return 0, 0, false
 }

@@ -90,6 +90,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 	}
 	kernel := kernelRelease()
 	build := buildinfo.Get()
+	setAgent(cfg.HostName, build.Version)
 	log.Info("auditns starting", "version", build.Version, "commit", build.ShortCommit(), "commit_date", build.Date, "go", build.GoVersion, "mode", cfg.Mode, "host", cfg.HostName, "boot_id", bootID, "kernel", kernel, "pid", os.Getpid(), "gomaxprocs", runtime.GOMAXPROCS(0))
 
 	var observer enrich.Observer

@@ -46,7 +46,9 @@ type cev struct {
 	hasArgs  bool
 
 	category   []string
+	types      []string // ECS event.type
 	ecsOutcome string
+	label      string                   // the subject's security label (subj)
 	target     aucoalesce.ECSEntityData // ECS user.target
 
 	pid, ppid, title, comm, exe, cwd string
@@ -174,6 +176,10 @@ func (e *Enricher) newEvent(c *cev, hdr *record.Record, p *rdata) {
 		c.nr, c.nrName, c.nrOK = p.nr, x.val, true
 	}
 	c.tags = p.tags(e)
+	if i := p.idx[kSubj]; i > 0 {
+		// Split into subj_* by build, which leaves the whole (dead).
+		c.label = p.ents[i-1].val
+	}
 	// p's data becomes the event's: result and ses are taken out, the
 	// ids set apart, the SELinux labels dropped.
 	c.data = p
@@ -353,7 +359,7 @@ func (e *Enricher) normalize(c *cev) {
 	static := c.hdr.Type == typeSyscall && sys != nil && c.nrOK && sysName == c.nrName
 	var norm, sysNorm *aucoalesce.Normalization
 	if m := &e.lastNorm; static && m.norm != nil && unsafe.StringData(m.sys) == unsafe.StringData(sysName) && len(m.sys) == len(sysName) {
-		norm, sysNorm, c.category = m.norm, m.norm, m.cats
+		norm, sysNorm, c.category, c.types = m.norm, m.norm, m.cats.category, m.cats.types
 	} else {
 		norm, sysNorm = normFor(c.hdr.Type, typeName(c.hdr.Type), sysName, sys != nil,
 			func(f string) bool { return c.data.lookup(f) != nil })
@@ -361,9 +367,10 @@ func (e *Enricher) normalize(c *cev) {
 			c.warn(errors.New("no normalization found for event"))
 			return
 		}
-		c.category = e.categories(norm, sysNorm)
+		cats := e.categories(norm, sysNorm)
+		c.category, c.types = cats.category, cats.types
 		if static {
-			e.lastNorm = lastNorm{sys: sysName, norm: norm, cats: c.category}
+			e.lastNorm = lastNorm{sys: sysName, norm: norm, cats: cats}
 		}
 	}
 	if sysNorm != nil && sysNorm != norm && c.result == "fail" {
@@ -547,5 +554,5 @@ func (e *Enricher) setFileObject(c *cev, hint int) error {
 type lastNorm struct {
 	sys  string // a name of auparse's syscall tables
 	norm *aucoalesce.Normalization
-	cats []string
+	cats ecsCats
 }

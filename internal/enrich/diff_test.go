@@ -72,6 +72,9 @@ func newPair(t testing.TB) (*Enricher, *legacyEnricher) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close(); l.Close() })
+	// event.created is the same for both.
+	l.now = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	e.SetClock(l.now)
 	return e, l
 }
 

@@ -1,5 +1,5 @@
 // Package enrich turns an assembled audit event (its records) into an
-// auditns.event/1 object: ECS-aligned fields with go-libaudit's aucoalesce
+// auditns.event/2 object: ECS fields with go-libaudit's aucoalesce
 // semantics (its normalization tables: action, category, summary), resolved
 // user and group names, decoded arguments and proctitle, the subject's
 // namespaces and container, and what a namespace-changing syscall changed.
@@ -34,9 +34,9 @@ type Options struct {
 	HostName string
 	// BootID qualifies event ids ("<boot_id>:<seq>"); required.
 	BootID string
-	// Kernel is host.kernel (uname -r).
+	// Kernel is host.os.kernel (uname -r).
 	Kernel string
-	// Raw includes the records as the kernel sent them in auditd.records.
+	// Raw includes the records as the kernel sent them in event.original.
 	Raw bool
 	// Subjects tells each event's subject's namespaces and process
 	// identity (the kernel-side source, package subject). Nil: the
@@ -53,6 +53,11 @@ type Options struct {
 	CacheSize int
 	// Logger receives warnings.
 	Logger *slog.Logger
+	// Offline enriches records of the past, maybe of another host
+	// (auditns convert): nothing is looked up in /proc (the namespaces are
+	// unknown) nor in this host's user and group databases (ids keep no
+	// names but root's).
+	Offline bool
 }
 
 // Enricher builds events. Enrich is called from one goroutine; the
@@ -85,7 +90,7 @@ type Enricher struct {
 	idArena  []byte // event ids, never rewritten
 	exes     map[string]string
 	lastExe  string
-	cats     map[[2]*aucoalesce.Normalization][]string
+	cats     map[[2]*aucoalesce.Normalization]ecsCats
 	lastNorm lastNorm
 
 	// Memos of the last arch and its syscall table.
@@ -106,8 +111,9 @@ type out struct {
 	proc     event.Process
 	parent   event.Parent
 	user     event.User
-	ents     [5]event.Entity
-	group    event.Entity
+	ents     [numIDs]event.Entity
+	target   event.Entity
+	group    event.Group
 	sys      event.Syscall
 	sysArgs  [4]string
 	file     event.File
@@ -129,9 +135,14 @@ func New(opts Options) (*Enricher, error) {
 		log:   opts.Logger,
 		now:   time.Now,
 		exes:  make(map[string]string),
-		cats:  make(map[[2]*aucoalesce.Normalization][]string),
+		cats:  make(map[[2]*aucoalesce.Normalization]ecsCats),
 	}
 	norms()
+	if opts.Offline {
+		// This host's users are not the ones the records name.
+		none := func(string) string { return "" }
+		e.names.userByID.lookup, e.names.groupByID.lookup, e.names.userByName.lookup = none, none, none
+	}
 	if e.subjects = opts.Subjects; e.subjects == nil {
 		var err error
 		if e.procs, err = newProcCache(opts.ProcRoot, opts.CacheSize, opts.Namespaces, opts.Logger); err != nil {
@@ -146,10 +157,10 @@ func New(opts Options) (*Enricher, error) {
 // pidfds, or the kernel-side programs).
 func (e *Enricher) Close() error { return e.subjects.Close() }
 
-// SetClock sets the time Enrich uses (for how long resolved names are
-// kept) until the next SetClock, so that a caller enriching a batch of
-// events reads the clock once for the batch; a zero time makes Enrich
-// read the clock for every event again.
+// SetClock sets the time Enrich uses (event.created, and for how long
+// resolved names are kept) until the next SetClock, so that a caller
+// enriching a batch of events reads the clock once for the batch; a zero
+// time makes Enrich read the clock for every event again.
 func (e *Enricher) SetClock(now time.Time) {
 	e.clockSet = 0
 	if !now.IsZero() {
@@ -201,15 +212,17 @@ func (e *Enricher) Enrich(recs []record.Record, ev *event.Event) error {
 	ev.Schema = event.Schema
 	ev.Host.Name, ev.Host.Boot.ID, ev.Host.Kernel = e.opts.HostName, e.opts.BootID, e.opts.Kernel
 	m := &ev.Event
+	ev.Timestamp = c.hdr.Time()
 	m.ID = e.eventID(c.hdr.Seq)
 	m.Sequence = c.hdr.Seq
-	m.Created = c.hdr.Time()
+	m.Created = time.Unix(0, e.clock).UTC()
 	m.Kind = event.KindEvent
 	m.Category = c.category
+	m.Type = c.types
 	m.Action = c.action
 	m.Outcome = outcome(c)
-	m.Type = typeName(c.hdr.Type)
 	ev.Tags = c.tags
+	ev.Label = c.label
 
 	o := &e.out
 	e.process(c, recs, ev)
@@ -225,7 +238,10 @@ func (e *Enricher) Enrich(recs []record.Record, ev *event.Event) error {
 	ev.Dest = endpoint(&o.dst, c.dst)
 	e.auditd(c, recs, ev)
 
-	if ev.Process != nil && ev.Process.PID > 0 {
+	if e.opts.Offline {
+		ev.NSChange = decodeNSChange(ev.Syscall)
+		ev.NSSrc = srcUnknown
+	} else if ev.Process != nil && ev.Process.PID > 0 {
 		ppid := 0
 		if ev.Process.Parent != nil {
 			ppid = ev.Process.Parent.PID
@@ -373,11 +389,10 @@ func (e *Enricher) process(c *cev, recs []record.Record, ev *event.Event) {
 		p.ArgsCount = atoi(x.val)
 		x.dead = true
 	}
-	if x := c.data.get(kTty); x != nil {
-		if x.val != "(none)" {
-			p.TTY = x.val
-		}
-		x.dead = true
+	if x := c.data.get(kTty); x != nil && x.val != "(none)" {
+		// Also kept in auditd.data: ECS's process.tty is the device,
+		// which not every name maps to.
+		p.TTY = x.val
 	}
 	if args, argc, ok := e.execveArgs(recs); ok {
 		p.Args, p.ArgsCount = args, argc
@@ -413,33 +428,62 @@ func (e *Enricher) decodeHexField(recs []record.Record, key, val string) string 
 	return record.View(e.sb[start:])
 }
 
+// The subject's ids, in the order of user's arrays.
+const (
+	idUID = iota
+	idAuid
+	idEuid
+	idSuid
+	idFsuid
+	idGid
+	idEgid
+	idSgid
+	idFsgid
+	numIDs
+)
+
+// idIndex is the index of an id of the subject, -1 for another id field
+// (ouid, old-auid, ...), which stays in auditd.data.
+func idIndex(x *ent) int {
+	switch x.kid {
+	case kUid:
+		return idUID
+	case kAuid:
+		return idAuid
+	case kEuid:
+		return idEuid
+	case kSuid:
+		return idSuid
+	case kFsuid:
+		return idFsuid
+	case kGid:
+		return idGid
+	case kNone:
+		switch x.key {
+		case "egid":
+			return idEgid
+		case "sgid":
+			return idSgid
+		case "fsgid":
+			return idFsgid
+		}
+	}
+	return -1
+}
+
 func (e *Enricher) user(c *cev, ev *event.Event) {
-	var ids [6]string // uid, auid, euid, suid, fsuid, gid
-	var have [6]bool
+	var ids [numIDs]string
+	var have [numIDs]bool
 	any := false
 	for _, i := range c.ids {
 		x := &c.data.ents[i]
 		if x.dead {
 			continue
 		}
-		any = true
-		j := -1
-		switch x.kid {
-		case kUid:
-			j = 0
-		case kAuid:
-			j = 1
-		case kEuid:
-			j = 2
-		case kSuid:
-			j = 3
-		case kFsuid:
-			j = 4
-		case kGid:
-			j = 5
-		}
-		if j >= 0 {
-			ids[j], have[j] = x.val, true
+		if j := idIndex(x); j >= 0 {
+			ids[j], have[j], any = x.val, true, true
+		} else {
+			x.moved = false
 		}
 	}
 	if !any {
@@ -447,32 +491,40 @@ func (e *Enricher) user(c *cev, ev *event.Event) {
 	}
 	now := e.clock
 	o := &e.out
-	o.user = event.User{}
-	u := &o.user
 	name := func(j int) string {
-		if j == 5 {
+		if j >= idGid {
 			return e.names.groupByID.get(ids[j], now)
 		}
 		return e.names.userByID.get(ids[j], now)
 	}
-	if have[0] {
-		u.ID, u.Name = unsetID(ids[0]), name(0)
-	}
-	for j, dst := range [...]**event.Entity{1: &u.Audit, 2: &u.Effective, 3: &u.Saved, 4: &u.FS} {
-		if j == 0 || !have[j] {
-			continue
+	ent := func(j int) *event.Entity {
+		if !have[j] {
+			return nil
 		}
-		o.ents[j-1] = event.Entity{ID: unsetID(ids[j]), Name: name(j)}
-		*dst = &o.ents[j-1]
+		o.ents[j] = event.Entity{ID: unsetID(ids[j]), Name: name(j)}
+		return &o.ents[j]
 	}
-	if c.target.ID != "" {
-		o.ents[4] = event.Entity{ID: c.target.ID, Name: c.target.Name}
-		u.Target = &o.ents[4]
+	if have[idUID] || have[idAuid] || have[idEuid] || have[idSuid] || have[idFsuid] || c.target.ID != "" {
+		o.user = event.User{}
+		u := &o.user
+		if have[idUID] {
+			u.ID, u.Name = unsetID(ids[idUID]), name(idUID)
+		}
+		u.Audit, u.Effective, u.Saved, u.FS = ent(idAuid), ent(idEuid), ent(idSuid), ent(idFsuid)
+		if c.target.ID != "" {
+			o.target = event.Entity{ID: c.target.ID, Name: c.target.Name}
+			u.Target = &o.target
+		}
+		ev.User = u
 	}
-	ev.User = u
-	if have[5] {
-		o.group = event.Entity{ID: unsetID(ids[5]), Name: name(5)}
-		ev.Group = &o.group
+	if have[idGid] || have[idEgid] || have[idSgid] || have[idFsgid] {
+		o.group = event.Group{}
+		g := &o.group
+		if have[idGid] {
+			g.ID, g.Name = unsetID(ids[idGid]), name(idGid)
+		}
+		g.Effective, g.Saved, g.FS = ent(idEgid), ent(idSgid), ent(idFsgid)
+		ev.Group = g
 	}
 }
 
@@ -528,6 +580,7 @@ func (e *Enricher) auditd(c *cev, recs []record.Record, ev *event.Event) {
 	o := &e.out
 	a := &o.auditd
 	*a = event.Auditd{}
+	a.MessageType = typeName(c.hdr.Type)
 	a.Result, a.Session = c.result, unsetID(c.session)
 	if c.action != "" || c.actor1 != "" {
 		sm := &o.summary
@@ -550,6 +603,8 @@ func (e *Enricher) auditd(c *cev, recs []record.Record, ev *event.Event) {
 	if x := c.data.get(kMsg); x != nil {
 		// User-space messages (logins, sudo, ...) carry their own text.
 		ev.Message = x.val
+	} else {
+		ev.Message = freeTextMsg(record.View(c.hdr.Text))
 	}
 	a.Data = e.fields(c.data)
 	if e.opts.Raw || len(c.warnings) > 0 {
@@ -715,4 +770,19 @@ func exitCode(s string) int64 {
 		return -int64(n)
 	}
 	return 0
+}
+
+// freeTextMsg is the msg='...' of a user-space record whose text is not
+// key=value fields (auditctl -m, an application's own message), which
+// go-libaudit's parser drops; "" for another record.
+func freeTextMsg(text string) string {
+	i := strings.LastIndex(text, " msg='")
+	if i < 0 {
+		return ""
+	}
+	v := strings.TrimRight(text[i+len(" msg='"):], " \n")
+	if len(v) < 2 || v[len(v)-1] != '\'' || strings.IndexByte(v, '=') >= 0 {
+		return ""
+	}
+	return v[:len(v)-1]
 }

@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -101,7 +102,7 @@ func TestExecveEventFromRealRecords(t *testing.T) {
 	if strings.Join(p.Args, "|") != strings.Join(wantArgs, "|") || p.ArgsCount != 3 {
 		t.Fatalf("args %q (argc %d), want %q", p.Args, p.ArgsCount, wantArgs)
 	}
-	if ev.Event.ID != "boot:21" || ev.Event.Type != "SYSCALL" || ev.Event.Outcome != "success" {
+	if ev.Event.ID != "boot:21" || ev.Auditd.MessageType != "SYSCALL" || ev.Event.Outcome != "success" {
 		t.Fatalf("meta %+v", ev.Event)
 	}
 	if ev.Syscall.Name != "execve" || ev.Syscall.Nr != 59 || ev.Syscall.Arch != "x86_64" || ev.Syscall.Exit != 0 {
@@ -147,7 +148,7 @@ func TestUserSpaceAndSocketRecords(t *testing.T) {
 		t.Fatalf("only %d events", len(evs))
 	}
 	login := evs[421]
-	if login == nil || login.Event.Type != "USER_LOGIN" || login.Event.Action != "logged-in" ||
+	if login == nil || login.Auditd.MessageType != "USER_LOGIN" || login.Event.Action != "logged-in" ||
 		login.Source == nil || login.Source.IP != "96.241.146.97" || login.User.Audit.Name != "cloudsdk" && login.User.Audit.ID != "1000" {
 		t.Fatalf("USER_LOGIN: %s", login.AppendJSON(nil))
 	}
@@ -264,6 +265,7 @@ func TestSyscallMemoLikeBuild(t *testing.T) {
 			t.Fatal(err)
 		}
 		setTestNames(e)
+		e.SetClock(time.Unix(1800000000, 0))
 		for _, recs := range loadEvents(t, path) {
 			var ev event.Event
 			e.sysMemo.valid = false
@@ -437,4 +439,21 @@ func FuzzEnrichAfterOther(f *testing.F) {
 			t.Fatalf("after:\n%s\nrecords:\n%s\n got %s\nwant %s", s1, s2, got, want)
 		}
 	})
+}
+
+// The text of a user-space message that is not key=value fields (auditctl
+// -m) is the event's message, as go-libaudit's reference has it too.
+func TestFreeTextUserMessage(t *testing.T) {
+	e, l := newPair(t)
+	recs := parseLines("1005 audit(1795868700.001:9): pid=1 uid=0 auid=4294967295 ses=4294967295 subj=unconfined msg='backup of /srv started'")
+	got, want := enrichBoth(t, e, l, recs)
+	var ev event.Event
+	if err := ev.UnmarshalJSON(got); err != nil || ev.Message != "backup of /srv started" || !bytes.Equal(got, want) {
+		t.Fatalf("%v %q\n got %s\nwant %s", err, ev.Message, got, want)
+	}
+	for _, text := range []string{"audit(1.2:3): msg='op=x res=1'", "audit(1.2:3): msg='", "audit(1.2:3): a=1"} {
+		if m := freeTextMsg(text); m != "" {
+			t.Errorf("%q: %q", text, m)
+		}
+	}
 }

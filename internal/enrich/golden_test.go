@@ -8,7 +8,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/elastic/go-libaudit/v2/aucoalesce"
+
+	"github.com/auditns/auditns/internal/conform"
 	"github.com/auditns/auditns/internal/event"
 )
 
@@ -42,6 +46,8 @@ func goldenOutput(t *testing.T, path string, raw bool) []byte {
 	}
 	defer e.Close()
 	setTestNames(e)
+	// event.created: when the test read the records.
+	e.SetClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
 	var out []byte
 	for _, recs := range loadEvents(t, path) {
 		var ev event.Event
@@ -112,4 +118,65 @@ func setTestNames(e *Enricher) {
 	e.names.userByID.lookup = func(id string) string { return users[id] }
 	e.names.groupByID.lookup = func(id string) string { return groups[id] }
 	e.names.userByName.lookup = func(name string) string { return byName[name] }
+}
+
+// Every golden event is an ECS document that the JSON Schema of events
+// accepts.
+func TestGoldensConform(t *testing.T) {
+	c, err := conform.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join("testdata", "golden", "*.jsonl"))
+	if len(files) == 0 {
+		t.Fatal("no golden files")
+	}
+	total := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, v := c.Lines(b)
+		total += n
+		for _, x := range v {
+			t.Errorf("%s %s", f, x)
+		}
+	}
+	t.Logf("%d events in %d files conform", total, len(files))
+}
+
+// Every event.category and event.type go-libaudit's normalizations can
+// give is one of ECS's values, as the schema says.
+func TestNormalizationsGiveECSValues(t *testing.T) {
+	allowed := map[string][]string{}
+	for _, f := range event.EventFields {
+		if f.Name == "event.category" || f.Name == "event.type" {
+			allowed[f.Name] = f.Values
+		}
+	}
+	n := norms()
+	check := func(what string, c *ecsCats) {
+		for _, v := range c.category {
+			if !slices.Contains(allowed["event.category"], v) {
+				t.Errorf("%s: event.category %q", what, v)
+			}
+		}
+		for _, v := range c.types {
+			if !slices.Contains(allowed["event.type"], v) {
+				t.Errorf("%s: event.type %q", what, v)
+			}
+		}
+	}
+	e := &Enricher{cats: map[[2]*aucoalesce.Normalization]ecsCats{}}
+	for name, sys := range n.syscalls {
+		c := e.categories(sys, sys)
+		check("syscall "+name, &c)
+		for typ, recs := range n.records {
+			for _, r := range recs {
+				c := e.categories(r, sys)
+				check(typ+" with "+name, &c)
+			}
+		}
+	}
 }

@@ -25,6 +25,8 @@ type legacyEnricher struct {
 	groups *aucoalesce.EntityCache
 	procs  *procCache
 	idBuf  []byte
+	// now is event.created.
+	now time.Time
 }
 
 func newLegacyEnricher(opts Options) (*legacyEnricher, error) {
@@ -87,17 +89,27 @@ func (e *legacyEnricher) EnrichMessages(msgs []*auparse.AuditMessage, ev *event.
 	e.idBuf = append(e.idBuf[:0], e.opts.BootID...)
 	e.idBuf = append(e.idBuf, ':')
 	e.idBuf = strconv.AppendUint(e.idBuf, uint64(ce.Sequence), 10)
+	ev.Timestamp = ce.Timestamp
 	ev.Event = event.Meta{
 		ID:       string(e.idBuf),
 		Sequence: ce.Sequence,
-		Created:  ce.Timestamp,
+		Created:  e.now.UTC(),
 		Kind:     event.KindEvent,
 		Category: ce.ECS.Event.Category,
+		Type:     ce.ECS.Event.Type,
 		Action:   ce.Summary.Action,
 		Outcome:  legacyOutcome(ce),
-		Type:     legacyRecordTypeName(ce.Type),
 	}
 	ev.Tags = ce.Tags
+	if l := ce.User.SELinux; len(l) > 0 {
+		var parts []string
+		for _, k := range []string{"user", "role", "domain", "level", "category"} {
+			if v, ok := l[k]; ok {
+				parts = append(parts, v)
+			}
+		}
+		ev.Label = strings.Join(parts, ":")
+	}
 
 	e.process(ce, ev)
 	if ev.Process != nil {
@@ -180,11 +192,8 @@ func (e *legacyEnricher) process(ce *aucoalesce.Event, ev *event.Event) {
 		proc.ArgsCount = legacyAtoi(argc)
 		delete(ce.Data, "argc")
 	}
-	if tty, ok := ce.Data["tty"]; ok {
-		if tty != "(none)" {
-			proc.TTY = tty
-		}
-		delete(ce.Data, "tty")
+	if tty, ok := ce.Data["tty"]; ok && tty != "(none)" {
+		proc.TTY = tty
 	}
 	ev.Process = proc
 }
@@ -201,19 +210,36 @@ func (e *legacyEnricher) user(ce *aucoalesce.Event, ev *event.Event) {
 		}
 		return &event.Entity{ID: legacyUnsetID(id), Name: names[key]}
 	}
-	u := &event.User{}
-	if r := ent("uid"); r != nil {
-		u.ID, u.Name = r.ID, r.Name
+	known := map[string]bool{}
+	for _, k := range []string{"uid", "auid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid"} {
+		known[k] = true
 	}
-	u.Audit = ent("auid")
-	u.Effective = ent("euid")
-	u.Saved = ent("suid")
-	u.FS = ent("fsuid")
-	if ce.ECS.User.Target.ID != "" {
-		u.Target = &event.Entity{ID: ce.ECS.User.Target.ID, Name: ce.ECS.User.Target.Name}
+	for k, v := range ids {
+		if !known[k] {
+			ce.Data[k] = v
+		}
 	}
-	ev.User = u
-	if g := ent("gid"); g != nil {
+	if ent("uid") != nil || ent("auid") != nil || ent("euid") != nil || ent("suid") != nil || ent("fsuid") != nil ||
+		ce.ECS.User.Target.ID != "" {
+		u := &event.User{}
+		if r := ent("uid"); r != nil {
+			u.ID, u.Name = r.ID, r.Name
+		}
+		u.Audit = ent("auid")
+		u.Effective = ent("euid")
+		u.Saved = ent("suid")
+		u.FS = ent("fsuid")
+		if ce.ECS.User.Target.ID != "" {
+			u.Target = &event.Entity{ID: ce.ECS.User.Target.ID, Name: ce.ECS.User.Target.Name}
+		}
+		ev.User = u
+	}
+	if ent("gid") != nil || ent("egid") != nil || ent("sgid") != nil || ent("fsgid") != nil {
+		g := &event.Group{}
+		if r := ent("gid"); r != nil {
+			g.ID, g.Name = r.ID, r.Name
+		}
+		g.Effective, g.Saved, g.FS = ent("egid"), ent("sgid"), ent("fsgid")
 		ev.Group = g
 	}
 }
@@ -257,7 +283,7 @@ func legacyEndpoint(a *aucoalesce.Address) *event.Endpoint {
 }
 
 func (e *legacyEnricher) auditd(ce *aucoalesce.Event, msgs []*auparse.AuditMessage, ev *event.Event) {
-	a := &event.Auditd{Result: ce.Result, Session: legacyUnsetID(ce.Session)}
+	a := &event.Auditd{MessageType: legacyRecordTypeName(ce.Type), Result: ce.Result, Session: legacyUnsetID(ce.Session)}
 	if ce.Summary.Action != "" || ce.Summary.Actor.Primary != "" {
 		s := ce.Summary
 		a.Summary = &event.Summary{
@@ -277,6 +303,13 @@ func (e *legacyEnricher) auditd(ce *aucoalesce.Event, msgs []*auparse.AuditMessa
 	if msg, ok := ce.Data["msg"]; ok {
 		// User-space messages (logins, sudo, ...) carry their own text.
 		ev.Message = msg
+	} else {
+		for _, m := range msgs {
+			if m.RecordType == ce.Type {
+				ev.Message = freeTextMsg(m.RawData)
+				break
+			}
+		}
 	}
 	a.Data = legacyFields(ce.Data)
 	if e.opts.Raw || len(ce.Warnings) > 0 {

@@ -112,20 +112,29 @@ func normFor(typ uint16, typeName string, sys string, hasSys bool, has func(stri
 	return norm, sysNorm
 }
 
-// categories returns the event.category of an event normalized by norm
-// (and sysNorm, the normalization of its syscall), cached per pair.
-func (e *Enricher) categories(norm, sysNorm *aucoalesce.Normalization) []string {
+// ecsCats is the event.category and event.type of an event.
+type ecsCats struct{ category, types []string }
+
+// categories returns the event.category and event.type of an event
+// normalized by norm (and sysNorm, the normalization of its syscall),
+// as aucoalesce sets them, cached per pair.
+func (e *Enricher) categories(norm, sysNorm *aucoalesce.Normalization) ecsCats {
 	k := [2]*aucoalesce.Normalization{norm, sysNorm}
 	if c, ok := e.cats[k]; ok {
 		return c
 	}
 	c := append([]string(nil), norm.ECS.Category.Values...)
+	t := append([]string(nil), norm.ECS.Type.Values...)
 	if sysNorm != nil && sysNorm != norm {
 		c = append(c, sysNorm.ECS.Category.Values...)
+		t = append(t, sysNorm.ECS.Type.Values...)
 	}
 	if len(c) == 0 {
 		c = nil
 	}
-	e.cats[k] = c
-	return c
+	if len(t) == 0 {
+		t = nil
+	}
+	e.cats[k] = ecsCats{c, t}
+	return e.cats[k]
 }

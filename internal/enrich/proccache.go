@@ -522,7 +522,7 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 	if exited(pidfd) {
 		return nil
 	}
-	if !c.startedBy(pid, ev.Event.Created) {
+	if !c.startedBy(pid, ev.When()) {
 		return nil
 	}
 	e := &procEntry{ppid: ppid, pidfd: pidfd}
@@ -688,7 +688,7 @@ func exited(pidfd int) bool {
 // fstat, whose syscall and struct differ between architectures.
 
 func (c *procCache) cause(ev *event.Event, op string) Cause {
-	cause := Cause{EventID: ev.Event.ID, Time: ev.Event.Created, Op: op}
+	cause := Cause{EventID: ev.Event.ID, Time: ev.When(), Op: op}
 	if ev.Process != nil {
 		cause.PID, cause.Exe = ev.Process.PID, ev.Process.Executable
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -287,18 +288,35 @@ func fields(b []byte, f Fields) []byte {
 	return openAt(b, m)
 }
 
+// endpoint appends e as ECS has it: the address as the record has it
+// (an IP address, or a unix socket's path), the IP address again in ip
+// when it is one (ip is an ECS ip field: "?" or a host name would make
+// an index reject the document), and the port.
 func endpoint(b []byte, k string, e *Endpoint) []byte {
 	if e == nil {
 		return b
 	}
 	b = append(b, k...)
 	m := len(b)
-	b = kstrOpt(b, `,"ip":`, e.IP)
+	if e.IP != "" {
+		b = kstr(b, `,"address":`, e.IP)
+		if isIP(e.IP) {
+			b = kstr(b, `,"ip":`, e.IP)
+		}
+	} else {
+		b = kstrOpt(b, `,"address":`, e.Path)
+	}
 	if e.Port != 0 {
 		b = kint(b, `,"port":`, int64(e.Port))
 	}
-	b = kstrOpt(b, `,"path":`, e.Path)
 	return openAt(b, m)
+}
+
+// isIP reports whether s is an IPv4 or IPv6 address without a zone
+// (which an ip field does not take).
+func isIP(s string) bool {
+	a, err := netip.ParseAddr(s)
+	return err == nil && a.Zone() == ""
 }
 
 func timeOpt(b []byte, k string, t time.Time) []byte {
@@ -327,29 +345,120 @@ func appendHost(b []byte, h *Host) []byte {
 	start := len(b)
 	b = kstr(b, `,"host":{"name":`, h.Name)
 	b = kstr(b, `,"boot":{"id":`, h.Boot.ID)
-	b = append(b, '}')
+	b = append(b, `},"os":{"type":"linux"`...)
 	b = kstrOpt(b, `,"kernel":`, h.Kernel)
-	b = append(b, '}')
+	b = append(b, '}', '}')
 	lastHost.Store(&hostJSON{name: strings.Clone(h.Name), boot: strings.Clone(h.Boot.ID), kernel: strings.Clone(h.Kernel),
 		json: bytes.Clone(b[start:])})
 	return b
 }
 
-// appendUsers appends e's user and group objects.
-func appendUsers(b []byte, e *Event) []byte {
-	if u := e.User; u != nil {
-		b = append(b, `,"user":`...)
-		m := len(b)
+// Agent is what every event says of the auditns that wrote it (agent.*
+// besides its name and type, which are "auditns").
+type Agent struct {
+	Version string
+	// ID identifies the installation on its host and stays the same
+	// across restarts.
+	ID string
+}
+
+var agentJSON atomic.Pointer[[]byte]
+
+// SetAgent sets the agent object of the events encoded from now on; until
+// it is called they name auditns without a version or id.
+func SetAgent(a Agent) {
+	b := appendAgent(nil, a)
+	agentJSON.Store(&b)
+}
+
+func appendAgent(b []byte, a Agent) []byte {
+	b = append(b, `,"agent":{"name":"auditns","type":"auditns"`...)
+	b = kstrOpt(b, `,"version":`, a.Version)
+	b = kstrOpt(b, `,"id":`, a.ID)
+	return append(b, '}')
+}
+
+var defaultAgent = appendAgent(nil, Agent{})
+
+func agentBytes() []byte {
+	if p := agentJSON.Load(); p != nil {
+		return *p
+	}
+	return defaultAgent
+}
+
+// The subject's ids are written in three places: ECS's process.user,
+// real_user, saved_user, group, real_group and saved_group (members of
+// the process object); ECS's user object (the real uid and gid, the
+// effective uid and the target user, as Auditbeat and most detection
+// rules read them); and, for what ECS has no field for (the login uid,
+// the filesystem uid and gid), auditns.user and auditns.group.
+
+// appendProcIDs appends the process object's id members.
+func appendProcIDs(b []byte, u *User, g *Group) []byte {
+	if u != nil {
+		b = entity(b, `,"user":`, u.Effective)
+		b = idName(b, `,"real_user":`, u.ID, u.Name)
+		b = entity(b, `,"saved_user":`, u.Saved)
+	}
+	if g != nil {
+		b = entity(b, `,"group":`, g.Effective)
+		b = idName(b, `,"real_group":`, g.ID, g.Name)
+		b = entity(b, `,"saved_group":`, g.Saved)
+	}
+	return b
+}
+
+// appendUserObject appends the user object, if it has a member.
+func appendUserObject(b []byte, u *User, g *Group) []byte {
+	start := len(b)
+	b = append(b, `,"user":`...)
+	m := len(b)
+	if u != nil {
 		b = kstrOpt(b, `,"id":`, u.ID)
 		b = kstrOpt(b, `,"name":`, u.Name)
-		b = entity(b, `,"audit":`, u.Audit)
 		b = entity(b, `,"effective":`, u.Effective)
-		b = entity(b, `,"saved":`, u.Saved)
-		b = entity(b, `,"filesystem":`, u.FS)
 		b = entity(b, `,"target":`, u.Target)
+	}
+	if g != nil {
+		b = idName(b, `,"group":`, g.ID, g.Name)
+	}
+	if len(b) == m {
+		return b[:start]
+	}
+	return openAt(b, m)
+}
+
+// appendOwnIDs appends the auditns object's id members.
+func appendOwnIDs(b []byte, u *User, g *Group) []byte {
+	if u != nil && (u.Audit != nil || u.FS != nil) {
+		b = append(b, `,"user":`...)
+		m := len(b)
+		b = entity(b, `,"audit":`, u.Audit)
+		b = entity(b, `,"filesystem":`, u.FS)
 		b = openAt(b, m)
 	}
-	return entity(b, `,"group":`, e.Group)
+	if g != nil && g.FS != nil {
+		b = append(b, `,"group":{"filesystem":`...)
+		m := len(b)
+		b = kstrOpt(b, `,"id":`, g.FS.ID)
+		b = kstrOpt(b, `,"name":`, g.FS.Name)
+		b = openAt(b, m)
+		b = append(b, '}')
+	}
+	return b
+}
+
+// idName appends k and {id, name} when either is set.
+func idName(b []byte, k, id, name string) []byte {
+	if id == "" && name == "" {
+		return b
+	}
+	b = append(b, k...)
+	m := len(b)
+	b = kstrOpt(b, `,"id":`, id)
+	b = kstrOpt(b, `,"name":`, name)
+	return openAt(b, m)
 }
 
 // An Encoder appends events as AppendJSON does, byte for byte, and keeps
@@ -363,58 +472,70 @@ type Encoder struct {
 // AppendJSON appends e as one JSON object (no trailing newline).
 func (c *Encoder) AppendJSON(b []byte, e *Event) []byte { return e.appendJSON(b, c) }
 
-// usersMemo is the user and group objects last encoded, and what they were
-// encoded from: the strings (copied into buf) and which entities were set.
+// usersMemo is the id members last encoded (the process object's, the
+// user object, the auditns object's: json[:ends[0]], json[ends[0]:ends[1]],
+// json[ends[1]:]), and what they were encoded from: the strings (copied
+// into buf) and which entities were set.
 type usersMemo struct {
 	ok   bool
-	set  uint8 // bit i: entity i of usersKey is not nil
-	key  [14]string
+	set  uint16 // bit i: entity i of usersKey is not nil
+	key  [20]string
 	buf  []byte
 	json []byte
+	ends [2]int
 }
 
-// usersKey is what e's user and group objects are encoded from.
-func usersKey(e *Event) (set uint8, key [14]string) {
-	ents := [6]*Entity{nil, nil, nil, nil, nil, e.Group}
+// usersKey is what e's ids are encoded from: key[0:2] the real uid,
+// key[2:4] the real gid, key[4+2i:6+2i] entity i (User's Audit,
+// Effective, Saved, FS, Target, Group's Effective, Saved, FS).
+func usersKey(e *Event) (set uint16, key [20]string) {
+	var ents [8]*Entity
 	if u := e.User; u != nil {
-		set = 1 << 7
+		set = 1 << 8
 		key[0], key[1] = u.ID, u.Name
 		ents[0], ents[1], ents[2], ents[3], ents[4] = u.Audit, u.Effective, u.Saved, u.FS, u.Target
+	}
+	if g := e.Group; g != nil {
+		set |= 1 << 9
+		key[2], key[3] = g.ID, g.Name
+		ents[5], ents[6], ents[7] = g.Effective, g.Saved, g.FS
 	}
 	for i, x := range ents {
 		if x != nil {
 			set |= 1 << i
-			key[2+2*i], key[3+2*i] = x.ID, x.Name
+			key[4+2*i], key[5+2*i] = x.ID, x.Name
 		}
 	}
 	return set, key
 }
 
-func (m *usersMemo) appendUsers(b []byte, e *Event) []byte {
+// ids returns e's id members (see usersMemo), encoded now or copied.
+func (m *usersMemo) ids(e *Event) (proc, user, own []byte) {
 	set, key := usersKey(e)
-	if m.ok && set == m.set && key == m.key {
-		return append(b, m.json...)
-	}
-	start := len(b)
-	b = appendUsers(b, e)
-	m.json = append(m.json[:0], b[start:]...)
-	var ends [14]int
-	m.buf = m.buf[:0]
-	for i, k := range key {
-		m.buf = append(m.buf, k...)
-		ends[i] = len(m.buf)
-	}
-	from := 0
-	for i, end := range ends {
-		m.key[i] = ""
-		if end > from {
-			// A view of buf, which only the next miss rewrites.
-			m.key[i] = unsafe.String(&m.buf[from], end-from)
+	if !m.ok || set != m.set || key != m.key {
+		m.json = appendProcIDs(m.json[:0], e.User, e.Group)
+		m.ends[0] = len(m.json)
+		m.json = appendUserObject(m.json, e.User, e.Group)
+		m.ends[1] = len(m.json)
+		m.json = appendOwnIDs(m.json, e.User, e.Group)
+		var ends [20]int
+		m.buf = m.buf[:0]
+		for i, k := range key {
+			m.buf = append(m.buf, k...)
+			ends[i] = len(m.buf)
 		}
-		from = end
+		from := 0
+		for i, end := range ends {
+			m.key[i] = ""
+			if end > from {
+				// A view of buf, which only the next miss rewrites.
+				m.key[i] = unsafe.String(&m.buf[from], end-from)
+			}
+			from = end
+		}
+		m.set, m.ok = set, true
 	}
-	m.set, m.ok = set, true
-	return b
+	return m.json[:m.ends[0]], m.json[m.ends[0]:m.ends[1]], m.json[m.ends[1]:]
 }
 
 // AppendJSON appends e as one JSON object (no trailing newline).
@@ -422,97 +543,96 @@ func (e *Event) AppendJSON(b []byte) []byte { return e.appendJSON(b, nil) }
 
 // appendJSON is AppendJSON, with c's memos when c is not nil.
 func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
-	if e.Schema == Schema {
-		b = append(b, `{"schema":"`+Schema+`","event":{"id":`...)
-		b = AppendString(b, e.Event.ID)
+	b = append(b, `{"@timestamp":`...)
+	if !e.Timestamp.IsZero() {
+		b = AppendTime(b, e.Timestamp)
 	} else {
-		b = kstr(b, `{"schema":`, e.Schema)
-		b = kstr(b, `,"event":{"id":`, e.Event.ID)
+		b = AppendTime(b, e.Event.Created)
 	}
+	b = append(b, `,"ecs":{"version":"`+ECSVersion+`"}`...)
+	b = append(b, agentBytes()...)
+	b = kstr(b, `,"event":{"id":`, e.Event.ID)
 	b = kuint(b, `,"sequence":`, uint64(e.Event.Sequence))
-	b = append(b, `,"created":`...)
-	b = AppendTime(b, e.Event.Created)
-	if e.Event.Kind == KindEvent {
+	b = timeOpt(b, `,"created":`, e.Event.Created)
+	switch e.Event.Kind {
+	case KindEvent:
 		b = append(b, `,"kind":"`+KindEvent+`"`...)
-	} else {
+	case KindLoss:
+		b = append(b, `,"kind":"`+ECSKindLoss+`"`...)
+	default:
 		b = kstr(b, `,"kind":`, e.Event.Kind)
 	}
 	b = kstrsOpt(b, `,"category":`, e.Event.Category)
+	b = kstrsOpt(b, `,"type":`, e.Event.Type)
 	b = kstrOpt(b, `,"action":`, e.Event.Action)
 	b = kstrOpt(b, `,"outcome":`, e.Event.Outcome)
-	b = kstrOpt(b, `,"type":`, e.Event.Type)
+	b = append(b, `,"module":"`+Module+`","dataset":"`+Dataset+`"`...)
+	if a := e.Auditd; a != nil && len(a.Records) > 0 {
+		b = append(b, `,"original":"`...)
+		for i, r := range a.Records {
+			if i > 0 {
+				b = append(b, '\\', 'n')
+			}
+			b = appendStringBody(b, r)
+		}
+		b = append(b, '"')
+	}
 	b = append(b, '}')
 	b = appendHost(b, &e.Host)
 
 	b = kstrsOpt(b, `,"tags":`, e.Tags)
 	b = kstrOpt(b, `,"message":`, e.Message)
 
-	if p := e.Process; p != nil {
+	var procIDs, userObj, ownIDs []byte
+	if c != nil {
+		procIDs, userObj, ownIDs = c.users.ids(e)
+	}
+	if p := e.Process; p != nil || e.User != nil || e.Group != nil {
+		start := len(b)
 		b = append(b, `,"process":`...)
 		m := len(b)
-		if p.PID != 0 {
-			b = kint(b, `,"pid":`, int64(p.PID))
+		if p != nil {
+			if p.PID != 0 {
+				b = kint(b, `,"pid":`, int64(p.PID))
+			}
+			if p.VPID != 0 {
+				b = kint(b, `,"vpid":`, int64(p.VPID))
+			}
+			b = kstrOpt(b, `,"entity_id":`, p.EntityID)
+			if p.Parent != nil {
+				b = kint(b, `,"parent":{"pid":`, int64(p.Parent.PID))
+				b = kstrOpt(b, `,"entity_id":`, p.Parent.EntityID)
+				b = append(b, '}')
+			}
+			b = kstrOpt(b, `,"name":`, p.Name)
+			b = kstrOpt(b, `,"executable":`, p.Executable)
+			b = kstrsOpt(b, `,"args":`, p.Args)
+			if p.ArgsCount != 0 {
+				b = kint(b, `,"args_count":`, int64(p.ArgsCount))
+			}
+			b = kstrOpt(b, `,"working_directory":`, p.WorkingDirectory)
+			b = kstrOpt(b, `,"title":`, p.Title)
+			if major, minor, ok := TTYDevice(p.TTY); ok {
+				b = kint(b, `,"tty":{"char_device":{"major":`, int64(major))
+				b = kint(b, `,"minor":`, int64(minor))
+				b = append(b, '}', '}')
+			}
 		}
-		b = kstrOpt(b, `,"entity_id":`, p.EntityID)
-		if p.VPID != 0 {
-			b = kint(b, `,"vpid":`, int64(p.VPID))
+		if c != nil {
+			b = append(b, procIDs...)
+		} else {
+			b = appendProcIDs(b, e.User, e.Group)
 		}
-		if p.Parent != nil {
-			b = kint(b, `,"parent":{"pid":`, int64(p.Parent.PID))
-			b = kstrOpt(b, `,"entity_id":`, p.Parent.EntityID)
-			b = append(b, '}')
+		if p == nil && len(b) == m {
+			b = b[:start]
+		} else {
+			b = openAt(b, m)
 		}
-		b = kstrOpt(b, `,"name":`, p.Name)
-		b = kstrOpt(b, `,"executable":`, p.Executable)
-		b = kstrsOpt(b, `,"args":`, p.Args)
-		if p.ArgsCount != 0 {
-			b = kint(b, `,"args_count":`, int64(p.ArgsCount))
-		}
-		b = kstrOpt(b, `,"working_directory":`, p.WorkingDirectory)
-		b = kstrOpt(b, `,"title":`, p.Title)
-		b = kstrOpt(b, `,"tty":`, p.TTY)
-		b = openAt(b, m)
 	}
 	if c != nil {
-		b = c.users.appendUsers(b, e)
+		b = append(b, userObj...)
 	} else {
-		b = appendUsers(b, e)
-	}
-	if s := e.Syscall; s != nil {
-		b = append(b, `,"syscall":`...)
-		m := len(b)
-		b = kstrOpt(b, `,"name":`, s.Name)
-		b = kint(b, `,"nr":`, int64(s.Nr))
-		b = kstrOpt(b, `,"arch":`, s.Arch)
-		b = kint(b, `,"exit":`, s.Exit)
-		b = kstrsOpt(b, `,"args":`, s.Args)
-		b = openAt(b, m)
-	}
-	if n := e.NS; n != nil {
-		b = append(b, `,"ns":`...)
-		m := len(b)
-		for i, t := range nsKeys {
-			r := n.At(i)
-			if *r == (NSRef{}) {
-				continue
-			}
-			b = append(b, ',')
-			b = append(b, t...)
-			b = kuint(b, `{"serial":`, r.Serial)
-			b = kuint(b, `,"inum":`, r.Inum)
-			if r.ID != 0 {
-				b = kuint(b, `,"id":`, r.ID)
-			}
-			b = append(b, '}')
-		}
-		b = openAt(b, m)
-	}
-	b = kstrOpt(b, `,"ns_src":`, e.NSSrc)
-	if c := e.NSChange; c != nil {
-		b = kstr(b, `,"ns_change":{"op":`, c.Op)
-		b = kstrsOpt(b, `,"types":`, c.Types)
-		b = kstrsOpt(b, `,"children_only":`, c.ChildrenOnly)
-		b = append(b, '}')
+		b = appendUserObject(b, e.User, e.Group)
 	}
 	if c := e.Container; c != nil {
 		b = kstr(b, `,"container":{"id":`, c.ID)
@@ -534,23 +654,10 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 	}
 	b = endpoint(b, `,"source":`, e.Source)
 	b = endpoint(b, `,"destination":`, e.Dest)
-	if l := e.Loss; l != nil {
-		b = kstr(b, `,"loss":{"reason":`, l.Reason)
-		b = kuint(b, `,"count":`, l.Count)
-		if l.From != 0 {
-			b = kuint(b, `,"from":`, uint64(l.From))
-		}
-		if l.To != 0 {
-			b = kuint(b, `,"to":`, uint64(l.To))
-		}
-		if l.KernelLost != 0 {
-			b = kuint(b, `,"kernel_lost":`, uint64(l.KernelLost))
-		}
-		b = append(b, '}')
-	}
 	if a := e.Auditd; a != nil {
 		b = append(b, `,"auditd":`...)
 		m := len(b)
+		b = kstrOpt(b, `,"message_type":`, a.MessageType)
 		b = kstrOpt(b, `,"result":`, a.Result)
 		b = kstrOpt(b, `,"session":`, a.Session)
 		if s := a.Summary; s != nil {
@@ -583,15 +690,152 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 			b = append(b, `,"data":`...)
 			b = fields(b, a.Data)
 		}
-		b = kstrsOpt(b, `,"records":`, a.Records)
 		b = kstrsOpt(b, `,"warnings":`, a.Warnings)
 		b = openAt(b, m)
+	}
+
+	// auditns's own fields, last: replay adds ns_info at the end of this
+	// object.
+	if e.Schema == Schema {
+		b = append(b, `,"auditns":{"schema":"`+Schema+`"`...)
+	} else {
+		b = kstr(b, `,"auditns":{"schema":`, e.Schema)
+	}
+	if n := e.NS; n != nil {
+		b = append(b, `,"ns":`...)
+		m := len(b)
+		for i, t := range nsKeys {
+			r := n.At(i)
+			if *r == (NSRef{}) {
+				continue
+			}
+			b = append(b, ',')
+			b = append(b, t...)
+			b = kuint(b, `{"serial":`, r.Serial)
+			b = kuint(b, `,"inum":`, r.Inum)
+			if r.ID != 0 {
+				b = kuint(b, `,"id":`, r.ID)
+			}
+			if r.Serial != 0 {
+				b = kstr(b, `,"name":`, e.Host.Boot.ID)
+				b[len(b)-1] = '/'
+				b = strconv.AppendUint(b, r.Serial, 10)
+				b = append(b, '"')
+			}
+			b = append(b, '}')
+		}
+		b = openAt(b, m)
+	}
+	b = kstrOpt(b, `,"ns_src":`, e.NSSrc)
+	if c := e.NSChange; c != nil {
+		b = kstr(b, `,"ns_change":{"op":`, c.Op)
+		b = kstrsOpt(b, `,"types":`, c.Types)
+		b = kstrsOpt(b, `,"children_only":`, c.ChildrenOnly)
+		b = append(b, '}')
+	}
+	if s := e.Syscall; s != nil {
+		b = append(b, `,"syscall":`...)
+		m := len(b)
+		b = kstrOpt(b, `,"name":`, s.Name)
+		b = kint(b, `,"nr":`, int64(s.Nr))
+		b = kstrOpt(b, `,"arch":`, s.Arch)
+		b = kint(b, `,"exit":`, s.Exit)
+		b = kstrsOpt(b, `,"args":`, s.Args)
+		b = openAt(b, m)
+	}
+	if c != nil {
+		b = append(b, ownIDs...)
+	} else {
+		b = appendOwnIDs(b, e.User, e.Group)
+	}
+	if e.Label != "" {
+		b = kstr(b, `,"subject":{"label":`, e.Label)
+		b = append(b, '}')
+	}
+	if l := e.Loss; l != nil {
+		b = kstr(b, `,"loss":{"reason":`, l.Reason)
+		b = kuint(b, `,"count":`, l.Count)
+		if l.From != 0 {
+			b = kuint(b, `,"from":`, uint64(l.From))
+		}
+		if l.To != 0 {
+			b = kuint(b, `,"to":`, uint64(l.To))
+		}
+		if l.KernelLost != 0 {
+			b = kuint(b, `,"kernel_lost":`, uint64(l.KernelLost))
+		}
+		b = append(b, '}')
 	}
 	if e.NSInfo != nil {
 		b = append(b, `,"ns_info":`...)
 		b = e.NSInfo.AppendJSON(b)
 	}
-	return append(b, '}')
+	return append(b, '}', '}')
+}
+
+// appendStringBody appends s as AppendString does, without the quotes.
+func appendStringBody(b []byte, s string) []byte {
+	start := len(b)
+	b = AppendString(b, s)
+	n := copy(b[start:], b[start+1:len(b)-1])
+	return b[:start+n]
+}
+
+// TTYDevice returns the character device of the terminal the kernel
+// names name in audit records (pts3, tty1, ttyS0, console), for ECS's
+// process.tty.char_device; ok is false for another name.
+func TTYDevice(name string) (major, minor int, ok bool) {
+	num := func(s string) (int, bool) {
+		if s == "" || len(s) > 6 || len(s) > 1 && s[0] == '0' {
+			return 0, false
+		}
+		n := 0
+		for i := 0; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return 0, false
+			}
+			n = n*10 + int(s[i]-'0')
+		}
+		return n, true
+	}
+	switch {
+	case strings.HasPrefix(name, "pts"):
+		// Unix98 pty slaves: majors 136-143, 256 minors each.
+		if n, ok := num(name[3:]); ok && n < 2048 {
+			return 136 + n>>8, n & 0xff, true
+		}
+	case strings.HasPrefix(name, "ttyS"):
+		if n, ok := num(name[4:]); ok && n < 192 {
+			return 4, 64 + n, true
+		}
+	case strings.HasPrefix(name, "tty"):
+		if name == "tty" {
+			return 5, 0, true
+		}
+		if n, ok := num(name[3:]); ok && n < 64 {
+			return 4, n, true
+		}
+	case name == "console":
+		return 5, 1, true
+	}
+	return 0, 0, false
+}
+
+// TTYName is TTYDevice's inverse ("" for another device).
+func TTYName(major, minor int) string {
+	switch {
+	case major >= 136 && major <= 143 && minor >= 0 && minor < 256:
+		return "pts" + strconv.Itoa((major-136)<<8|minor)
+	case major == 4 && minor >= 64 && minor < 256:
+		return "ttyS" + strconv.Itoa(minor-64)
+	case major == 4 && minor >= 0 && minor < 64:
+		return "tty" + strconv.Itoa(minor)
+	case major == 5 && minor == 0:
+		return "tty"
+	case major == 5 && minor == 1:
+		return "console"
+	}
+	return ""
 }
 
 // AppendJSON appends n as the JSON object of ns_info.

@@ -3,6 +3,7 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -11,33 +12,44 @@ import (
 
 func sample() *Event {
 	return &Event{
-		Schema: Schema,
-		Event: Meta{ID: "b:97", Sequence: 97, Created: time.Date(2026, 11, 28, 12, 2, 37, 994000000, time.UTC),
-			Kind: KindEvent, Category: []string{"process"}, Action: "executed", Outcome: "success", Type: "SYSCALL"},
-		Host:      Host{Name: "web-1", Boot: Boot{ID: "b"}, Kernel: "6.18.44"},
-		Tags:      []string{"exec"},
-		Process:   &Process{PID: 3218, Parent: &Parent{PID: 3210}, Name: "unshare", Executable: "/usr/bin/unshare", Args: []string{"unshare", "-n"}, ArgsCount: 2, WorkingDirectory: "/tmp", Title: "unshare -n"},
-		User:      &User{ID: "0", Name: "root", Audit: &Entity{ID: "4294967295"}, Effective: &Entity{ID: "0", Name: "root"}},
-		Group:     &Entity{ID: "0", Name: "root"},
+		Schema:    Schema,
+		Timestamp: time.Date(2026, 11, 28, 12, 2, 37, 994000000, time.UTC),
+		Event: Meta{ID: "b:97", Sequence: 97, Created: time.Date(2026, 11, 28, 12, 2, 38, 1000, time.UTC),
+			Kind: KindEvent, Category: []string{"process"}, Type: []string{"start"}, Action: "executed", Outcome: "success"},
+		Host:    Host{Name: "web-1", Boot: Boot{ID: "b"}, Kernel: "6.18.44"},
+		Tags:    []string{"exec"},
+		Process: &Process{PID: 3218, VPID: 1, EntityID: "b:3218:1234", Parent: &Parent{PID: 3210, EntityID: "b:3210:1200"}, Name: "unshare", Executable: "/usr/bin/unshare", Args: []string{"unshare", "-n"}, ArgsCount: 2, WorkingDirectory: "/tmp", Title: "unshare -n", TTY: "pts1"},
+		User: &User{ID: "1000", Name: "alice", Audit: &Entity{ID: "4294967295"}, Effective: &Entity{ID: "0", Name: "root"},
+			Saved: &Entity{ID: "0", Name: "root"}, FS: &Entity{ID: "0", Name: "root"}, Target: &Entity{ID: "0", Name: "root"}},
+		Group: &Group{ID: "1000", Name: "alice", Effective: &Entity{ID: "0", Name: "root"}, Saved: &Entity{ID: "0", Name: "root"},
+			FS: &Entity{ID: "0", Name: "root"}},
+		Label:     "unconfined_u:unconfined_r:unconfined_t:s0-s0:c0.c1023",
 		Syscall:   &Syscall{Name: "unshare", Nr: 272, Arch: "x86_64", Exit: -1, Args: []string{"0x40000000"}},
-		NS:        &NS{IPC: NSRef{Serial: 1, Inum: 4026531839}, Net: NSRef{Serial: 13, Inum: 4026532177}},
+		NS:        &NS{IPC: NSRef{Serial: 1, Inum: 4026531839}, Net: NSRef{Serial: 13, Inum: 4026532177, ID: 4105}},
 		NSSrc:     "observed",
 		NSChange:  &NSChange{Op: "unshare", Types: []string{"net"}},
 		Container: &Container{ID: "abc", Runtime: "docker"},
 		File:      &File{Path: "/etc/passwd", Inode: "12"},
 		Source:    &Endpoint{IP: "127.0.0.1", Port: 22},
 		Dest:      &Endpoint{Path: "/run/x.sock"},
+		NSInfo:    &NSInfos{Net: &NSInfo{ID: "b/13", Type: "net", FirstSeen: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}},
 		Loss:      &Loss{Reason: "sequence_gap", Count: 3, From: 4, To: 6},
-		Auditd: &Auditd{Result: "success", Session: "1", Summary: &Summary{Actor: Actor{Primary: "root"}, Action: "ran", Object: Object{Type: "file", Primary: "/bin/x"}},
+		Auditd: &Auditd{MessageType: "SYSCALL", Result: "success", Session: "1", Summary: &Summary{Actor: Actor{Primary: "root"}, Action: "ran", Object: Object{Type: "file", Primary: "/bin/x"}},
 			Paths: []Fields{{{"item", "0"}, {"name", "/bin/x"}}}, Data: Fields{{"a0", "1"}, {"weird\"key", "v"}},
 			Records: []string{"type=SYSCALL msg=audit(1:2): x"}},
 	}
 }
 
-// The hand-written encoder and encoding/json (used by tail and replay to
-// decode) must describe the same JSON.
-func TestAppendJSONRoundTripsThroughEncodingJSON(t *testing.T) {
-	e := sample()
+// What the encoder writes decodes to the event it was written from.
+func TestAppendJSONRoundTripsThroughUnmarshalJSON(t *testing.T) {
+	for _, kind := range []string{KindEvent, KindLoss, KindState} {
+		e := sample()
+		e.Event.Kind = kind
+		roundTrip(t, e)
+	}
+}
+
+func roundTrip(t *testing.T, e *Event) {
 	b := e.AppendJSON(nil)
 	if !json.Valid(b) {
 		t.Fatalf("invalid JSON: %s", b)
@@ -49,20 +61,58 @@ func TestAppendJSONRoundTripsThroughEncodingJSON(t *testing.T) {
 	if !reflect.DeepEqual(&got, e) {
 		t.Fatalf("round trip differs:\n got %+v\nwant %+v\njson %s", got, *e, b)
 	}
-	// Same object as encoding/json would produce (key order aside).
 	std, err := json.Marshal(e)
-	if err != nil {
+	if err != nil || !bytes.Equal(std, b) {
+		t.Fatalf("MarshalJSON: %v\n%s", err, std)
+	}
+}
+
+// A version 1 event reads as the same event in the Go model: its
+// event.created is the kernel's time, its event.type the record type, its
+// group the real gid.
+func TestUnmarshalJSONReadsVersion1(t *testing.T) {
+	v1 := `{"schema":"auditns.event/1","event":{"id":"b:97","sequence":97,"created":"2026-11-28T12:02:37.994000Z","kind":"loss","category":["process"],"action":"executed","outcome":"success","type":"SYSCALL"},` +
+		`"host":{"name":"web-1","boot":{"id":"b"},"kernel":"6.18.44"},"process":{"pid":3218,"parent":{"pid":3210},"name":"unshare","tty":"pts1"},` +
+		`"user":{"id":"0","name":"root","audit":{"id":"1000"},"effective":{"id":"0"}},"group":{"id":"0","name":"root"},` +
+		`"syscall":{"name":"unshare","nr":272,"arch":"x86_64","exit":0},"ns":{"net":{"serial":13,"inum":4026532177}},"ns_src":"observed",` +
+		`"loss":{"reason":"sequence_gap","count":3,"from":4,"to":6},"auditd":{"result":"success","records":["type=SYSCALL msg=audit(1:2): x"]},"ns_info":{"net":{"id":"b/13","type":"net"}}}`
+	var e Event
+	if err := json.Unmarshal([]byte(v1), &e); err != nil {
 		t.Fatal(err)
 	}
-	var a, c map[string]any
-	json.Unmarshal(b, &a)
-	json.Unmarshal(std, &c)
-	// Times are compared by the round trip above; the text differs only in
-	// that ours always has microseconds.
-	delete(a["event"].(map[string]any), "created")
-	delete(c["event"].(map[string]any), "created")
-	if !reflect.DeepEqual(a, c) {
-		t.Fatalf("encoders disagree:\nours %s\nstd  %s", b, std)
+	want := Event{Schema: SchemaV1, Timestamp: time.Date(2026, 11, 28, 12, 2, 37, 994000000, time.UTC),
+		Event:   Meta{ID: "b:97", Sequence: 97, Kind: KindLoss, Category: []string{"process"}, Action: "executed", Outcome: "success"},
+		Host:    Host{Name: "web-1", Boot: Boot{ID: "b"}, Kernel: "6.18.44"},
+		Process: &Process{PID: 3218, Parent: &Parent{PID: 3210}, Name: "unshare", TTY: "pts1"},
+		User:    &User{ID: "0", Name: "root", Audit: &Entity{ID: "1000"}, Effective: &Entity{ID: "0"}},
+		Group:   &Group{ID: "0", Name: "root"},
+		Syscall: &Syscall{Name: "unshare", Nr: 272, Arch: "x86_64"},
+		NS:      &NS{Net: NSRef{Serial: 13, Inum: 4026532177}}, NSSrc: "observed",
+		Loss:   &Loss{Reason: "sequence_gap", Count: 3, From: 4, To: 6},
+		Auditd: &Auditd{MessageType: "SYSCALL", Result: "success", Records: []string{"type=SYSCALL msg=audit(1:2): x"}},
+		NSInfo: &NSInfos{Net: &NSInfo{ID: "b/13", Type: "net"}},
+	}
+	if !reflect.DeepEqual(e, want) {
+		t.Fatalf("\n got %+v\nwant %+v", e, want)
+	}
+	if err := json.Unmarshal([]byte(`{"schema":"auditns.namespace/1"}`), &e); !errors.Is(err, ErrNotEvent) {
+		t.Fatalf("a registry record: %v", err)
+	}
+}
+
+// The terminal names the kernel writes map to their devices and back.
+func TestTTYDevice(t *testing.T) {
+	for name, dev := range map[string][2]int{"pts0": {136, 0}, "pts255": {136, 255}, "pts256": {137, 0}, "pts2047": {143, 255},
+		"tty1": {4, 1}, "tty63": {4, 63}, "ttyS0": {4, 64}, "ttyS3": {4, 67}, "console": {5, 1}, "tty": {5, 0}} {
+		major, minor, ok := TTYDevice(name)
+		if !ok || major != dev[0] || minor != dev[1] || TTYName(major, minor) != name {
+			t.Errorf("%s: %d %d %v, back %q", name, major, minor, ok, TTYName(major, minor))
+		}
+	}
+	for _, name := range []string{"", "(none)", "pts", "pts01", "pts-1", "pts+1", "pts2048", "tty64", "ttyS192", "ttyUSB0", "pts1x"} {
+		if _, _, ok := TTYDevice(name); ok {
+			t.Errorf("%q has a device", name)
+		}
 	}
 }
 
@@ -118,8 +168,11 @@ func BenchmarkAppendJSON(b *testing.B) {
 	b.SetBytes(int64(len(buf)))
 }
 
+// BenchmarkEncodingJSONBaseline is encoding/json's reflection over the
+// same event (its Go layout: Event's MarshalJSON is the encoder).
 func BenchmarkEncodingJSONBaseline(b *testing.B) {
-	e := sample()
+	type plain Event
+	e := (*plain)(sample())
 	b.ReportAllocs()
 	for b.Loop() {
 		json.Marshal(e)

@@ -1,70 +1,110 @@
-// Package event defines the objects auditns publishes, auditns.event/1, and
-// their JSON encoding.
+// Package event defines the objects auditns publishes, auditns.event/2,
+// and their JSON encoding.
 //
-// The encoder is append-based and written for this fixed schema: it is on the
-// hot path of every audit event, so it neither reflects nor allocates beyond
-// the caller's buffer. The struct tags describe the same JSON for
-// encoding/json, which the consumers (tail, replay) use to decode; a test
-// keeps the two in agreement.
+// auditns.event/2 is an Elastic Common Schema document: every field whose
+// name ECS defines has ECS's type and allowed values, and what ECS lacks
+// lives under the top-level objects "auditns" (auditns's own) and "auditd"
+// (the record-level fields Auditbeat publishes there too). Fields lists
+// every field the encoder can write; docs/SCHEMA.md, the JSON Schema and the
+// index template in docs/schema are generated from it, and tests hold the
+// encoder to it.
+//
+// The Go types are the event as auditns builds it, not the JSON's layout:
+// the encoder places each field. It is append-based and written for this
+// fixed schema: it is on the hot path of every audit event, so it neither
+// reflects nor allocates beyond the caller's buffer. UnmarshalJSON reads
+// auditns.event/2 and auditns.event/1 (what tail and replay may find on a
+// topic written by an older auditns).
 package event
 
 import "time"
 
-// Schema is the value of the "schema" field of every event.
-const Schema = "auditns.event/1"
+// Schema is the value of auditns.schema of every event.
+const Schema = "auditns.event/2"
 
-// Kinds of event (event.kind).
+// SchemaV1 is the schema of the events of auditns before ECS conformance
+// (a top-level "schema" field); UnmarshalJSON still reads them.
+const SchemaV1 = "auditns.event/1"
+
+// ECSVersion is the ECS release the events conform to (ecs.version).
+const ECSVersion = "9.4.0"
+
+// Module and Dataset are event.module and event.dataset of every event:
+// the data comes from the Linux audit framework, as Auditbeat's auditd
+// module's does.
+const (
+	Module  = "auditd"
+	Dataset = "auditd.auditns"
+)
+
+// Kinds of event (Meta.Kind).
 const (
 	KindEvent = "event"
+	// KindLoss is a loss event. It is written as ECS's event.kind
+	// "pipeline_error" (ECSKindLoss), the kind of a document about what
+	// the pipeline failed to deliver; the details are in auditns.loss.
 	KindLoss  = "loss"
 	KindState = "state"
 )
 
+// ECSKindLoss is event.kind of loss events.
+const ECSKindLoss = "pipeline_error"
+
 // Event is one audit event: every record of one audit serial, or a message
 // auditns writes about itself (Meta.Kind loss or state).
 type Event struct {
-	Schema    string     `json:"schema"`
-	Event     Meta       `json:"event"`
-	Host      Host       `json:"host"`
-	Tags      []string   `json:"tags,omitempty"`
-	Message   string     `json:"message,omitempty"`
-	Process   *Process   `json:"process,omitempty"`
-	User      *User      `json:"user,omitempty"`
-	Group     *Entity    `json:"group,omitempty"`
-	Syscall   *Syscall   `json:"syscall,omitempty"`
-	NS        *NS        `json:"ns,omitempty"`
-	NSSrc     string     `json:"ns_src,omitempty"`
-	NSChange  *NSChange  `json:"ns_change,omitempty"`
-	Container *Container `json:"container,omitempty"`
-	File      *File      `json:"file,omitempty"`
-	Source    *Endpoint  `json:"source,omitempty"`
-	Dest      *Endpoint  `json:"destination,omitempty"`
-	Loss      *Loss      `json:"loss,omitempty"`
-	Auditd    *Auditd    `json:"auditd,omitempty"`
+	// Schema is auditns.schema (SchemaV1 for a decoded version 1 event).
+	Schema string
+	// Timestamp is @timestamp: when the kernel recorded the event. A zero
+	// Timestamp is written as Meta.Created (an event auditns writes about
+	// itself happens when it writes it).
+	Timestamp time.Time
+	Event     Meta
+	Host      Host
+	Tags      []string
+	Message   string
+	Process   *Process
+	User      *User
+	Group     *Group
+	// Label is the subject's security label (SELinux context or AppArmor
+	// profile, the records' subj), auditns.subject.label.
+	Label     string
+	Syscall   *Syscall
+	NS        *NS
+	NSSrc     string
+	NSChange  *NSChange
+	Container *Container
+	File      *File
+	Source    *Endpoint
+	Dest      *Endpoint
+	Loss      *Loss
+	Auditd    *Auditd
 	// NSInfo is what the namespace registry says about the namespaces in
 	// NS. The daemon never sets it; `auditns replay` adds it from the
 	// registry topic.
-	NSInfo *NSInfos `json:"ns_info,omitempty"`
+	NSInfo *NSInfos
 }
 
 // Meta is the ECS "event" object.
 type Meta struct {
-	ID       string    `json:"id"`
-	Sequence uint32    `json:"sequence"`
-	Created  time.Time `json:"created"`
-	Kind     string    `json:"kind"`
-	Category []string  `json:"category,omitempty"`
-	Action   string    `json:"action,omitempty"`
-	Outcome  string    `json:"outcome,omitempty"`
-	// Type is the audit record type of the event's primary record
-	// (SYSCALL, USER_LOGIN, ...).
-	Type string `json:"type,omitempty"`
+	ID       string
+	Sequence uint32
+	// Created is when auditns read the event (event.created).
+	Created  time.Time
+	Kind     string
+	Category []string
+	// Type is ECS's event.type (start, change, ...); the audit record
+	// type is Auditd.MessageType.
+	Type    []string
+	Action  string
+	Outcome string
 }
 
 // Host identifies the machine and its boot.
 type Host struct {
-	Name   string `json:"name"`
-	Boot   Boot   `json:"boot"`
+	Name string `json:"name"`
+	Boot Boot   `json:"boot"`
+	// Kernel is host.os.kernel (uname -r).
 	Kernel string `json:"kernel,omitempty"`
 }
 
@@ -76,12 +116,10 @@ type Boot struct {
 // Process is the subject process.
 type Process struct {
 	PID int `json:"pid,omitempty"`
-	// EntityID names this process instance (boot, pid, start time): it
-	// stays unique when the pid is reused. Empty where unknown.
-	EntityID string `json:"entity_id,omitempty"`
-	// VPID is the pid inside the process's own pid namespace; 0 where
-	// unknown.
-	VPID       int      `json:"vpid,omitempty"`
+	// VPID is the pid inside the process's own pid namespace.
+	VPID int `json:"vpid,omitempty"`
+	// EntityID is stable across pid reuse (boot, pid and start time).
+	EntityID   string   `json:"entity_id,omitempty"`
 	Parent     *Parent  `json:"parent,omitempty"`
 	Name       string   `json:"name,omitempty"`
 	Executable string   `json:"executable,omitempty"`
@@ -91,7 +129,9 @@ type Process struct {
 	ArgsCount        int    `json:"args_count,omitempty"`
 	WorkingDirectory string `json:"working_directory,omitempty"`
 	Title            string `json:"title,omitempty"`
-	TTY              string `json:"tty,omitempty"`
+	// TTY is the kernel's name of the controlling terminal (pts0); the
+	// encoder writes ECS's process.tty.char_device from it.
+	TTY string `json:"tty,omitempty"`
 }
 
 // Parent is process.parent.
@@ -106,8 +146,9 @@ type Entity struct {
 	Name string `json:"name,omitempty"`
 }
 
-// User is the subject's identities: the real uid (ID/Name), the login uid
-// (Audit) and the effective uid.
+// User is the subject's user ids: the real uid (ID/Name), the login uid
+// (Audit), the effective, saved and filesystem uids, and the user an
+// event acts on (Target).
 type User struct {
 	ID        string  `json:"id,omitempty"`
 	Name      string  `json:"name,omitempty"`
@@ -116,6 +157,16 @@ type User struct {
 	Saved     *Entity `json:"saved,omitempty"`
 	FS        *Entity `json:"filesystem,omitempty"`
 	Target    *Entity `json:"target,omitempty"`
+}
+
+// Group is the subject's group ids: the real gid (ID/Name), the
+// effective, saved and filesystem gids.
+type Group struct {
+	ID        string  `json:"id,omitempty"`
+	Name      string  `json:"name,omitempty"`
+	Effective *Entity `json:"effective,omitempty"`
+	Saved     *Entity `json:"saved,omitempty"`
+	FS        *Entity `json:"filesystem,omitempty"`
 }
 
 // Syscall is the SYSCALL record's call.
@@ -131,8 +182,8 @@ type Syscall struct {
 type NSRef struct {
 	Serial uint64 `json:"serial"`
 	Inum   uint64 `json:"inum"`
-	// ID is the kernel's 64-bit namespace id (Linux >= 6.18); 0 where
-	// unknown.
+	// ID is the kernel's 64-bit namespace id (NS_GET_ID); 0 where the
+	// kernel has none.
 	ID uint64 `json:"id,omitempty"`
 }
 
@@ -260,7 +311,8 @@ type File struct {
 	Group  string `json:"group,omitempty"`
 }
 
-// Endpoint is a network peer (source or destination).
+// Endpoint is a network peer (source or destination): an IP address and
+// port, or a unix socket's path.
 type Endpoint struct {
 	IP   string `json:"ip,omitempty"`
 	Port int    `json:"port,omitempty"`
@@ -280,13 +332,18 @@ type Loss struct {
 	KernelLost uint32 `json:"kernel_lost,omitempty"`
 }
 
-// Auditd carries what has no ECS field.
+// Auditd carries the record-level fields ECS has no place for, where
+// Auditbeat has them.
 type Auditd struct {
-	Result   string   `json:"result,omitempty"`
-	Session  string   `json:"session,omitempty"`
-	Summary  *Summary `json:"summary,omitempty"`
-	Paths    []Fields `json:"paths,omitempty"`
-	Data     Fields   `json:"data,omitempty"`
+	// MessageType is the audit record type of the event's primary record
+	// (SYSCALL, USER_LOGIN, ...).
+	MessageType string   `json:"message_type,omitempty"`
+	Result      string   `json:"result,omitempty"`
+	Session     string   `json:"session,omitempty"`
+	Summary     *Summary `json:"summary,omitempty"`
+	Paths       []Fields `json:"paths,omitempty"`
+	Data        Fields   `json:"data,omitempty"`
+	// Records are the raw records (event.original, one per line).
 	Records  []string `json:"records,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -131,19 +133,37 @@ func (w *rjw) fields(f Fields) {
 func refAppendJSON(e *Event, b []byte) []byte {
 	w := rjw{b: b}
 	w.open()
-	w.str(`"schema":`, e.Schema)
+	w.key(`"@timestamp":`)
+	if !e.Timestamp.IsZero() {
+		w.b = AppendTime(w.b, e.Timestamp)
+	} else {
+		w.b = AppendTime(w.b, e.Event.Created)
+	}
+	w.key(`"ecs":`)
+	w.open()
+	w.str(`"version":`, ECSVersion)
+	w.close()
+	w.b = append(w.b, agentBytes()...)
 
 	w.key(`"event":`)
 	w.open()
 	w.str(`"id":`, e.Event.ID)
 	w.uint(`"sequence":`, uint64(e.Event.Sequence))
-	w.key(`"created":`)
-	w.b = AppendTime(w.b, e.Event.Created)
-	w.str(`"kind":`, e.Event.Kind)
+	w.timeOpt(`"created":`, e.Event.Created)
+	if e.Event.Kind == KindLoss {
+		w.str(`"kind":`, ECSKindLoss)
+	} else {
+		w.str(`"kind":`, e.Event.Kind)
+	}
 	w.strsOpt(`"category":`, e.Event.Category)
+	w.strsOpt(`"type":`, e.Event.Type)
 	w.strOpt(`"action":`, e.Event.Action)
 	w.strOpt(`"outcome":`, e.Event.Outcome)
-	w.strOpt(`"type":`, e.Event.Type)
+	w.str(`"module":`, Module)
+	w.str(`"dataset":`, Dataset)
+	if e.Auditd != nil && len(e.Auditd.Records) > 0 {
+		w.str(`"original":`, strings.Join(e.Auditd.Records, "\n"))
+	}
 	w.close()
 
 	w.key(`"host":`)
@@ -153,81 +173,78 @@ func refAppendJSON(e *Event, b []byte) []byte {
 	w.open()
 	w.str(`"id":`, e.Host.Boot.ID)
 	w.close()
+	w.key(`"os":`)
+	w.open()
+	w.str(`"type":`, "linux")
 	w.strOpt(`"kernel":`, e.Host.Kernel)
+	w.close()
 	w.close()
 
 	w.strsOpt(`"tags":`, e.Tags)
 	w.strOpt(`"message":`, e.Message)
 
-	if p := e.Process; p != nil {
+	u, g := e.User, e.Group
+	if u == nil {
+		u = &User{}
+	}
+	if g == nil {
+		g = &Group{}
+	}
+	procIDs := u.Effective != nil || u.ID != "" || u.Name != "" || u.Saved != nil ||
+		g.Effective != nil || g.ID != "" || g.Name != "" || g.Saved != nil
+	if p := e.Process; p != nil || procIDs {
 		w.key(`"process":`)
 		w.open()
-		if p.PID != 0 {
-			w.int(`"pid":`, int64(p.PID))
+		if p != nil {
+			if p.PID != 0 {
+				w.int(`"pid":`, int64(p.PID))
+			}
+			if p.VPID != 0 {
+				w.int(`"vpid":`, int64(p.VPID))
+			}
+			w.strOpt(`"entity_id":`, p.EntityID)
+			if p.Parent != nil {
+				w.key(`"parent":`)
+				w.open()
+				w.int(`"pid":`, int64(p.Parent.PID))
+				w.strOpt(`"entity_id":`, p.Parent.EntityID)
+				w.close()
+			}
+			w.strOpt(`"name":`, p.Name)
+			w.strOpt(`"executable":`, p.Executable)
+			w.strsOpt(`"args":`, p.Args)
+			if p.ArgsCount != 0 {
+				w.int(`"args_count":`, int64(p.ArgsCount))
+			}
+			w.strOpt(`"working_directory":`, p.WorkingDirectory)
+			w.strOpt(`"title":`, p.Title)
+			if major, minor, ok := TTYDevice(p.TTY); ok {
+				w.key(`"tty":`)
+				w.open()
+				w.key(`"char_device":`)
+				w.open()
+				w.int(`"major":`, int64(major))
+				w.int(`"minor":`, int64(minor))
+				w.close()
+				w.close()
+			}
 		}
-		if p.Parent != nil {
-			w.key(`"parent":`)
-			w.open()
-			w.int(`"pid":`, int64(p.Parent.PID))
-			w.close()
-		}
-		w.strOpt(`"name":`, p.Name)
-		w.strOpt(`"executable":`, p.Executable)
-		w.strsOpt(`"args":`, p.Args)
-		if p.ArgsCount != 0 {
-			w.int(`"args_count":`, int64(p.ArgsCount))
-		}
-		w.strOpt(`"working_directory":`, p.WorkingDirectory)
-		w.strOpt(`"title":`, p.Title)
-		w.strOpt(`"tty":`, p.TTY)
+		w.entity(`"user":`, u.Effective)
+		w.idName(`"real_user":`, u.ID, u.Name)
+		w.entity(`"saved_user":`, u.Saved)
+		w.entity(`"group":`, g.Effective)
+		w.idName(`"real_group":`, g.ID, g.Name)
+		w.entity(`"saved_group":`, g.Saved)
 		w.close()
 	}
-	if u := e.User; u != nil {
+	if u.ID != "" || u.Name != "" || u.Effective != nil || u.Target != nil || g.ID != "" || g.Name != "" {
 		w.key(`"user":`)
 		w.open()
 		w.strOpt(`"id":`, u.ID)
 		w.strOpt(`"name":`, u.Name)
-		w.entity(`"audit":`, u.Audit)
 		w.entity(`"effective":`, u.Effective)
-		w.entity(`"saved":`, u.Saved)
-		w.entity(`"filesystem":`, u.FS)
 		w.entity(`"target":`, u.Target)
-		w.close()
-	}
-	w.entity(`"group":`, e.Group)
-	if s := e.Syscall; s != nil {
-		w.key(`"syscall":`)
-		w.open()
-		w.strOpt(`"name":`, s.Name)
-		w.int(`"nr":`, int64(s.Nr))
-		w.strOpt(`"arch":`, s.Arch)
-		w.int(`"exit":`, s.Exit)
-		w.strsOpt(`"args":`, s.Args)
-		w.close()
-	}
-	if n := e.NS; n != nil {
-		w.key(`"ns":`)
-		w.open()
-		for i, t := range nsKeys {
-			r := n.At(i)
-			if *r == (NSRef{}) {
-				continue
-			}
-			w.key(t)
-			w.open()
-			w.uint(`"serial":`, r.Serial)
-			w.uint(`"inum":`, r.Inum)
-			w.close()
-		}
-		w.close()
-	}
-	w.strOpt(`"ns_src":`, e.NSSrc)
-	if c := e.NSChange; c != nil {
-		w.key(`"ns_change":`)
-		w.open()
-		w.str(`"op":`, c.Op)
-		w.strsOpt(`"types":`, c.Types)
-		w.strsOpt(`"children_only":`, c.ChildrenOnly)
+		w.idName(`"group":`, g.ID, g.Name)
 		w.close()
 	}
 	if c := e.Container; c != nil {
@@ -252,25 +269,10 @@ func refAppendJSON(e *Event, b []byte) []byte {
 	}
 	w.endpoint(`"source":`, e.Source)
 	w.endpoint(`"destination":`, e.Dest)
-	if l := e.Loss; l != nil {
-		w.key(`"loss":`)
-		w.open()
-		w.str(`"reason":`, l.Reason)
-		w.uint(`"count":`, l.Count)
-		if l.From != 0 {
-			w.uint(`"from":`, uint64(l.From))
-		}
-		if l.To != 0 {
-			w.uint(`"to":`, uint64(l.To))
-		}
-		if l.KernelLost != 0 {
-			w.uint(`"kernel_lost":`, uint64(l.KernelLost))
-		}
-		w.close()
-	}
 	if a := e.Auditd; a != nil {
 		w.key(`"auditd":`)
 		w.open()
+		w.strOpt(`"message_type":`, a.MessageType)
 		w.strOpt(`"result":`, a.Result)
 		w.strOpt(`"session":`, a.Session)
 		if s := a.Summary; s != nil {
@@ -306,8 +308,87 @@ func refAppendJSON(e *Event, b []byte) []byte {
 			w.key(`"data":`)
 			w.fields(a.Data)
 		}
-		w.strsOpt(`"records":`, a.Records)
 		w.strsOpt(`"warnings":`, a.Warnings)
+		w.close()
+	}
+
+	w.key(`"auditns":`)
+	w.open()
+	w.str(`"schema":`, e.Schema)
+	if n := e.NS; n != nil {
+		w.key(`"ns":`)
+		w.open()
+		for i, t := range nsKeys {
+			r := n.At(i)
+			if *r == (NSRef{}) {
+				continue
+			}
+			w.key(t)
+			w.open()
+			w.uint(`"serial":`, r.Serial)
+			w.uint(`"inum":`, r.Inum)
+			if r.ID != 0 {
+				w.uint(`"id":`, r.ID)
+			}
+			if r.Serial != 0 {
+				w.str(`"name":`, e.Host.Boot.ID+"/"+strconv.FormatUint(r.Serial, 10))
+			}
+			w.close()
+		}
+		w.close()
+	}
+	w.strOpt(`"ns_src":`, e.NSSrc)
+	if c := e.NSChange; c != nil {
+		w.key(`"ns_change":`)
+		w.open()
+		w.str(`"op":`, c.Op)
+		w.strsOpt(`"types":`, c.Types)
+		w.strsOpt(`"children_only":`, c.ChildrenOnly)
+		w.close()
+	}
+	if s := e.Syscall; s != nil {
+		w.key(`"syscall":`)
+		w.open()
+		w.strOpt(`"name":`, s.Name)
+		w.int(`"nr":`, int64(s.Nr))
+		w.strOpt(`"arch":`, s.Arch)
+		w.int(`"exit":`, s.Exit)
+		w.strsOpt(`"args":`, s.Args)
+		w.close()
+	}
+	if u.Audit != nil || u.FS != nil {
+		w.key(`"user":`)
+		w.open()
+		w.entity(`"audit":`, u.Audit)
+		w.entity(`"filesystem":`, u.FS)
+		w.close()
+	}
+	if g.FS != nil {
+		w.key(`"group":`)
+		w.open()
+		w.entity(`"filesystem":`, g.FS)
+		w.close()
+	}
+	if e.Label != "" {
+		w.key(`"subject":`)
+		w.open()
+		w.str(`"label":`, e.Label)
+		w.close()
+	}
+	if l := e.Loss; l != nil {
+		w.key(`"loss":`)
+		w.open()
+		w.str(`"reason":`, l.Reason)
+		w.uint(`"count":`, l.Count)
+		if l.From != 0 {
+			w.uint(`"from":`, uint64(l.From))
+		}
+		if l.To != 0 {
+			w.uint(`"to":`, uint64(l.To))
+		}
+		if l.KernelLost != 0 {
+			w.uint(`"kernel_lost":`, uint64(l.KernelLost))
+		}
 		w.close()
 	}
 	if e.NSInfo != nil {
@@ -315,7 +396,19 @@ func refAppendJSON(e *Event, b []byte) []byte {
 		w.b = refNSInfosJSON(e.NSInfo, w.b)
 	}
 	w.close()
+	w.close()
 	return w.b
+}
+
+func (w *rjw) idName(k, id, name string) {
+	if id == "" && name == "" {
+		return
+	}
+	w.key(k)
+	w.open()
+	w.strOpt(`"id":`, id)
+	w.strOpt(`"name":`, name)
+	w.close()
 }
 
 // AppendJSON appends n as the JSON object of ns_info.
@@ -368,11 +461,17 @@ func (w *rjw) endpoint(k string, e *Endpoint) {
 	}
 	w.key(k)
 	w.open()
-	w.strOpt(`"ip":`, e.IP)
+	if e.IP != "" {
+		w.str(`"address":`, e.IP)
+		if net.ParseIP(e.IP) != nil && !strings.Contains(e.IP, "%") {
+			w.str(`"ip":`, e.IP)
+		}
+	} else {
+		w.strOpt(`"address":`, e.Path)
+	}
 	if e.Port != 0 {
 		w.int(`"port":`, int64(e.Port))
 	}
-	w.strOpt(`"path":`, e.Path)
 	w.close()
 }
 
@@ -417,20 +516,28 @@ func randomEvent(r *rand.Rand) *Event {
 		}
 		return f
 	}
-	e := &Event{Schema: Schema, Event: Meta{ID: str(), Sequence: r.Uint32(), Created: tm(), Kind: str(),
-		Category: strs(), Action: str(), Outcome: str(), Type: str()},
-		Host: Host{Name: str(), Boot: Boot{ID: str()}, Kernel: str()}, Tags: strs(), Message: str(), NSSrc: str()}
+	tty := func() string {
+		return [...]string{"", "pts0", "pts300", "tty1", "ttyS2", "console", "tty", "(none)", "pts01", str()}[r.IntN(10)]
+	}
+	e := &Event{Schema: Schema, Timestamp: tm(), Event: Meta{ID: str(), Sequence: r.Uint32(), Created: tm(), Kind: [...]string{KindEvent, KindLoss, KindState, ""}[r.IntN(4)],
+		Category: strs(), Type: strs(), Action: str(), Outcome: str()},
+		Host: Host{Name: str(), Boot: Boot{ID: str()}, Kernel: str()}, Tags: strs(), Message: str(), NSSrc: str(), Label: str()}
 	if maybe() {
-		e.Process = &Process{PID: r.IntN(3), Name: str(), Executable: str(), Args: strs(), ArgsCount: r.IntN(2),
-			WorkingDirectory: str(), Title: str(), TTY: str()}
+		e.Schema = str()
+	}
+	if maybe() {
+		e.Process = &Process{PID: r.IntN(3), VPID: r.IntN(3), EntityID: str(), Name: str(), Executable: str(), Args: strs(), ArgsCount: r.IntN(2),
+			WorkingDirectory: str(), Title: str(), TTY: tty()}
 		if maybe() {
-			e.Process.Parent = &Parent{PID: r.IntN(3)}
+			e.Process.Parent = &Parent{PID: r.IntN(3), EntityID: str()}
 		}
 	}
 	if maybe() {
 		e.User = &User{ID: str(), Name: str(), Audit: ent(), Effective: ent(), Saved: ent(), FS: ent(), Target: ent()}
 	}
-	e.Group = ent()
+	if maybe() {
+		e.Group = &Group{ID: str(), Name: str(), Effective: ent(), Saved: ent(), FS: ent()}
+	}
 	if maybe() {
 		e.Syscall = &Syscall{Name: str(), Nr: r.IntN(400) - 1, Arch: str(), Exit: r.Int64N(5) - 2, Args: strs()}
 	}
@@ -438,7 +545,7 @@ func randomEvent(r *rand.Rand) *Event {
 		e.NS = &NS{}
 		for i := range NSTypes {
 			if maybe() {
-				*e.NS.At(i) = NSRef{Serial: r.Uint64N(3), Inum: r.Uint64N(3)}
+				*e.NS.At(i) = NSRef{Serial: r.Uint64N(3), Inum: r.Uint64N(3), ID: r.Uint64N(3)}
 			}
 		}
 	}
@@ -452,16 +559,16 @@ func randomEvent(r *rand.Rand) *Event {
 		e.File = &File{Path: str(), Device: str(), Inode: str(), Mode: str(), UID: str(), GID: str(), Owner: str(), Group: str()}
 	}
 	if maybe() {
-		e.Source = &Endpoint{IP: str(), Port: r.IntN(2), Path: str()}
+		e.Source = &Endpoint{IP: [...]string{"", "10.1.2.3", "::1", "?", "fe80::1%eth0"}[r.IntN(5)], Port: r.IntN(2), Path: str()}
 	}
 	if maybe() {
-		e.Dest = &Endpoint{IP: str(), Port: r.IntN(2), Path: str()}
+		e.Dest = &Endpoint{IP: [...]string{"", "10.1.2.3", str()}[r.IntN(3)], Port: r.IntN(2), Path: str()}
 	}
 	if maybe() {
 		e.Loss = &Loss{Reason: str(), Count: r.Uint64N(3), From: r.Uint32N(2), To: r.Uint32N(2), KernelLost: r.Uint32N(2)}
 	}
 	if maybe() {
-		e.Auditd = &Auditd{Result: str(), Session: str(), Data: fields(), Records: strs(), Warnings: strs()}
+		e.Auditd = &Auditd{MessageType: str(), Result: str(), Session: str(), Data: fields(), Records: strs(), Warnings: strs()}
 		if maybe() {
 			e.Auditd.Summary = &Summary{Actor: Actor{str(), str()}, Action: str(), Object: Object{str(), str(), str()}, How: str()}
 		}
@@ -516,7 +623,7 @@ func TestEncoderLikeAppendJSON(t *testing.T) {
 		if prev != nil && r.IntN(3) > 0 {
 			// The previous identities again, as other strings (copies),
 			// sometimes with one string or entity changed.
-			e.User, e.Group = cloneUser(prev.User), cloneEntity(prev.Group)
+			e.User, e.Group = cloneUser(prev.User), cloneGroup(prev.Group)
 			switch r.IntN(6) {
 			case 0:
 				if e.User != nil {
@@ -531,7 +638,11 @@ func TestEncoderLikeAppendJSON(t *testing.T) {
 					e.Group.ID = ""
 				}
 			case 3:
-				e.Group = &Entity{}
+				e.Group = &Group{}
+			case 4:
+				if e.Group != nil {
+					e.Group.FS = &Entity{ID: "7"}
+				}
 			}
 		}
 		got, want := c.AppendJSON([]byte("x"), e), e.AppendJSON([]byte("x"))
@@ -555,4 +666,12 @@ func cloneUser(u *User) *User {
 	}
 	return &User{ID: string([]byte(u.ID)), Name: string([]byte(u.Name)), Audit: cloneEntity(u.Audit),
 		Effective: cloneEntity(u.Effective), Saved: cloneEntity(u.Saved), FS: cloneEntity(u.FS), Target: cloneEntity(u.Target)}
+}
+
+func cloneGroup(g *Group) *Group {
+	if g == nil {
+		return nil
+	}
+	return &Group{ID: string([]byte(g.ID)), Name: string([]byte(g.Name)), Effective: cloneEntity(g.Effective),
+		Saved: cloneEntity(g.Saved), FS: cloneEntity(g.FS)}
 }

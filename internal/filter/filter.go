@@ -1,4 +1,4 @@
-// Package filter selects auditns.event/1 events for `auditns tail` and
+// Package filter selects auditns events (auditns.event/2 and /1) for `auditns tail` and
 // `auditns replay` (SPEC section 6). It has one job: turn the filter flags
 // into a predicate on event.Event.
 //
@@ -124,7 +124,7 @@ func (s *Spec) Build() (*Filter, error) {
 		}},
 		{"syscall", s.Syscall, parseSyscall},
 		{"type", s.Type, func(v string) (func(*event.Event) bool, error) {
-			return func(e *event.Event) bool { return strings.EqualFold(e.Event.Type, v) }, nil
+			return func(e *event.Event) bool { return strings.EqualFold(e.MessageType(), v) }, nil
 		}},
 	} {
 		if err := add(x.flag, x.vals, x.parse); err != nil {

@@ -16,7 +16,8 @@ func execEvent() *event.Event {
 	return &event.Event{
 		Schema: event.Schema,
 		Event: event.Meta{ID: boot + ":97", Sequence: 97, Created: time.Unix(1800000000, 0).UTC(),
-			Kind: event.KindEvent, Action: "executed", Outcome: "success", Type: "SYSCALL"},
+			Kind: event.KindEvent, Action: "executed", Outcome: "success"},
+		Auditd:  &event.Auditd{MessageType: "SYSCALL"},
 		Host:    event.Host{Name: "web-1", Boot: event.Boot{ID: boot}},
 		Tags:    []string{"exec", "auditns-ns"},
 		Process: &event.Process{PID: 3218, Name: "unshare", Executable: "/usr/bin/unshare", Args: []string{"unshare", "-n"}},
@@ -31,9 +32,9 @@ func execEvent() *event.Event {
 func loginEvent() *event.Event {
 	return &event.Event{
 		Schema: event.Schema,
-		Event:  event.Meta{ID: boot + ":98", Sequence: 98, Kind: event.KindEvent, Type: "USER_LOGIN", Outcome: "failure"},
-		Host:   event.Host{Name: "web-1", Boot: event.Boot{ID: boot}},
-		User:   &event.User{ID: "0", Audit: &event.Entity{ID: "4294967295"}},
+		Event:  event.Meta{ID: boot + ":98", Sequence: 98, Kind: event.KindEvent, Outcome: "failure"}, Auditd: &event.Auditd{MessageType: "USER_LOGIN"},
+		Host: event.Host{Name: "web-1", Boot: event.Boot{ID: boot}},
+		User: &event.User{ID: "0", Audit: &event.Entity{ID: "4294967295"}},
 	}
 }
 

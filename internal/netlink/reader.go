@@ -10,8 +10,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Record is one audit record as the kernel sent it: its type (1100 and up
-// for events) and its text, without the netlink header.
+// The record types below 1100 that are records, not control replies.
+const (
+	typeUser  = 1005 // AUDIT_USER
+	typeLogin = 1006 // AUDIT_LOGIN
+)
+
+// Record is one audit record as the kernel sent it: its type (1100 and up,
+// USER and LOGIN) and its text, without the netlink header.
 type Record struct {
 	Type uint16
 	Data []byte
@@ -130,9 +136,11 @@ func (c *Conn) drain(stats *ReaderStats) ([]Record, error) {
 		}
 		for i := range got {
 			typ, data, ok := mm.datagram(i)
-			if !ok || typ < 1100 {
+			if !ok || typ < 1100 && typ != typeUser && typ != typeLogin {
 				// Netlink control (NOOP, ERROR, DONE) and audit control
-				// replies (1000-1099) are not records.
+				// replies (1000-1099) are not records; but for USER
+				// (auditctl -m and older user space) and LOGIN (a
+				// login uid set), which are.
 				continue
 			}
 			// The audit payload runs to the end of the datagram: the

@@ -47,7 +47,7 @@ type KafkaOptions struct {
 	// Required. The sink discovers the rest of the cluster from them.
 	Brokers []string
 
-	// EventsTopic receives auditns.event/1 messages (kafka.topic).
+	// EventsTopic receives auditns.event/2 messages (kafka.topic).
 	// Default "auditns.events".
 	EventsTopic string
 

@@ -12,7 +12,7 @@ import (
 type Topic uint8
 
 const (
-	// TopicEvents carries auditns.event/1 objects.
+	// TopicEvents carries auditns.event/2 objects.
 	TopicEvents Topic = iota
 	// TopicNamespaces carries auditns.namespace/1 registry records; on Kafka
 	// it is a compacted topic keyed by "<boot_id>/<serial>".
@@ -30,7 +30,7 @@ type Message struct {
 	// ID is the event.id ("<boot_id>:<seq>") or the registry record id; it
 	// becomes the event_id header.
 	ID string
-	// Schema is "auditns.event/1" or "auditns.namespace/1".
+	// Schema is "auditns.event/2" or "auditns.namespace/1".
 	Schema string
 	// BootID is the host's boot_id, the boot_id header.
 	BootID string

@@ -1,4 +1,4 @@
-// Package render turns auditns.event/1 events into one readable line each
+// Package render turns auditns events (auditns.event/2 and /1) into one readable line each
 // for `auditns tail` and `auditns replay`, and keeps untrusted text from
 // reaching a terminal as anything but text.
 //
@@ -198,10 +198,10 @@ func (l *line) kv(k, v string) {
 func Line(dst []byte, e *event.Event, color bool) []byte {
 	l := line{b: dst, color: color}
 	l.on(sgrDim)
-	if e.Event.Created.IsZero() {
+	if t := e.When(); t.IsZero() {
 		l.b = append(l.b, "-"...)
 	} else {
-		l.b = e.Event.Created.UTC().AppendFormat(l.b, TimeLayout)
+		l.b = t.UTC().AppendFormat(l.b, TimeLayout)
 	}
 	l.off()
 	l.word(orDash(e.Host.Name))
@@ -249,7 +249,7 @@ func Line(dst []byte, e *event.Event, color bool) []byte {
 	}
 	l.sp()
 	l.on(sgrBold)
-	l.b = Escape(l.b, orDash(e.Event.Type))
+	l.b = Escape(l.b, orDash(e.MessageType()))
 	l.off()
 	if s := e.Syscall; s != nil {
 		if s.Name != "" {

@@ -347,7 +347,7 @@ func (k *Kernel) Annotate(ev *event.Event, pid, ppid int, change *event.NSChange
 		return
 	}
 	if !st.resolved || change != nil {
-		c := Cause{EventID: ev.Event.ID, Time: ev.Event.Created, PID: pid}
+		c := Cause{EventID: ev.Event.ID, Time: ev.When(), PID: pid}
 		if ev.Process != nil {
 			c.Exe = ev.Process.Executable
 		}

@@ -29,6 +29,8 @@ func TestCLIBadInputIsOneLineExit2(t *testing.T) {
 		{[]string{"run"}, "AUDITNS_KAFKA_COMPRESSION=brotli", "kafka.compression: expected one of none, gzip, snappy, lz4, zstd"},
 		{[]string{"run", "--rules", badRules, "--state-dir", filepath.Join(dir, "st")}, "", "bad.rules:2: invalid rule"},
 		{[]string{"frobnicate"}, "", `unknown command "frobnicate"`},
+		{[]string{"convert", filepath.Join(dir, "no-such.log")}, "", "convert: FILE: open " + filepath.Join(dir, "no-such.log")},
+		{[]string{"convert", "a.log", "b.log"}, "", "accepts at most 1 arg(s)"},
 	}
 	for _, tc := range cases {
 		cmd := exec.Command(bin, tc.args...)

@@ -121,7 +121,7 @@ func waitEvent(t *testing.T, path string, within time.Duration, what string, pre
 	for {
 		b, _ := os.ReadFile(path)
 		for _, line := range bytes.Split(b, []byte("\n")) {
-			if len(line) == 0 || !bytes.Contains(line, []byte(`"auditns.event/1"`)) {
+			if len(line) == 0 || !bytes.Contains(line, []byte(`"`+event.Schema+`"`)) {
 				continue
 			}
 			var ev event.Event

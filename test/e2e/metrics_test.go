@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/auditns/auditns/internal/event"
 )
 
 func scrape(t *testing.T, addr string) map[string]float64 {
@@ -108,8 +110,8 @@ func TestMetricsUnderLoad(t *testing.T) {
 	if markers+int(v["auditns_sequence_gap_total"]) < 1500 {
 		t.Fatalf("%d of 1500 marker execs arrived and %v sequence numbers are reported missing", markers, v["auditns_sequence_gap_total"])
 	}
-	if int(v["auditns_events_written_total"]) != kinds["event"] || int(v["auditns_loss_events_total"]) != kinds["loss"] {
-		t.Fatalf("events_written_total %v vs %d events in the file; loss_events_total %v vs %d", v["auditns_events_written_total"], kinds["event"], v["auditns_loss_events_total"], kinds["loss"])
+	if int(v["auditns_events_written_total"]) != kinds["event"] || int(v["auditns_loss_events_total"]) != kinds[event.ECSKindLoss] {
+		t.Fatalf("events_written_total %v vs %d events in the file; loss_events_total %v vs %d", v["auditns_events_written_total"], kinds["event"], v["auditns_loss_events_total"], kinds[event.ECSKindLoss])
 	}
 	if v["auditns_records_received_total"] < float64(kinds["event"]) || v["auditns_events_assembled_total"] < float64(kinds["event"]) {
 		t.Fatalf("records_received %v / assembled %v below %d events", v["auditns_records_received_total"], v["auditns_events_assembled_total"], kinds["event"])

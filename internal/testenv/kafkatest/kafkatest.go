@@ -72,17 +72,20 @@ func NewTopic(t testing.TB, brokers string, partitions int, compact bool) string
 	}
 }
 
-// Event is an auditns.event/1 exec event of Boot on host web-1 with
-// sequence seq (pid 1000+seq), created at created, in net namespace serial
-// net (0: the initial one, 7).
+// Event is an exec event of Boot on host web-1 with sequence seq (pid
+// 1000+seq), recorded by the kernel at created (@timestamp) and read a
+// millisecond later (event.created), in net namespace serial net (0: the
+// initial one, 7).
 func Event(seq uint32, created time.Time, net uint64) *event.Event {
 	if net == 0 {
 		net = 7
 	}
 	return &event.Event{
-		Schema: event.Schema,
-		Event: event.Meta{ID: Boot + ":" + strconv.FormatUint(uint64(seq), 10), Sequence: seq, Created: created.UTC(),
-			Kind: event.KindEvent, Category: []string{"process"}, Action: "executed", Outcome: "success", Type: "SYSCALL"},
+		Schema:    event.Schema,
+		Timestamp: created.UTC(),
+		Event: event.Meta{ID: Boot + ":" + strconv.FormatUint(uint64(seq), 10), Sequence: seq, Created: created.UTC().Add(time.Millisecond),
+			Kind: event.KindEvent, Category: []string{"process"}, Type: []string{"start"}, Action: "executed", Outcome: "success"},
+		Auditd:  &event.Auditd{MessageType: "SYSCALL", Result: "success"},
 		Host:    event.Host{Name: "web-1", Boot: event.Boot{ID: Boot}, Kernel: "6.18.0"},
 		Tags:    []string{"exec"},
 		Process: &event.Process{PID: 1000 + int(seq), Parent: &event.Parent{PID: 1}, Name: "true", Executable: "/usr/bin/true", Args: []string{"true", strconv.Itoa(int(seq))}},
