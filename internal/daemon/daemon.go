@@ -106,7 +106,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 			return nil, fmt.Errorf("namespace registry (state_dir %s): %w", cfg.StateDir, err)
 		}
 		bootID = d.reg.BootID()
-		observer = registryObserver{d.reg}
+		observer = d.reg
 		log.Info("namespace identity", "method", d.reg.Method(), "state_dir", cfg.StateDir, "known", len(d.reg.Records()))
 	} else {
 		log.Info("namespace identity off (enrich.namespaces: false)")
@@ -411,7 +411,7 @@ func (d *Daemon) openSubjects(cfg *config.Config, eopts enrich.Options, log *slo
 		why = fmt.Sprintf("the registry is keyed by %s, not by the kernel's namespace ids (NS_GET_ID, Linux >= 6.18), which the kernel-side source reports", d.reg.Method())
 	}
 	if why == "" {
-		k, err := subject.Load(subject.Options{Resolver: registryResolver{d.reg}, Fallback: procs, BootID: d.reg.BootID(), Logger: log})
+		k, err := subject.Load(subject.Options{Resolver: d.reg, Fallback: procs, BootID: d.reg.BootID(), Logger: log})
 		if err == nil {
 			d.kernelSubjects = k
 			log.Info("subject identity", "source", "bpf", "hooks", "tp_btf/kmem_cache_free, tp_btf/sched_process_exit", "fallback", "proc")
@@ -426,51 +426,6 @@ func (d *Daemon) openSubjects(cfg *config.Config, eopts enrich.Options, log *slo
 	log.Warn("subject identity from /proc: namespaces are read when events are processed, so a process that exits at once may get none", "source", "proc", "reason", why)
 	return procs, nil
 }
-
-// registryResolver adapts serial.Registry to subject.Resolver.
-type registryResolver struct{ r *serial.Registry }
-
-func (o registryResolver) Identify(pid int, st *subject.State, c subject.Cause) ([8]event.NSRef, error) {
-	var k serial.KnownSet
-	for i := range st.NS {
-		k.NS[i] = serial.Known{ID: st.NS[i].ID, Inum: uint64(st.NS[i].Inum)}
-		k.Owner[i] = serial.Known{ID: st.Owner[i].ID, Inum: uint64(st.Owner[i].Inum)}
-	}
-	k.ParentPID = serial.Known{ID: st.ParentPID.ID, Inum: uint64(st.ParentPID.Inum)}
-	k.ParentUser = serial.Known{ID: st.ParentUser.ID, Inum: uint64(st.ParentUser.Inum)}
-	set, err := o.r.Identify(pid, &k, serial.Cause{EventID: c.EventID, Time: c.Time, Op: c.Op, PID: c.PID, Exe: c.Exe, Types: typeMask(c.Types)})
-	return nsRefs(set), err
-}
-
-func (o registryResolver) Exited(pid int, when time.Time) { o.r.Exited(pid, when) }
-
-func typeMask(names []string) serial.TypeMask {
-	var types serial.TypeMask
-	for _, name := range names {
-		if t, ok := serial.ParseType(name); ok {
-			types |= serial.MaskOf(t)
-		}
-	}
-	return types
-}
-
-func nsRefs(set serial.Set) [8]event.NSRef {
-	var out [8]event.NSRef
-	for i := range set {
-		out[i] = event.NSRef{Serial: set[i].Serial, Inum: set[i].Inum, ID: set[i].ID}
-	}
-	return out
-}
-
-// registryObserver adapts serial.Registry to enrich.Observer.
-type registryObserver struct{ r *serial.Registry }
-
-func (o registryObserver) Observe(pid int, c enrich.Cause) ([8]event.NSRef, error) {
-	set, err := o.r.Observe(pid, serial.Cause{EventID: c.EventID, Time: c.Time, Op: c.Op, PID: c.PID, Exe: c.Exe, Types: typeMask(c.Types)})
-	return nsRefs(set), err
-}
-
-func (o registryObserver) Exited(pid int, when time.Time) { o.r.Exited(pid, when) }
 
 func readBootID() (string, error) {
 	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")

@@ -16,30 +16,17 @@ import (
 
 	"github.com/auditns/auditns/internal/container"
 	"github.com/auditns/auditns/internal/event"
+	"github.com/auditns/auditns/internal/serial"
 )
 
-// Observer reads and identifies the namespaces of a live process. The
-// namespace registry (serial.Registry) implements it through a small
-// adapter, so enrich needs nothing else from it.
+// Observer reads and identifies the namespaces of a live process: the
+// namespace registry (*serial.Registry).
 type Observer interface {
-	// Observe returns the namespaces of pid, in event.NSTypes order, with
-	// zero entries for types it could not read.
-	Observe(pid int, cause Cause) ([8]event.NSRef, error)
+	// Observe returns the namespaces of pid, with zero entries for types
+	// it could not read.
+	Observe(pid int, cause serial.Cause) (serial.Set, error)
 	// Exited tells the registry that a process it observed is gone.
 	Exited(pid int, when time.Time)
-}
-
-// Cause is the event on whose account namespaces are observed: it names
-// the creator of namespaces seen for the first time.
-type Cause struct {
-	EventID string
-	Time    time.Time
-	Op      string // "unshare", "setns", "clone" when the event created them
-	// Types are the namespace types the syscall created (from its flags);
-	// nil means any type new in this observation.
-	Types []string
-	PID   int
-	Exe   string
 }
 
 // Values of ns_src.
@@ -94,7 +81,7 @@ type procCache struct {
 	// forChildren remembers, per parent pid, the unshare/setns that gave
 	// its future children new pid or time namespaces, so that the creator
 	// of those namespaces is known when a child is first observed.
-	forChildren map[int]Cause
+	forChildren map[int]serial.Cause
 
 	// pidfdOK: procfs is the kernel's own (c.proc is /proc), so what a
 	// pidfd tells about a process is what /proc tells. False with a
@@ -166,7 +153,7 @@ func newProcCache(procRoot string, max int, obs Observer, log *slog.Logger) (*pr
 		done:    make(chan struct{}),
 		buf:     make([]byte, 0, 4096),
 
-		forChildren: make(map[int]Cause),
+		forChildren: make(map[int]serial.Cause),
 		pins:        make(map[uint64]*nsPin),
 		pidfdOK:     filepath.Clean(procRoot) == "/proc",
 	}
@@ -440,7 +427,7 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 		op = change.Op
 		if len(change.ChildrenOnly) > 0 {
 			cause := c.cause(ev, op)
-			cause.Types = change.ChildrenOnly
+			cause.Types = serial.MaskOfNames(change.ChildrenOnly)
 			c.mu.Lock()
 			c.forChildren[pid] = cause
 			c.mu.Unlock()
@@ -540,7 +527,7 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 		}
 		byPath, asked = true, true
 		cause := c.cause(ev, op)
-		cause.Types = types
+		cause.Types = serial.MaskOfNames(types)
 		if op == "" {
 			c.mu.Lock()
 			if pc, ok := c.forChildren[ppid]; ok {
@@ -554,15 +541,7 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			c.log.Debug("read namespaces", "pid", pid, "error", err)
 		}
-		ns := &event.NS{}
-		any := false
-		for i := range set {
-			*ns.At(i) = set[i]
-			any = any || set[i].Serial != 0
-		}
-		if any {
-			e.ns = ns
-		}
+		e.ns = set.NS()
 	}
 	learn := false // the container is cgroup cgid's, to cache once proven the process's
 	if ct, ok := c.cgroups.Get(cgid, haveCG); ok {
@@ -687,8 +666,8 @@ func exited(pidfd int) bool {
 // /proc files, which can wait for a lock (cgroup_mutex), are not; nor is
 // fstat, whose syscall and struct differ between architectures.
 
-func (c *procCache) cause(ev *event.Event, op string) Cause {
-	cause := Cause{EventID: ev.Event.ID, Time: ev.When(), Op: op}
+func (c *procCache) cause(ev *event.Event, op string) serial.Cause {
+	cause := serial.Cause{EventID: ev.Event.ID, Time: ev.When(), Op: op}
 	if ev.Process != nil {
 		cause.PID, cause.Exe = ev.Process.PID, ev.Process.Executable
 	}

@@ -15,20 +15,17 @@ import (
 
 	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/record"
+	"github.com/auditns/auditns/internal/serial"
 	"github.com/auditns/auditns/internal/testenv"
 )
 
 // ownNS is the test process's namespaces as the inodeObserver reads them.
 func ownNS(t testing.TB) *event.NS {
-	set, err := (&inodeObserver{}).Observe(os.Getpid(), Cause{})
+	set, err := (&inodeObserver{}).Observe(os.Getpid(), serial.Cause{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := &event.NS{}
-	for i := range set {
-		*ns.At(i) = set[i]
-	}
-	return ns
+	return set.NS()
 }
 
 // The namespaces read through a pidfd are those of /proc/<pid>/ns.

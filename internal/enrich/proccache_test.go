@@ -12,6 +12,7 @@ import (
 
 	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/record"
+	"github.com/auditns/auditns/internal/serial"
 	"github.com/auditns/auditns/internal/testenv"
 )
 
@@ -37,16 +38,16 @@ type inodeObserver struct {
 	exited atomic.Int64
 }
 
-func (o *inodeObserver) Observe(pid int, c Cause) ([8]event.NSRef, error) {
+func (o *inodeObserver) Observe(pid int, c serial.Cause) (serial.Set, error) {
 	o.calls.Add(1)
-	var out [8]event.NSRef
+	var out serial.Set
 	for i, t := range event.NSTypes {
 		l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, t))
 		if err != nil {
 			return out, err
 		}
 		n, _ := strconv.ParseUint(l[strings.IndexByte(l, '[')+1:len(l)-1], 10, 64)
-		out[i] = event.NSRef{Serial: n % 1000, Inum: n}
+		out[i] = serial.Ref{Serial: n % 1000, Inum: n}
 	}
 	return out, nil
 }
@@ -140,7 +141,7 @@ func BenchmarkObserveFromProc(b *testing.B) {
 	obs := &inodeObserver{}
 	b.ReportAllocs()
 	for b.Loop() {
-		obs.Observe(os.Getpid(), Cause{})
+		obs.Observe(os.Getpid(), serial.Cause{})
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/auditns/auditns/internal/event"
 )
 
 // Type is a namespace type. The order (and so the numeric value) is the
@@ -91,6 +93,18 @@ func (t *Type) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// MaskOfNames is the mask of the named types (event.NSTypes' names);
+// unknown names are ignored, and no name is the empty mask ("any").
+func MaskOfNames(names []string) TypeMask {
+	var m TypeMask
+	for _, name := range names {
+		if t, ok := ParseType(name); ok {
+			m |= MaskOf(t)
+		}
+	}
+	return m
+}
+
 // TypeMask is a set of namespace types, bit 1<<Type.
 type TypeMask uint8
 
@@ -141,6 +155,20 @@ type Ref struct {
 
 // Set is the namespaces of one process, indexed by Type.
 type Set [NumTypes]Ref
+
+// NS is s as an event carries it; nil when no namespace is known.
+func (s *Set) NS() *event.NS {
+	var ns event.NS
+	any := false
+	for i, r := range s {
+		*ns.At(i) = event.NSRef{Serial: r.Serial, Inum: r.Inum, ID: r.ID}
+		any = any || r.Serial != 0
+	}
+	if !any {
+		return nil
+	}
+	return &ns
+}
 
 // Cause is the event that made the enricher observe a process.
 type Cause struct {

@@ -20,49 +20,19 @@ import (
 
 	"github.com/auditns/auditns/internal/container"
 	"github.com/auditns/auditns/internal/event"
+	"github.com/auditns/auditns/internal/serial"
 )
 
 // SrcKernel is the ns_src of events whose namespaces the kernel-side
 // source captured.
 const SrcKernel = "kernel"
 
-// Key is one namespace as the kernel names it: its 64-bit id (0 where the
-// kernel has none, before Linux 6.18) and its nsfs inode number.
-type Key struct {
-	ID   uint64
-	Inum uint32
-}
-
-// State is what the kernel reported of a thread's namespaces, in
-// event.NSTypes order.
-type State struct {
-	NS    [8]Key
-	Owner [8]Key // the owning user namespace of each
-	// ParentPID and ParentUser are the parents of the pid and user
-	// namespaces (zero for the initial ones).
-	ParentPID, ParentUser Key
-}
-
-// Cause is the event on whose account a namespace is identified: it names
-// the creator of namespaces seen for the first time.
-type Cause struct {
-	EventID string
-	Time    time.Time
-	// Op is "unshare", "setns" or "clone" when the event changed
-	// namespaces; Types the types it changed (nil: any new one).
-	Op    string
-	Types []string
-	PID   int
-	Exe   string
-}
-
-// Resolver gives kernel-identified namespaces their registry serials. The
-// namespace registry implements it (through the daemon's adapter).
+// Resolver gives kernel-identified namespaces their registry serials: the
+// namespace registry (*serial.Registry).
 type Resolver interface {
-	// Identify returns the serial references of st's namespaces, in
-	// event.NSTypes order, registering those it has not seen; pid is
-	// tracked as a member of them.
-	Identify(pid int, st *State, cause Cause) ([8]event.NSRef, error)
+	// Identify returns the serial references of the namespaces in k,
+	// registering those it has not seen; pid is tracked as a member.
+	Identify(pid int, k *serial.KnownSet, cause serial.Cause) (serial.Set, error)
 	// Exited tells the registry that a member process is gone.
 	Exited(pid int, when time.Time)
 }
@@ -117,7 +87,7 @@ type joinSlot struct {
 // state is one reported thread state with what is derived from it once.
 type state struct {
 	raw      subjectState
-	kst      State
+	known    serial.KnownSet
 	ns       *event.NS // nil until resolved
 	ct       *event.Container
 	entity   string
@@ -142,7 +112,7 @@ type Kernel struct {
 	// forChildren holds, per pid, the unshare that gave its future
 	// children new pid or time namespaces: the first child is where they
 	// appear, and its state names that unshare their creator.
-	forChildren map[int]Cause
+	forChildren map[int]serial.Cause
 
 	joined, fallbacks atomic.Uint64
 	nStates           atomic.Int64
@@ -169,7 +139,7 @@ func Load(opts Options) (k *Kernel, err error) {
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		return nil, fmt.Errorf("%w: the kernel has no BTF (/sys/kernel/btf/vmlinux: %v)", ErrUnavailable, err)
 	}
-	k = &Kernel{opts: opts, log: opts.Logger, joins: make([]joinSlot, joinSlots), states: make(map[uint32]*state), forChildren: make(map[int]Cause)}
+	k = &Kernel{opts: opts, log: opts.Logger, joins: make([]joinSlot, joinSlots), states: make(map[uint32]*state), forChildren: make(map[int]serial.Cause)}
 	defer func() {
 		if err != nil {
 			k.release()
@@ -273,11 +243,11 @@ func (k *Kernel) handle(b []byte) {
 		}
 		st := &state{raw: *(*subjectState)(unsafe.Pointer(&b[0]))}
 		for i := range st.raw.Ns {
-			st.kst.NS[i] = Key{st.raw.Ns[i].Id, st.raw.Ns[i].Inum}
-			st.kst.Owner[i] = Key{st.raw.Owner[i].Id, st.raw.Owner[i].Inum}
+			st.known.NS[i] = serial.Known{ID: st.raw.Ns[i].Id, Inum: uint64(st.raw.Ns[i].Inum)}
+			st.known.Owner[i] = serial.Known{ID: st.raw.Owner[i].Id, Inum: uint64(st.raw.Owner[i].Inum)}
 		}
-		st.kst.ParentPID = Key{st.raw.ParentPid.Id, st.raw.ParentPid.Inum}
-		st.kst.ParentUser = Key{st.raw.ParentUser.Id, st.raw.ParentUser.Inum}
+		st.known.ParentPID = serial.Known{ID: st.raw.ParentPid.Id, Inum: uint64(st.raw.ParentPid.Inum)}
+		st.known.ParentUser = serial.Known{ID: st.raw.ParentUser.Id, Inum: uint64(st.raw.ParentUser.Inum)}
 		st.entity = EntityID(k.opts.BootID, int(st.raw.Tgid), st.raw.StartNs)
 		if st.raw.Ppid > 0 {
 			st.pentity = EntityID(k.opts.BootID, int(st.raw.Ppid), st.raw.PstartNs)
@@ -347,32 +317,26 @@ func (k *Kernel) Annotate(ev *event.Event, pid, ppid int, change *event.NSChange
 		return
 	}
 	if !st.resolved || change != nil {
-		c := Cause{EventID: ev.Event.ID, Time: ev.When(), PID: pid}
+		c := serial.Cause{EventID: ev.Event.ID, Time: ev.When(), PID: pid}
 		if ev.Process != nil {
 			c.Exe = ev.Process.Executable
 		}
 		if change != nil {
-			c.Op, c.Types = change.Op, change.Types
+			c.Op, c.Types = change.Op, serial.MaskOfNames(change.Types)
 			if len(change.ChildrenOnly) > 0 && change.Op != "clone" {
 				pc := c
-				pc.Types = change.ChildrenOnly
+				pc.Types = serial.MaskOfNames(change.ChildrenOnly)
 				k.forChildren[pid] = pc
 			}
 		} else if pc, ok := k.forChildren[int(st.raw.Ppid)]; ok && !st.resolved {
 			c = pc
 			delete(k.forChildren, int(st.raw.Ppid))
 		}
-		refs, err := k.opts.Resolver.Identify(pid, &st.kst, c)
+		set, err := k.opts.Resolver.Identify(pid, &st.known, c)
 		if err != nil && !st.resolved {
 			k.log.Debug("identify namespaces", "pid", pid, "error", err)
 		}
-		ns := &event.NS{}
-		any := false
-		for i := range refs {
-			*ns.At(i) = refs[i]
-			any = any || refs[i].Serial != 0
-		}
-		if any {
+		if ns := set.NS(); ns != nil {
 			if !st.resolved {
 				st.ct = containerOf(&st.raw)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/netlink"
+	"github.com/auditns/auditns/internal/serial"
 	"github.com/auditns/auditns/internal/testenv"
 )
 
@@ -45,8 +46,8 @@ func (f *nopFallback) Close() error { f.closed = true; return nil }
 
 type nopResolver struct{}
 
-func (nopResolver) Identify(pid int, st *State, c Cause) ([8]event.NSRef, error) {
-	return [8]event.NSRef{}, nil
+func (nopResolver) Identify(int, *serial.KnownSet, serial.Cause) (serial.Set, error) {
+	return serial.Set{}, nil
 }
 func (nopResolver) Exited(int, time.Time) {}
 
