@@ -73,6 +73,10 @@ type Stats struct {
 	States       int // thread states held
 }
 
+// silentAfter is how many events without a join, and none with one, make
+// Annotate warn that the programs see nothing on this kernel.
+const silentAfter = 1000
+
 // joinSlots is how many recent joins are kept, indexed by serial: far more
 // than events in flight between the kernel and the enricher.
 const joinSlots = 1 << 16
@@ -312,7 +316,10 @@ func (k *Kernel) Annotate(ev *event.Event, pid, ppid int, change *event.NSChange
 		st = k.states[j.ver]
 	}
 	if st == nil {
-		k.fallbacks.Add(1)
+		if n := k.fallbacks.Add(1); n == silentAfter && k.joined.Load() == 0 {
+			k.log.Warn("the kernel-side source has joined no event yet: this kernel may not free audit buffers in the subject's context; every event is answered from /proc",
+				"fallback_events", n)
+		}
 		k.opts.Fallback.Annotate(ev, pid, ppid, change, ended)
 		return
 	}
