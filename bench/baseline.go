@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -42,7 +44,9 @@ type baselineResult struct {
 // releases the audit pid and prints a baselineResult.
 func runBaseline(args []string) {
 	fs := flag.NewFlagSet("baseline", flag.ExitOnError)
-	ruleText := fs.String("rule", "", "the audit rule, auditctl syntax")
+	var ruleTexts ruleList
+	fs.Var(&ruleTexts, "rule", "an audit rule, auditctl syntax (repeatable)")
+	recordTo := fs.String("record", "", "also write every record received to this file, one a line as \"TYPE text\" (for micro-benchmarks over real records)")
 	rcvbuf := fs.Int("rcvbuf", 8<<20, "socket receive buffer in bytes (auditns's audit.receive_buffer default); 0 = go-libaudit's default")
 	wait := fs.Int("wait", 0, "backlog_wait_time in jiffies (the bench passes the same to auditns)")
 	latency := fs.Bool("latency", false, "record receive time - a1 (the generator's clock) per SYSCALL record")
@@ -52,13 +56,26 @@ func runBaseline(args []string) {
 		fmt.Fprintln(os.Stderr, "baseline:", err)
 		os.Exit(1)
 	}
-	r, err := flags.Parse(*ruleText)
-	if err != nil {
-		fail(fmt.Errorf("rule %q: %w", *ruleText, err))
+	var wires []rule.WireFormat
+	for _, text := range ruleTexts {
+		r, err := flags.Parse(text)
+		if err != nil {
+			fail(fmt.Errorf("rule %q: %w", text, err))
+		}
+		wire, err := rule.Build(r)
+		if err != nil {
+			fail(fmt.Errorf("rule %q: %w", text, err))
+		}
+		wires = append(wires, wire)
 	}
-	wire, err := rule.Build(r)
-	if err != nil {
-		fail(fmt.Errorf("rule %q: %w", *ruleText, err))
+	var rec *bufio.Writer
+	if *recordTo != "" {
+		f, err := os.Create(*recordTo)
+		if err != nil {
+			fail(err)
+		}
+		// Flushed at the end, before the result (the process then exits).
+		rec = bufio.NewWriterSize(f, 1<<20)
 	}
 
 	// The event socket is opened first so that it is the only audit
@@ -120,10 +137,12 @@ func runBaseline(args []string) {
 		}
 		return nil
 	})
-	step("add rule", func() error { return c.AddRule(wire) }, func() error { return ctl.DeleteRule(wire) })
+	for _, wire := range wires {
+		step("add rule", func() error { return c.AddRule(wire) }, func() error { return ctl.DeleteRule(wire) })
+	}
 
 	var records, events, overruns atomic.Uint64
-	var latMu sync.Mutex
+	var latMu, recMu sync.Mutex
 	var lat, origin []int64
 	var recvErr atomic.Value
 	go func() {
@@ -144,6 +163,11 @@ func runBaseline(args []string) {
 				continue // control replies
 			}
 			records.Add(1)
+			if rec != nil {
+				recMu.Lock()
+				fmt.Fprintf(rec, "%d %s\n", m.Type, m.Data)
+				recMu.Unlock()
+			}
 			// Only the workload's events: not the SYSCALL record of this
 			// process's own configuration messages, which has no key.
 			if m.Type == auparse.AUDIT_SYSCALL && bytes.Contains(m.Data, benchKeyField) {
@@ -182,6 +206,13 @@ func runBaseline(args []string) {
 	res := baselineResult{Records: records.Load(), Events: events.Load(), Overruns: overruns.Load(), Errors: errs}
 	if rerr != "" {
 		res.Errors = append(res.Errors, "receive: "+rerr)
+	}
+	if rec != nil {
+		recMu.Lock()
+		if err := rec.Flush(); err != nil {
+			res.Errors = append(res.Errors, "record: "+err.Error())
+		}
+		recMu.Unlock()
 	}
 	latMu.Lock()
 	res.Latency, res.Origin = lat, origin
@@ -240,5 +271,14 @@ func setAuditRcvbuf(size int) error {
 	if err := unix.SetsockoptInt(found, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size); err != nil {
 		return unix.SetsockoptInt(found, unix.SOL_SOCKET, unix.SO_RCVBUF, size)
 	}
+	return nil
+}
+
+// ruleList is the repeatable -rule flag.
+type ruleList []string
+
+func (r *ruleList) String() string { return strings.Join(*r, "; ") }
+func (r *ruleList) Set(v string) error {
+	*r = append(*r, v)
 	return nil
 }

@@ -53,6 +53,12 @@ func main() {
 		case "gen-exec":
 			genExec(os.Args[2:])
 			return
+		case "gen-mixed":
+			genMixed(os.Args[2:])
+			return
+		case "gen-mixed-worker":
+			mixedWorker(os.Args[2:])
+			return
 		case "baseline":
 			runBaseline(os.Args[2:])
 			return
@@ -72,6 +78,8 @@ func logf(format string, args ...any) {
 
 type options struct {
 	syscalls, execs int
+	mixed, mixedProcs int
+	auditnsB        string
 	quick           bool
 	rate            float64
 	latencyDur      time.Duration
@@ -120,6 +128,9 @@ type bench struct {
 	ctx        context.Context
 	host       *hostState
 	auditnsBin string
+	// auditnsBinB is -auditns-b's (consumer file-b).
+	auditnsBinB string
+	mixedDir    string // the mixed workload's directory (makeMixedDir)
 	pprofBin   string
 	self       string
 	repo       string
@@ -153,6 +164,9 @@ func benchMain(args []string) int {
 	}
 	fs.IntVar(&o.syscalls, "syscalls", 200000, "getppid calls in the syscall storm")
 	fs.IntVar(&o.execs, "execs", 3000, "fork+exec of /bin/true in the exec storm")
+	fs.IntVar(&o.mixed, "mixed", 48000, "audited syscalls of the mixed workload, over all its processes")
+	fs.IntVar(&o.mixedProcs, "mixed-procs", 6, "processes of the mixed workload, in parallel")
+	fs.StringVar(&o.auditnsB, "auditns-b", "", "a second auditns binary, measured with the file sink in the storms beside the first (consumer file-b, interleaved): an A/B of two builds in the same run")
 	fs.BoolVar(&o.quick, "quick", false, "N/10 for both storms and a 3 s latency run (CI smoke); does not write the doc unless -doc is given")
 	fs.Float64Var(&o.rate, "rate", 5000, "events/s of the latency run")
 	fs.DurationVar(&o.latencyDur, "latency-duration", 10*time.Second, "length of the latency run")
@@ -169,7 +183,7 @@ func benchMain(args []string) int {
 	fs.DurationVar(&o.fileFlush, "file-flush", 0, "output.flush_interval for the file sink; 0: auditns's default")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "the longest one run may wait for its consumer")
 	fs.DurationVar(&o.settle, "settle", 3*time.Second, "a consumer whose count has not moved for this long has delivered all it will")
-	fs.StringVar(&o.workloads, "workloads", "syscall,syscall-paced,exec", "workloads to run")
+	fs.StringVar(&o.workloads, "workloads", "syscall,syscall-paced,exec,mixed", "workloads to run")
 	fs.Float64Var(&o.pacedRate, "paced-rate", 10000, "events/s of the syscall-paced storm, a rate the ceiling carries without loss (0: none)")
 	fs.DurationVar(&o.pacedDur, "paced-duration", 10*time.Second, "length of the syscall-paced storm")
 	fs.IntVar(&o.latencyRepeat, "latency-repeat", 3, "runs of each latency measurement (medians are reported); -quick sets 1")
@@ -211,6 +225,7 @@ func benchMain(args []string) int {
 		o.pacedDur /= 10
 		o.syscalls /= 10
 		o.execs /= 10
+		o.mixed /= 10
 		if o.latencyDur > 3*time.Second {
 			o.latencyDur = 3 * time.Second
 		}
@@ -220,6 +235,9 @@ func benchMain(args []string) int {
 	}
 	if o.noKafka {
 		o.consumers = strings.ReplaceAll(o.consumers, "kafka", "")
+	}
+	if o.auditnsB != "" && has(o.consumers, "file") && !has(o.consumers, "file-b") {
+		o.consumers += ",file-b"
 	}
 	b := &bench{o: o, args: args, stamp: time.Now().UTC().Format("20060102-150405"), topics: map[string]bool{}}
 	if err := b.run(); err != nil {
@@ -264,6 +282,17 @@ func (b *bench) run() (err error) {
 	if err := b.buildAuditns(); err != nil {
 		return err
 	}
+	if b.o.auditnsB != "" {
+		if b.auditnsBinB, err = filepath.Abs(b.o.auditnsB); err != nil {
+			return err
+		}
+	}
+	if has(b.o.workloads, "mixed") {
+		b.mixedDir = filepath.Join(b.tmp, "mixed")
+		if err := makeMixedDir(b.mixedDir); err != nil {
+			return fmt.Errorf("mixed workload's directory: %w", err)
+		}
+	}
 	if has(b.o.consumers, "kafka") {
 		if err := b.ensureKafka(); err != nil {
 			return err
@@ -300,7 +329,7 @@ func (b *bench) run() (err error) {
 
 	for rep := 1; rep <= b.o.repeat; rep++ {
 		for _, w := range b.workloads() {
-			for _, c := range []string{"baseline", "file", "kafka"} {
+			for _, c := range []string{"baseline", "file", "file-b", "kafka"} {
 				if !has(b.o.consumers, c) {
 					continue
 				}
@@ -438,9 +467,9 @@ func (b *bench) buildAuditns() error {
 
 // workload is one storm.
 type workload struct {
-	name    string // "syscall" | "syscall-paced" | "exec"
+	name    string // "syscall" | "syscall-paced" | "exec" | "mixed"
 	n       int
-	syscall string  // the audited syscall's name in auditns's events
+	syscall string  // the audited syscall's name in auditns's events; "": any
 	rate    float64 // generator pacing, events/s; 0: as fast as it can
 }
 
@@ -455,6 +484,9 @@ func (b *bench) workloads() []workload {
 	if has(b.o.workloads, "exec") {
 		out = append(out, workload{"exec", b.o.execs, "execve", 0})
 	}
+	if has(b.o.workloads, "mixed") {
+		out = append(out, workload{"mixed", b.o.mixed, "", 0})
+	}
 	return out
 }
 
@@ -467,12 +499,16 @@ func (b *bench) workload(name string) (workload, bool) {
 	return workload{}, false
 }
 
-// rule is the one audit rule of a run, filtered on the generator's pid.
-func (w workload) rule(genPid int) string {
-	if w.name == "exec" {
-		return fmt.Sprintf("-a always,exit -F arch=b64 -S execve -F ppid=%d -k %s", genPid, benchKey)
+// rules are the audit rules of a run, filtered on the generator's pid:
+// one for the storms, three for the mixed workload (mixedRules).
+func (b *bench) rules(w workload, genPid int) []string {
+	switch w.name {
+	case "exec":
+		return []string{fmt.Sprintf("-a always,exit -F arch=b64 -S execve -F ppid=%d -k %s", genPid, benchKey)}
+	case "mixed":
+		return mixedRules(b.mixedDir, genPid)
 	}
-	return fmt.Sprintf("-a always,exit -F arch=b64 -S getppid -F pid=%d -k %s", genPid, benchKey)
+	return []string{fmt.Sprintf("-a always,exit -F arch=b64 -S getppid -F pid=%d -k %s", genPid, benchKey)}
 }
 
 // generator is a started, waiting workload generator.
@@ -488,9 +524,12 @@ func (b *bench) startGenerator(w workload, n int, rate float64) (*generator, err
 	}
 	max := b.o.timeout.String()
 	var argv []string
-	if w.syscall == "execve" {
+	switch {
+	case w.name == "mixed":
+		argv = []string{b.self, "gen-mixed", "-n", strconv.Itoa(n), "-procs", strconv.Itoa(b.o.mixedProcs), "-dir", b.mixedDir, "-max", max}
+	case w.syscall == "execve":
 		argv = []string{b.self, "gen-exec", "-n", strconv.Itoa(n), "-max", max}
-	} else {
+	default:
 		argv = []string{b.self, "gen-syscall", "-n", strconv.Itoa(n), "-rate", strconv.FormatFloat(rate, 'f', -1, 64), "-max", max}
 	}
 	c, err := startChild("generator", syscall.SIGKILL, r, nil, nil, argv...)
@@ -499,7 +538,22 @@ func (b *bench) startGenerator(w workload, n int, rate float64) (*generator, err
 		wr.Close()
 		return nil, err
 	}
-	return &generator{child: c, goPipe: wr}, nil
+	g := &generator{child: c, goPipe: wr}
+	if w.name == "mixed" {
+		// Its workers are started before the rules are loaded.
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if _, ok := g.stdout.last("READY"); ok {
+				break
+			}
+			if g.exited() || time.Now().After(deadline) {
+				g.stop(0)
+				return nil, fmt.Errorf("mixed generator not ready (%v): %s", g.err, g.stderr.tail(20))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return g, nil
 }
 
 // start tells the generator to go.
@@ -554,7 +608,7 @@ func freePort() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func (b *bench) startConsumer(name, kind, rule string, w workload, latency bool, pprofOut string, flush time.Duration) (*consumer, error) {
+func (b *bench) startConsumer(name, kind string, rules []string, w workload, latency bool, pprofOut string, flush time.Duration) (*consumer, error) {
 	// Unique per start: a run run again (noisy) gets a fresh directory,
 	// state and topic (Kafka deletes topics asynchronously).
 	b.seq++
@@ -569,7 +623,13 @@ func (b *bench) startConsumer(name, kind, rule string, w workload, latency bool,
 	}
 	c := &consumer{kind: kind, dir: dir}
 	if kind == "baseline" {
-		argv := []string{b.self, "baseline", "-rule", rule, "-wait", strconv.Itoa(b.o.backlogWait)}
+		argv := []string{b.self, "baseline", "-wait", strconv.Itoa(b.o.backlogWait)}
+		for _, r := range rules {
+			argv = append(argv, "-rule", r)
+		}
+		if b.o.keep {
+			argv = append(argv, "-record", filepath.Join(dir, "records.txt"))
+		}
 		if latency {
 			argv = append(argv, "-latency")
 		}
@@ -580,8 +640,8 @@ func (b *bench) startConsumer(name, kind, rule string, w workload, latency bool,
 		c.child = ch
 		return c, nil
 	}
-	rules := filepath.Join(dir, "bench.rules")
-	if err := os.WriteFile(rules, []byte("# the bench's one rule\n"+rule+"\n"), 0o600); err != nil {
+	rulesFile := filepath.Join(dir, "bench.rules")
+	if err := os.WriteFile(rulesFile, []byte("# the bench's rules\n"+strings.Join(rules, "\n")+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	port, err := freePort()
@@ -591,11 +651,11 @@ func (b *bench) startConsumer(name, kind, rule string, w workload, latency bool,
 	c.metrics = port
 	var y strings.Builder
 	fmt.Fprintf(&y, "mode: unicast\nstate_dir: %s\nlog:\n  level: info\n", filepath.Join(dir, "state"))
-	fmt.Fprintf(&y, "audit:\n  rules_file: %s\n  backlog_wait_time: %d\n", rules, b.o.backlogWait)
+	fmt.Fprintf(&y, "audit:\n  rules_file: %s\n  backlog_wait_time: %d\n", rulesFile, b.o.backlogWait)
 	fmt.Fprintf(&y, "enrich:\n  namespaces: true\n  ns_rules: false\n")
 	fmt.Fprintf(&y, "metrics:\n  listen: %s\n", port)
 	switch kind {
-	case "file":
+	case "file", "file-b":
 		c.out = filepath.Join(dir, "events.jsonl")
 		// Created here so that a tail can watch it from the start.
 		if err := os.WriteFile(c.out, nil, 0o600); err != nil {
@@ -628,6 +688,9 @@ func (b *bench) startConsumer(name, kind, rule string, w workload, latency bool,
 		return nil, err
 	}
 	argv := []string{b.auditnsBin, "run", "--config", cfg}
+	if kind == "file-b" {
+		argv[0] = b.auditnsBinB
+	}
 	if pprofOut != "" {
 		argv = []string{b.pprofBin, "pprof-auditns", "-config", cfg, "-cpuprofile", pprofOut, "-heapprofile", pprofOut + ".heap"}
 	}
@@ -709,6 +772,9 @@ func (c *consumer) progress() (int64, bool, error) {
 		n, err := strconv.ParseInt(f[1], 10, 64)
 		return n, true, err
 	case "file":
+		n, err := c.counter.update()
+		return n, true, err
+	case "file-b":
 		n, err := c.counter.update()
 		return n, true, err
 	default:
@@ -840,7 +906,7 @@ func (b *bench) finish(c *consumer, w workload) (delivered, dups int64, err erro
 			stopErr = errors.Join(stopErr, fmt.Errorf("baseline: %s", strings.Join(res.Errors, "; ")))
 		}
 		return int64(res.Events), 0, stopErr
-	case "file":
+	case "file", "file-b":
 		n, err := c.counter.update()
 		if !b.o.keep {
 			os.Remove(c.out)
@@ -939,7 +1005,7 @@ func (b *bench) storm(w workload, kind string, profile bool, rep int) (*runResul
 		return nil, err
 	}
 	defer gen.stop(0)
-	c, err := b.startConsumer(name, kind, w.rule(gen.pid()), w, false, pprofOut, 0)
+	c, err := b.startConsumer(name, kind, b.rules(w, gen.pid()), w, false, pprofOut, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -995,6 +1061,8 @@ func consumerName(kind string) string {
 		return "ceiling (go-libaudit)"
 	case "file":
 		return "auditns file"
+	case "file-b":
+		return "auditns file (B: -auditns-b)"
 	}
 	return "auditns kafka"
 }
@@ -1051,7 +1119,7 @@ func (b *bench) latencyRun(kind string, flush time.Duration, rep int) (*latResul
 		return nil, err
 	}
 	defer gen.stop(0)
-	c, err := b.startConsumer(name, kind, w.rule(gen.pid()), w, true, "", flush)
+	c, err := b.startConsumer(name, kind, b.rules(w, gen.pid()), w, true, "", flush)
 	if err != nil {
 		return nil, err
 	}
