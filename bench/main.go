@@ -77,38 +77,38 @@ func logf(format string, args ...any) {
 }
 
 type options struct {
-	syscalls, execs int
+	syscalls, execs   int
 	mixed, mixedProcs int
-	auditnsB        string
-	quick           bool
-	rate            float64
-	latencyDur      time.Duration
-	kafkaAddr       string
-	noKafka         bool
-	kafkaStart      bool
-	src             string
-	auditnsBin      string
-	doc             string
-	profile         bool
-	latency         bool
-	fileFlush       time.Duration
-	backlogWait     int
-	timeout         time.Duration
-	settle          time.Duration
-	workloads       string
-	consumers       string
-	as              string
-	keep            bool
-	verbose         bool
-	jsonOut         string
-	repeat          int
-	extraFlush      time.Duration
-	latencyRepeat   int
-	pacedRate       float64
-	pacedDur        time.Duration
-	env             envList
-	noisyRetries    int
-	profileSinks    string
+	auditnsB          string
+	quick             bool
+	rate              float64
+	latencyDur        time.Duration
+	kafkaAddr         string
+	noKafka           bool
+	kafkaStart        bool
+	src               string
+	auditnsBin        string
+	doc               string
+	profile           bool
+	latency           bool
+	fileFlush         time.Duration
+	backlogWait       int
+	timeout           time.Duration
+	settle            time.Duration
+	workloads         string
+	consumers         string
+	as                string
+	keep              bool
+	verbose           bool
+	jsonOut           string
+	repeat            int
+	extraFlush        time.Duration
+	latencyRepeat     int
+	pacedRate         float64
+	pacedDur          time.Duration
+	env               envList
+	noisyRetries      int
+	profileSinks      string
 }
 
 // envList is the repeatable -env flag.
@@ -131,12 +131,12 @@ type bench struct {
 	// auditnsBinB is -auditns-b's (consumer file-b).
 	auditnsBinB string
 	mixedDir    string // the mixed workload's directory (makeMixedDir)
-	pprofBin   string
-	self       string
-	repo       string
-	tmp        string
-	stamp      string
-	args       []string
+	pprofBin    string
+	self        string
+	repo        string
+	tmp         string
+	stamp       string
+	args        []string
 
 	runs      []*runResult
 	lats      []*latResult
