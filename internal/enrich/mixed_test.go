@@ -20,13 +20,13 @@ type mixedRecord struct {
 	seq       int64
 }
 
-// loadMixed reads testdata/mixed-records.txt: the records a plain
+// loadMixed reads testdata/mixed.records: the records a plain
 // go-libaudit consumer received during the bench's mixed workload (six
 // processes in parallel doing exec, open/openat under watches, connect,
 // getppid, setuid and setgid; `bench -workloads mixed -keep`, baseline's
 // records.txt), one a line as "TYPE text".
 func loadMixed(tb testing.TB) (recs []mixedRecord, span int64) {
-	data, err := os.ReadFile("testdata/mixed-records.txt")
+	data, err := os.ReadFile("testdata/mixed.records")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func loadMixed(tb testing.TB) (recs []mixedRecord, span int64) {
 		recs = append(recs, mixedRecord{uint16(n), text[:colon+1], text[end:], seq})
 	}
 	if len(recs) < 1000 {
-		tb.Fatalf("testdata/mixed-records.txt: %d records", len(recs))
+		tb.Fatalf("testdata/mixed.records: %d records", len(recs))
 	}
 	return recs, hi - lo + 1
 }
