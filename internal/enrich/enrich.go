@@ -97,7 +97,6 @@ type Enricher struct {
 	arch     auparse.AuditArch
 	archStr  string
 	archOK   bool
-	sysMemo  syscallMemo
 	sortMemo sortMemo
 	// The last arch field parsed: as written (hex) and its value.
 	archHex    string
@@ -182,11 +181,7 @@ func (e *Enricher) Enrich(recs []record.Record, ev *event.Event) error {
 	}
 	d := e.rd[:len(recs)]
 	for i := range recs {
-		if recs[i].Type == typeSyscall {
-			d[i].buildSyscall(&recs[i], e)
-		} else {
-			d[i].build(&recs[i], e)
-		}
+		d[i].build(&recs[i], e)
 	}
 	c := &e.c
 	c.reset()
