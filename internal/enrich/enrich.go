@@ -87,11 +87,10 @@ type Enricher struct {
 	paths    []event.Fields
 	out      out
 
-	idArena  []byte // event ids, never rewritten
-	exes     map[string]string
-	lastExe  string
-	cats     map[[2]*aucoalesce.Normalization]ecsCats
-	lastNorm lastNorm
+	idArena []byte // event ids, never rewritten
+	exes    map[string]string
+	lastExe string
+	cats    map[[2]*aucoalesce.Normalization]ecsCats
 
 	// Memos of the last arch and its syscall table.
 	arch     auparse.AuditArch
