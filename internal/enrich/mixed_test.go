@@ -74,6 +74,7 @@ func BenchmarkMixed(b *testing.B) {
 	}
 	defer e.Close()
 	var ev event.Event
+	var enc event.Encoder // as the pipeline encodes
 	out := make([]byte, 0, 64<<10)
 	events := 0
 	e.SetClock(time.Now())
@@ -81,7 +82,7 @@ func BenchmarkMixed(b *testing.B) {
 		if err := e.Enrich(rs, &ev); err != nil {
 			b.Fatal(err)
 		}
-		out = ev.AppendJSON(out[:0])
+		out = enc.AppendJSON(out[:0], &ev)
 		events++
 	}, nil)
 	buf := make([]byte, 0, 16<<10)
