@@ -2,7 +2,6 @@ package event
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"net/netip"
 	"slices"
@@ -106,9 +105,12 @@ func appendEscaped(b []byte, s string, i int) []byte {
 	return append(b, '"')
 }
 
-// load8 reads s[i:i+8] as a little-endian word (the caller checks bounds).
+// load8 reads s[i:i+8] as a little-endian word (the caller checks bounds;
+// the compiler makes one load of the eight).
 func load8(s string, i int) uint64 {
-	return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // plain8 reports whether none of the eight bytes of x needs escaping or
