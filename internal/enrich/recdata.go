@@ -120,20 +120,10 @@ func (d *rdata) set(key, val string, k kid, field int32) int {
 	return d.add(key, val, k, field)
 }
 
-// add appends an entry and returns its index. It writes the entry field
-// by field: a composite literal is built on the stack with narrow stores
-// and copied with wide loads, which stalls on store forwarding.
+// add appends an entry and returns its index.
 func (d *rdata) add(key, val string, k kid, field int32) int {
-	n := len(d.ents)
-	if n == cap(d.ents) {
-		d.ents = append(d.ents, ent{})
-	} else {
-		d.ents = d.ents[:n+1]
-	}
-	e := &d.ents[n]
-	e.key, e.val = key, val
-	e.kid, e.dead, e.moved, e.field = k, false, false, field
-	return n
+	d.ents = append(d.ents, ent{key: key, val: val, kid: k, field: field})
+	return len(d.ents) - 1
 }
 
 // lookup finds a live entry by name.
