@@ -108,6 +108,7 @@ type options struct {
 	pacedDur          time.Duration
 	env               envList
 	noisyRetries      int
+	quietWait         time.Duration
 	profileSinks      string
 }
 
@@ -192,6 +193,7 @@ func benchMain(args []string) int {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (outputs, logs, configs, profiles) and the Kafka topics")
 	fs.BoolVar(&o.verbose, "v", false, "copy the consumers' logs to stderr")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
+	fs.DurationVar(&o.quietWait, "quiet-wait", 2*time.Minute, "the longest to wait, before each run, for other processes to use under 10% of the machine")
 	fs.IntVar(&o.noisyRetries, "noisy-retries", 2, "run a run again, up to this many times, when other processes used more than 5% of the machine during it")
 	fs.Var(&o.env, "env", "AUDITNS_KEY=VALUE (or GOMAXPROCS, GOGC, GODEBUG ...) for every auditns run, over the bench's configuration (repeatable), e.g. -env AUDITNS_AUDIT_STATUS_INTERVAL=10s")
 	fs.IntVar(&o.repeat, "repeat", 3, "runs of each storm with each consumer, interleaved (medians are reported); -quick sets 1")
