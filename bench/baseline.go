@@ -41,7 +41,9 @@ type baselineResult struct {
 // receives: no assembly, no enrichment, no encoding, no output. It prints
 // READY when the rule is loaded, "PROGRESS records events" every 100 ms,
 // and on SIGTERM removes its rule, restores the settings it changed,
-// releases the audit pid and prints a baselineResult.
+// releases the audit pid and prints a baselineResult. (One function of
+// ~130 lines: the settings it changes and their undo steps share one
+// scope, undone in reverse order on every path out.)
 func runBaseline(args []string) {
 	fs := flag.NewFlagSet("baseline", flag.ExitOnError)
 	var ruleTexts ruleList
@@ -56,17 +58,9 @@ func runBaseline(args []string) {
 		fmt.Fprintln(os.Stderr, "baseline:", err)
 		os.Exit(1)
 	}
-	var wires []rule.WireFormat
-	for _, text := range ruleTexts {
-		r, err := flags.Parse(text)
-		if err != nil {
-			fail(fmt.Errorf("rule %q: %w", text, err))
-		}
-		wire, err := rule.Build(r)
-		if err != nil {
-			fail(fmt.Errorf("rule %q: %w", text, err))
-		}
-		wires = append(wires, wire)
+	wires, err := buildRules(ruleTexts)
+	if err != nil {
+		fail(err)
 	}
 	var rec *bufio.Writer
 	if *recordTo != "" {
@@ -141,49 +135,8 @@ func runBaseline(args []string) {
 		step("add rule", func() error { return c.AddRule(wire) }, func() error { return ctl.DeleteRule(wire) })
 	}
 
-	var records, events, overruns atomic.Uint64
-	var latMu, recMu sync.Mutex
-	var lat, origin []int64
-	var recvErr atomic.Value
-	go func() {
-		for {
-			m, err := c.Receive(false)
-			if err != nil {
-				if errors.Is(err, syscall.ENOBUFS) {
-					overruns.Add(1)
-					continue
-				}
-				if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
-					continue
-				}
-				recvErr.Store(err.Error())
-				return
-			}
-			if m.Type < 1100 {
-				continue // control replies
-			}
-			records.Add(1)
-			if rec != nil {
-				recMu.Lock()
-				fmt.Fprintf(rec, "%d %s\n", m.Type, m.Data)
-				recMu.Unlock()
-			}
-			// Only the workload's events: not the SYSCALL record of this
-			// process's own configuration messages, which has no key.
-			if m.Type == auparse.AUDIT_SYSCALL && bytes.Contains(m.Data, benchKeyField) {
-				events.Add(1)
-				if *latency {
-					now := time.Now().UnixNano()
-					if a1, ok := recordA1(m.Data); ok {
-						latMu.Lock()
-						lat = append(lat, now-a1)
-						origin = append(origin, a1)
-						latMu.Unlock()
-					}
-				}
-			}
-		}
-	}()
+	cnt := &baselineCounter{rec: rec, latency: *latency}
+	go cnt.receive(c)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -193,36 +146,104 @@ func runBaseline(args []string) {
 	for {
 		select {
 		case <-tick.C:
-			fmt.Printf("PROGRESS %d %d\n", records.Load(), events.Load())
+			fmt.Printf("PROGRESS %d %d\n", cnt.records.Load(), cnt.events.Load())
 			continue
 		case <-sig:
 		}
 		break
 	}
 	// A receive error from now on is the socket being closed by cleanup.
-	rerr, _ := recvErr.Load().(string)
+	rerr, _ := cnt.recvErr.Load().(string)
 	errs := cleanup()
 	ctl.Close()
-	res := baselineResult{Records: records.Load(), Events: events.Load(), Overruns: overruns.Load(), Errors: errs}
+	res := baselineResult{Records: cnt.records.Load(), Events: cnt.events.Load(), Overruns: cnt.overruns.Load(), Errors: errs}
 	if rerr != "" {
 		res.Errors = append(res.Errors, "receive: "+rerr)
 	}
 	if rec != nil {
-		recMu.Lock()
+		cnt.mu.Lock()
 		if err := rec.Flush(); err != nil {
 			res.Errors = append(res.Errors, "record: "+err.Error())
 		}
-		recMu.Unlock()
+		cnt.mu.Unlock()
 	}
-	latMu.Lock()
-	res.Latency, res.Origin = lat, origin
-	latMu.Unlock()
+	cnt.mu.Lock()
+	res.Latency, res.Origin = cnt.lat, cnt.origin
+	cnt.mu.Unlock()
 	b, _ := json.Marshal(res)
 	fmt.Printf("RESULT %s\n", b)
 	if len(errs) > 0 {
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// buildRules turns rules in auditctl syntax into the kernel's format.
+func buildRules(texts []string) ([]rule.WireFormat, error) {
+	var wires []rule.WireFormat
+	for _, text := range texts {
+		r, err := flags.Parse(text)
+		if err != nil {
+			return nil, fmt.Errorf("rule %q: %w", text, err)
+		}
+		wire, err := rule.Build(r)
+		if err != nil {
+			return nil, fmt.Errorf("rule %q: %w", text, err)
+		}
+		wires = append(wires, wire)
+	}
+	return wires, nil
+}
+
+// baselineCounter counts what the baseline receives.
+type baselineCounter struct {
+	records, events, overruns atomic.Uint64
+	recvErr                   atomic.Value
+	latency                   bool
+	mu                        sync.Mutex // rec, lat, origin
+	rec                       *bufio.Writer
+	lat, origin               []int64
+}
+
+// receive reads the audit socket until it fails.
+func (k *baselineCounter) receive(c *libaudit.AuditClient) {
+	for {
+		m, err := c.Receive(false)
+		if err != nil {
+			if errors.Is(err, syscall.ENOBUFS) {
+				k.overruns.Add(1)
+				continue
+			}
+			if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
+				continue
+			}
+			k.recvErr.Store(err.Error())
+			return
+		}
+		if m.Type < 1100 {
+			continue // control replies
+		}
+		k.records.Add(1)
+		if k.rec != nil {
+			k.mu.Lock()
+			fmt.Fprintf(k.rec, "%d %s\n", m.Type, m.Data)
+			k.mu.Unlock()
+		}
+		// Only the workload's events: not the SYSCALL record of this
+		// process's own configuration messages, which has no key.
+		if m.Type == auparse.AUDIT_SYSCALL && bytes.Contains(m.Data, benchKeyField) {
+			k.events.Add(1)
+			if k.latency {
+				now := time.Now().UnixNano()
+				if a1, ok := recordA1(m.Data); ok {
+					k.mu.Lock()
+					k.lat = append(k.lat, now-a1)
+					k.origin = append(k.origin, a1)
+					k.mu.Unlock()
+				}
+			}
+		}
+	}
 }
 
 // recordA1 extracts a1 (hex) from a SYSCALL record's text.
