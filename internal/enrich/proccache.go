@@ -312,7 +312,9 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 // the cgroup id by PIDFD_GET_INFO) is the pidfd's process by construction.
 // What is read by /proc/<pid> path may belong to a newer process if the one
 // of the pidfd exited and its pid was reused meanwhile: such reads are
-// trusted only if the pidfd's process is still alive after them.
+// trusted only if the pidfd's process is still alive after them. (Hence
+// one function of ~125 lines: the reads and the check that validates them
+// stay in one order on one pidfd.)
 func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []string) *procEntry {
 	r, _, errno := unix.RawSyscall(unix.SYS_PIDFD_OPEN, uintptr(pid), 0, 0)
 	if errno != 0 {
