@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -39,10 +41,14 @@ type baselineResult struct {
 // receives: no assembly, no enrichment, no encoding, no output. It prints
 // READY when the rule is loaded, "PROGRESS records events" every 100 ms,
 // and on SIGTERM removes its rule, restores the settings it changed,
-// releases the audit pid and prints a baselineResult.
+// releases the audit pid and prints a baselineResult. (One function of
+// ~130 lines: the settings it changes and their undo steps share one
+// scope, undone in reverse order on every path out.)
 func runBaseline(args []string) {
 	fs := flag.NewFlagSet("baseline", flag.ExitOnError)
-	ruleText := fs.String("rule", "", "the audit rule, auditctl syntax")
+	var ruleTexts ruleList
+	fs.Var(&ruleTexts, "rule", "an audit rule, auditctl syntax (repeatable)")
+	recordTo := fs.String("record", "", "also write every record received to this file, one a line as \"TYPE text\" (for micro-benchmarks over real records)")
 	rcvbuf := fs.Int("rcvbuf", 8<<20, "socket receive buffer in bytes (auditns's audit.receive_buffer default); 0 = go-libaudit's default")
 	wait := fs.Int("wait", 0, "backlog_wait_time in jiffies (the bench passes the same to auditns)")
 	latency := fs.Bool("latency", false, "record receive time - a1 (the generator's clock) per SYSCALL record")
@@ -52,13 +58,18 @@ func runBaseline(args []string) {
 		fmt.Fprintln(os.Stderr, "baseline:", err)
 		os.Exit(1)
 	}
-	r, err := flags.Parse(*ruleText)
+	wires, err := buildRules(ruleTexts)
 	if err != nil {
-		fail(fmt.Errorf("rule %q: %w", *ruleText, err))
+		fail(err)
 	}
-	wire, err := rule.Build(r)
-	if err != nil {
-		fail(fmt.Errorf("rule %q: %w", *ruleText, err))
+	var rec *bufio.Writer
+	if *recordTo != "" {
+		f, err := os.Create(*recordTo)
+		if err != nil {
+			fail(err)
+		}
+		// Flushed at the end, before the result (the process then exits).
+		rec = bufio.NewWriterSize(f, 1<<20)
 	}
 
 	// The event socket is opened first so that it is the only audit
@@ -120,46 +131,12 @@ func runBaseline(args []string) {
 		}
 		return nil
 	})
-	step("add rule", func() error { return c.AddRule(wire) }, func() error { return ctl.DeleteRule(wire) })
+	for _, wire := range wires {
+		step("add rule", func() error { return c.AddRule(wire) }, func() error { return ctl.DeleteRule(wire) })
+	}
 
-	var records, events, overruns atomic.Uint64
-	var latMu sync.Mutex
-	var lat, origin []int64
-	var recvErr atomic.Value
-	go func() {
-		for {
-			m, err := c.Receive(false)
-			if err != nil {
-				if errors.Is(err, syscall.ENOBUFS) {
-					overruns.Add(1)
-					continue
-				}
-				if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
-					continue
-				}
-				recvErr.Store(err.Error())
-				return
-			}
-			if m.Type < 1100 {
-				continue // control replies
-			}
-			records.Add(1)
-			// Only the workload's events: not the SYSCALL record of this
-			// process's own configuration messages, which has no key.
-			if m.Type == auparse.AUDIT_SYSCALL && bytes.Contains(m.Data, benchKeyField) {
-				events.Add(1)
-				if *latency {
-					now := time.Now().UnixNano()
-					if a1, ok := recordA1(m.Data); ok {
-						latMu.Lock()
-						lat = append(lat, now-a1)
-						origin = append(origin, a1)
-						latMu.Unlock()
-					}
-				}
-			}
-		}
-	}()
+	cnt := &baselineCounter{rec: rec, latency: *latency}
+	go cnt.receive(c)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -169,29 +146,104 @@ func runBaseline(args []string) {
 	for {
 		select {
 		case <-tick.C:
-			fmt.Printf("PROGRESS %d %d\n", records.Load(), events.Load())
+			fmt.Printf("PROGRESS %d %d\n", cnt.records.Load(), cnt.events.Load())
 			continue
 		case <-sig:
 		}
 		break
 	}
 	// A receive error from now on is the socket being closed by cleanup.
-	rerr, _ := recvErr.Load().(string)
+	rerr, _ := cnt.recvErr.Load().(string)
 	errs := cleanup()
 	ctl.Close()
-	res := baselineResult{Records: records.Load(), Events: events.Load(), Overruns: overruns.Load(), Errors: errs}
+	res := baselineResult{Records: cnt.records.Load(), Events: cnt.events.Load(), Overruns: cnt.overruns.Load(), Errors: errs}
 	if rerr != "" {
 		res.Errors = append(res.Errors, "receive: "+rerr)
 	}
-	latMu.Lock()
-	res.Latency, res.Origin = lat, origin
-	latMu.Unlock()
+	if rec != nil {
+		cnt.mu.Lock()
+		if err := rec.Flush(); err != nil {
+			res.Errors = append(res.Errors, "record: "+err.Error())
+		}
+		cnt.mu.Unlock()
+	}
+	cnt.mu.Lock()
+	res.Latency, res.Origin = cnt.lat, cnt.origin
+	cnt.mu.Unlock()
 	b, _ := json.Marshal(res)
 	fmt.Printf("RESULT %s\n", b)
 	if len(errs) > 0 {
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// buildRules turns rules in auditctl syntax into the kernel's format.
+func buildRules(texts []string) ([]rule.WireFormat, error) {
+	var wires []rule.WireFormat
+	for _, text := range texts {
+		r, err := flags.Parse(text)
+		if err != nil {
+			return nil, fmt.Errorf("rule %q: %w", text, err)
+		}
+		wire, err := rule.Build(r)
+		if err != nil {
+			return nil, fmt.Errorf("rule %q: %w", text, err)
+		}
+		wires = append(wires, wire)
+	}
+	return wires, nil
+}
+
+// baselineCounter counts what the baseline receives.
+type baselineCounter struct {
+	records, events, overruns atomic.Uint64
+	recvErr                   atomic.Value
+	latency                   bool
+	mu                        sync.Mutex // rec, lat, origin
+	rec                       *bufio.Writer
+	lat, origin               []int64
+}
+
+// receive reads the audit socket until it fails.
+func (k *baselineCounter) receive(c *libaudit.AuditClient) {
+	for {
+		m, err := c.Receive(false)
+		if err != nil {
+			if errors.Is(err, syscall.ENOBUFS) {
+				k.overruns.Add(1)
+				continue
+			}
+			if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
+				continue
+			}
+			k.recvErr.Store(err.Error())
+			return
+		}
+		if m.Type < 1100 {
+			continue // control replies
+		}
+		k.records.Add(1)
+		if k.rec != nil {
+			k.mu.Lock()
+			fmt.Fprintf(k.rec, "%d %s\n", m.Type, m.Data)
+			k.mu.Unlock()
+		}
+		// Only the workload's events: not the SYSCALL record of this
+		// process's own configuration messages, which has no key.
+		if m.Type == auparse.AUDIT_SYSCALL && bytes.Contains(m.Data, benchKeyField) {
+			k.events.Add(1)
+			if k.latency {
+				now := time.Now().UnixNano()
+				if a1, ok := recordA1(m.Data); ok {
+					k.mu.Lock()
+					k.lat = append(k.lat, now-a1)
+					k.origin = append(k.origin, a1)
+					k.mu.Unlock()
+				}
+			}
+		}
+	}
 }
 
 // recordA1 extracts a1 (hex) from a SYSCALL record's text.
@@ -240,5 +292,14 @@ func setAuditRcvbuf(size int) error {
 	if err := unix.SetsockoptInt(found, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size); err != nil {
 		return unix.SetsockoptInt(found, unix.SOL_SOCKET, unix.SO_RCVBUF, size)
 	}
+	return nil
+}
+
+// ruleList is the repeatable -rule flag.
+type ruleList []string
+
+func (r *ruleList) String() string { return strings.Join(*r, "; ") }
+func (r *ruleList) Set(v string) error {
+	*r = append(*r, v)
 	return nil
 }

@@ -347,7 +347,7 @@ func (m *noiseMeter) stop(ours float64) (known, foreign, share, steal float64, e
 // bench's, kauditd or the broker use less than 10% of the machine over a
 // second, so that a run does not start in the middle of someone's build.
 func (b *bench) waitQuiet(ctx context.Context) {
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(b.o.quietWait)
 	logged := false
 	for {
 		m, err := b.startNoise()

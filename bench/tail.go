@@ -22,9 +22,13 @@ const benchKey = "auditns-bench"
 // isBenchEvent tells whether a JSON line of auditns's output is an event
 // of the workload (not the CONFIG_CHANGE events of loading and removing the
 // rule, which carry the same key, nor registry, loss or state records).
+// An empty syscallName takes any syscall (the mixed workload).
 func isBenchEvent(line []byte, syscallName string) bool {
-	return bytes.Contains(line, []byte(`"`+benchKey+`"`)) &&
-		bytes.Contains(line, []byte(`"syscall":{"name":"`+syscallName+`"`))
+	name := `"syscall":{"name":"`
+	if syscallName != "" {
+		name += syscallName + `"`
+	}
+	return bytes.Contains(line, []byte(`"`+benchKey+`"`)) && bytes.Contains(line, []byte(name))
 }
 
 // eventArgs decodes what the latency measurement needs from an event.

@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"github.com/elastic/go-libaudit/v2/aucoalesce"
 
@@ -353,26 +352,14 @@ func (e *Enricher) normalize(c *cev) {
 	if sys != nil {
 		sysName = sys.val
 	}
-	// A SYSCALL event's normalization depends on its syscall name alone:
-	// the last one is kept, recognised by the identity of the name (one
-	// of auparse's table, when the record's number was translated).
-	static := c.hdr.Type == typeSyscall && sys != nil && c.nrOK && sysName == c.nrName
-	var norm, sysNorm *aucoalesce.Normalization
-	if m := &e.lastNorm; static && m.norm != nil && unsafe.StringData(m.sys) == unsafe.StringData(sysName) && len(m.sys) == len(sysName) {
-		norm, sysNorm, c.category, c.types = m.norm, m.norm, m.cats.category, m.cats.types
-	} else {
-		norm, sysNorm = normFor(c.hdr.Type, typeName(c.hdr.Type), sysName, sys != nil,
-			func(f string) bool { return c.data.lookup(f) != nil })
-		if norm == nil {
-			c.warn(errors.New("no normalization found for event"))
-			return
-		}
-		cats := e.categories(norm, sysNorm)
-		c.category, c.types = cats.category, cats.types
-		if static {
-			e.lastNorm = lastNorm{sys: sysName, norm: norm, cats: cats}
-		}
+	norm, sysNorm := normFor(c.hdr.Type, typeName(c.hdr.Type), sysName, sys != nil,
+		func(f string) bool { return c.data.lookup(f) != nil })
+	if norm == nil {
+		c.warn(errors.New("no normalization found for event"))
+		return
 	}
+	cats := e.categories(norm, sysNorm)
+	c.category, c.types = cats.category, cats.types
 	if sysNorm != nil && sysNorm != norm && c.result == "fail" {
 		c.ecsOutcome = "failure"
 	}
@@ -548,11 +535,4 @@ func (e *Enricher) setFileObject(c *cev, hint int) error {
 		c.file.gid = v
 	}
 	return nil
-}
-
-// lastNorm is the normalization of the last SYSCALL event.
-type lastNorm struct {
-	sys  string // a name of auparse's syscall tables
-	norm *aucoalesce.Normalization
-	cats ecsCats
 }

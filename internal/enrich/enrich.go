@@ -87,17 +87,15 @@ type Enricher struct {
 	paths    []event.Fields
 	out      out
 
-	idArena  []byte // event ids, never rewritten
-	exes     map[string]string
-	lastExe  string
-	cats     map[[2]*aucoalesce.Normalization]ecsCats
-	lastNorm lastNorm
+	idArena []byte // event ids, never rewritten
+	exes    map[string]string
+	lastExe string
+	cats    map[[2]*aucoalesce.Normalization]ecsCats
 
 	// Memos of the last arch and its syscall table.
 	arch     auparse.AuditArch
 	archStr  string
 	archOK   bool
-	sysMemo  syscallMemo
 	sortMemo sortMemo
 	// The last arch field parsed: as written (hex) and its value.
 	archHex    string
@@ -182,11 +180,7 @@ func (e *Enricher) Enrich(recs []record.Record, ev *event.Event) error {
 	}
 	d := e.rd[:len(recs)]
 	for i := range recs {
-		if recs[i].Type == typeSyscall {
-			d[i].buildSyscall(&recs[i], e)
-		} else {
-			d[i].build(&recs[i], e)
-		}
+		d[i].build(&recs[i], e)
 	}
 	c := &e.c
 	c.reset()

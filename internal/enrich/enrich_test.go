@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -253,77 +252,6 @@ func TestSetClock(t *testing.T) {
 	}
 }
 
-// An event whose SYSCALL record repeats the last one's text after the
-// header (the memo of buildSyscall) is enriched as the first was, for
-// every event of the golden files and every syscall of the x86_64 table,
-// its records again in other memory.
-func TestSyscallMemoLikeBuild(t *testing.T) {
-	hits := 0
-	for _, path := range goldenFiles(t) {
-		e, err := New(Options{HostName: "h", BootID: "boot", Kernel: "6.18", ProcRoot: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		setTestNames(e)
-		e.SetClock(time.Unix(1800000000, 0))
-		for _, recs := range loadEvents(t, path) {
-			var ev event.Event
-			e.sysMemo.valid = false
-			if err := e.Enrich(recs, &ev); err != nil {
-				t.Fatal(err)
-			}
-			first := string(ev.AppendJSON(nil))
-			again := make([]record.Record, len(recs))
-			for i := range recs {
-				again[i] = recs[i].Clone()
-			}
-			scribble(recs)
-			valid := e.sysMemo.valid
-			if err := e.Enrich(again, &ev); err != nil {
-				t.Fatal(err)
-			}
-			if valid {
-				hits++
-			}
-			if second := string(ev.AppendJSON(nil)); second != first {
-				t.Fatalf("%s: again (memo %v):\n got %s\nwant %s", path, valid, second, first)
-			}
-		}
-		e.Close()
-	}
-	e, _ := newPair(t)
-	hdr := "audit(1795868665.170:20): "
-	for nr := range auparse.AuditSyscalls["x86_64"] {
-		for _, res := range []string{"success=yes exit=3", "success=no exit=-13"} {
-			lines := fmt.Sprintf("1300 %sarch=c000003e syscall=%d %s a0=1 a1=2 a2=3 a3=4 items=1 ppid=1 pid=2 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=1 subj=u:r:t:s0 comm=\"x\" exe=\"/usr/bin/x\" key=\"k\"\n"+
-				"1306 %ssaddr=02000050C0000201000000000000000\n"+
-				"1302 %sitem=0 name=\"/etc/x\" inode=5 dev=fe:00 mode=0100644 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL\n"+
-				"1327 %sproctitle=78", hdr, nr, res, hdr, hdr, hdr)
-			var ev event.Event
-			e.sysMemo.valid = false
-			recs := parseLines(lines)
-			if err := e.Enrich(recs, &ev); err != nil {
-				t.Fatal(err)
-			}
-			first := string(ev.AppendJSON(nil))
-			scribble(recs)
-			if !e.sysMemo.valid {
-				t.Fatalf("no memo of %s", lines)
-			}
-			hits++
-			if err := e.Enrich(parseLines(lines), &ev); err != nil {
-				t.Fatal(err)
-			}
-			if second := string(ev.AppendJSON(nil)); second != first {
-				t.Fatalf("again:\n got %s\nwant %s", second, first)
-			}
-		}
-	}
-	if hits < 50+2*300 {
-		t.Fatalf("the memo served %d events", hits)
-	}
-}
-
 // scribble overwrites the bytes of recs: what still points to them shows.
 func scribble(recs []record.Record) {
 	for _, r := range recs {
@@ -363,47 +291,6 @@ func FuzzEnrichAgain(f *testing.F) {
 	})
 }
 
-// A SYSCALL record that is the memo's but for its arguments a0 to a3
-// (other values, other lengths) is enriched as without the memo.
-func TestSyscallMemoOtherArgs(t *testing.T) {
-	e, _ := newPair(t)
-	ref, _ := newPair(t)
-	hdr := "audit(1795868665.170:20): "
-	args := []string{"a0=1 a1=2 a2=3 a3=4", "a0=7 a1=18b4ad3bf6a05f0e a2=0 a3=0", "a0=ffffffffffffff9c a1=7ffd1 a2=80000 a3=0", "a0=1 a1=2 a2=3 a3=4"}
-	hits := 0
-	for nr := range auparse.AuditSyscalls["x86_64"] {
-		for i, a := range args {
-			lines := fmt.Sprintf("1300 %sarch=c000003e syscall=%d success=yes exit=3 %s items=1 ppid=1 pid=2 auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=1 subj=u:r:t:s0 comm=\"x\" exe=\"/usr/bin/x\" key=\"k\"\n"+
-				"1302 %sitem=0 name=\"/etc/x\" inode=5 dev=fe:00 mode=0100644 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL\n"+
-				"1327 %sproctitle=78", hdr, nr, a, hdr, hdr)
-			if i == 0 {
-				e.sysMemo.misses = 0 // the first is kept
-			}
-			valid := e.sysMemo.valid && e.sysMemo.win
-			var ev event.Event
-			recs := parseLines(lines)
-			if err := e.Enrich(recs, &ev); err != nil {
-				t.Fatal(err)
-			}
-			got := string(ev.AppendJSON(nil))
-			scribble(recs)
-			ref.sysMemo.valid = false
-			if err := ref.Enrich(parseLines(lines), &ev); err != nil {
-				t.Fatal(err)
-			}
-			if want := string(ev.AppendJSON(nil)); got != want {
-				t.Fatalf("memo %v:\n got %s\nwant %s", valid, got, want)
-			}
-			if i > 0 && valid {
-				hits++
-			}
-		}
-	}
-	if hits < 3*300 {
-		t.Fatalf("the memo served %d events", hits)
-	}
-}
-
 // After any event, any other is enriched as without the memos.
 func FuzzEnrichAfterOther(f *testing.F) {
 	evs := corpusEvents(f)
@@ -421,7 +308,6 @@ func FuzzEnrichAfterOther(f *testing.F) {
 			return
 		}
 		var ev event.Event
-		e.sysMemo.misses = 0
 		if err := e.Enrich(r1, &ev); err != nil {
 			t.Fatal(err)
 		}
@@ -430,7 +316,6 @@ func FuzzEnrichAfterOther(f *testing.F) {
 			t.Fatal(err)
 		}
 		got := string(ev.AppendJSON(nil))
-		ref.sysMemo.valid = false
 		ref.sortMemo = sortMemo{}
 		if err := ref.Enrich(parseLines(s2), &ev); err != nil {
 			t.Fatal(err)

@@ -1,16 +1,13 @@
 package enrich
 
 import (
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
-	"unsafe"
 
 	"github.com/elastic/go-libaudit/v2/auparse"
 	"golang.org/x/sys/unix"
@@ -123,20 +120,10 @@ func (d *rdata) set(key, val string, k kid, field int32) int {
 	return d.add(key, val, k, field)
 }
 
-// add appends an entry and returns its index. It writes the entry field
-// by field: a composite literal is built on the stack with narrow stores
-// and copied with wide loads, which stalls on store forwarding.
+// add appends an entry and returns its index.
 func (d *rdata) add(key, val string, k kid, field int32) int {
-	n := len(d.ents)
-	if n == cap(d.ents) {
-		d.ents = append(d.ents, ent{})
-	} else {
-		d.ents = d.ents[:n+1]
-	}
-	e := &d.ents[n]
-	e.key, e.val = key, val
-	e.kid, e.dead, e.moved, e.field = k, false, false, field
-	return n
+	d.ents = append(d.ents, ent{key: key, val: val, kid: k, field: field})
+	return len(d.ents) - 1
 }
 
 // lookup finds a live entry by name.
@@ -193,245 +180,6 @@ func (d *rdata) build(rec *record.Record, e *Enricher) {
 		}
 	}
 	d.err = d.enrich(e)
-}
-
-// syscallMemo is the data of the last SYSCALL record built, for the next
-// one with the same text after its header (a process making the same call
-// again and again): its fields are the same, and so is what build makes of
-// them, but for the strings that are views of the record, kept here as
-// offsets into the text after the header.
-type syscallMemo struct {
-	valid  bool
-	misses int    // lookups missed since the last hit
-	tail   []byte // the record's body after its header
-	ents   []memoEnt
-	idx    [numKids]int32
-	bloom  uint64
-	keyF   int32
-	nr     int
-	nrOK   bool
-
-	// The arguments a0 to a3 differ from call to call: a record that is
-	// the memo's but for their values (fields i0 to i0+3, bytes ws to we
-	// of the tail) is built from the memo too, when no other entry is a
-	// view of those bytes. fields are the memo's, as spans of the tail.
-	win    bool
-	i0     int
-	ws, we int
-	fields []record.Field
-}
-
-// memoEnt is an entry whose key and value are views of the tail (off >= 0)
-// or strings that outlive the record (off < 0: kept in the ent). arg >= 0
-// is the field of an argument whose key and value the entry is.
-type memoEnt struct {
-	ent
-	keyOff, valOff int32
-	arg            int
-}
-
-// argsAt reports whether fields i to i+3 are a0 to a3, written bare: what
-// the build of a SYSCALL record takes as they are (syscall() decorates
-// them later).
-func argsAt(rec *record.Record, i int) bool {
-	if i < 0 || i+3 >= len(rec.Fields) {
-		return false
-	}
-	for k := 0; k < 4; k++ {
-		f := &rec.Fields[i+k]
-		if f.Kind != record.Bare || f.Unset || f.Inner || f.Key.Len() != 2 {
-			return false
-		}
-		if kb := rec.Bytes(f.Key); kb[0] != 'a' || kb[1] != byte('0'+k) {
-			return false
-		}
-	}
-	return true
-}
-
-// sameFields reports whether rec's fields, as spans of the tail at off,
-// are the memo's: before the arguments where they are, after them moved by
-// delta bytes.
-func (m *syscallMemo) sameFields(rec *record.Record, off, delta int) bool {
-	for j := range rec.Fields {
-		if j >= m.i0 && j <= m.i0+3 {
-			continue
-		}
-		d := off
-		if j > m.i0+3 {
-			d += delta
-		}
-		f := rec.Fields[j]
-		u := uint32(-d)
-		f.Key.Start, f.Key.End = f.Key.Start+u, f.Key.End+u
-		f.Orig.Start, f.Orig.End = f.Orig.Start+u, f.Orig.End+u
-		f.Val.Start, f.Val.End = f.Val.Start+u, f.Val.End+u
-		if f != m.fields[j] {
-			return false
-		}
-	}
-	return true
-}
-
-// tailStart is where the fields of a record's body start to depend on
-// nothing before them: after a header that ends with ')' and holds no
-// '=' (no field starts in it or crosses its end). -1 when there is none.
-func tailStart(body []byte) int {
-	i := bytes.IndexByte(body, ')')
-	if i < 0 || bytes.IndexByte(body[:i], '=') >= 0 {
-		return -1
-	}
-	return i + 1
-}
-
-// buildSyscall is build for a SYSCALL record, from the memo when the
-// record's tail is the memo's.
-func (d *rdata) buildSyscall(rec *record.Record, e *Enricher) {
-	m := &e.sysMemo
-	off := -1
-	if rec.Body != nil && len(rec.Body) <= 8192 {
-		off = tailStart(rec.Body)
-	}
-	if off >= 0 && m.valid {
-		tail := rec.Body[off:]
-		hit, delta := bytes.Equal(m.tail, tail), 0
-		if !hit && m.win && len(rec.Fields) == len(m.fields) && argsAt(rec, m.i0) {
-			// The same but for the arguments' values?
-			nws := int(rec.Fields[m.i0].Orig.Start) - off
-			nwe := int(rec.Fields[m.i0+3].Orig.End) - off
-			delta = nwe - m.we
-			hit = nws == m.ws && len(tail)-nwe == len(m.tail)-m.we &&
-				bytes.Equal(tail[:nws], m.tail[:m.ws]) && bytes.Equal(tail[nwe:], m.tail[m.we:]) &&
-				m.sameFields(rec, off, delta)
-		}
-		if hit {
-			m.misses = 0
-			d.fromMemo(rec, tail, m, delta)
-			return
-		}
-	}
-	d.build(rec, e)
-	// When records keep missing (the calls' arguments differ), remembering
-	// each costs more than it saves: one in 64 is.
-	if m.misses++; m.misses > 2 && m.misses%64 != 0 {
-		return
-	}
-	m.valid = false
-	if off < 0 || d.err != nil {
-		return
-	}
-	// Remember it, if every string is a view of the tail or outlives the
-	// record (not a view of the event's buffer, e.sb).
-	m.win, m.i0 = false, -1
-	for i := 0; i+3 < len(rec.Fields); i++ {
-		if argsAt(rec, i) {
-			m.win, m.i0 = true, i
-			m.ws, m.we = int(rec.Fields[i].Orig.Start)-off, int(rec.Fields[i+3].Orig.End)-off
-			break
-		}
-	}
-	m.win = m.win && m.ws >= 0
-	m.ents = m.ents[:0]
-	for i := range d.ents {
-		x := &d.ents[i]
-		me := memoEnt{ent: *x, arg: -1}
-		var ok bool
-		if me.keyOff, ok = offsetIn(x.key, rec.Body, off, e.sb); !ok {
-			return
-		}
-		if me.valOff, ok = offsetIn(x.val, rec.Body, off, e.sb); !ok {
-			return
-		}
-		if m.win {
-			if j := int(x.field); j >= m.i0 && j <= m.i0+3 && sameView(x.key, rec.Str(rec.Fields[j].Key)) && sameView(x.val, rec.Str(rec.Fields[j].Val)) {
-				me.arg = j
-			} else if overlaps(me.keyOff, len(x.key), m.ws, m.we) || overlaps(me.valOff, len(x.val), m.ws, m.we) {
-				m.win = false
-			}
-		}
-		m.ents = append(m.ents, me)
-	}
-	m.tail = append(m.tail[:0], rec.Body[off:]...)
-	m.fields = append(m.fields[:0], rec.Fields...)
-	u := uint32(-off)
-	for i := range m.fields {
-		f := &m.fields[i]
-		f.Key.Start, f.Key.End = f.Key.Start+u, f.Key.End+u
-		f.Orig.Start, f.Orig.End = f.Orig.Start+u, f.Orig.End+u
-		f.Val.Start, f.Val.End = f.Val.Start+u, f.Val.End+u
-	}
-	m.idx, m.bloom, m.keyF, m.nr, m.nrOK = d.idx, d.bloom, d.keyF, d.nr, d.nrOK
-	m.valid = true
-}
-
-// fromMemo fills d from the memo for rec, whose tail is the memo's but
-// for the arguments' values, which end delta bytes further than the
-// memo's (0 when the tails are the same).
-func (d *rdata) fromMemo(rec *record.Record, tail []byte, m *syscallMemo, delta int) {
-	d.rec, d.idx, d.bloom, d.err, d.keyF, d.nr, d.nrOK = rec, m.idx, m.bloom, nil, m.keyF, m.nr, m.nrOK
-	d.args = d.args[:0]
-	d.ents = slices.Grow(d.ents[:0], len(m.ents))[:len(m.ents)]
-	at := func(o int32, n int) string {
-		i := int(o)
-		if i >= m.we {
-			i += delta
-		}
-		return record.View(tail[i : i+n])
-	}
-	for i := range m.ents {
-		me := &m.ents[i]
-		x := &d.ents[i]
-		*x = me.ent
-		if me.arg >= 0 {
-			f := &rec.Fields[me.arg]
-			x.key, x.val = rec.Str(f.Key), rec.Str(f.Val)
-			continue
-		}
-		if me.keyOff >= 0 {
-			x.key = at(me.keyOff, len(me.key))
-		}
-		if me.valOff >= 0 {
-			x.val = at(me.valOff, len(me.val))
-		}
-	}
-}
-
-// sameView reports whether a and b are the same bytes in memory.
-func sameView(a, b string) bool {
-	return len(a) == len(b) && unsafe.StringData(a) == unsafe.StringData(b)
-}
-
-// overlaps reports whether the n bytes at off (off >= 0: a view of the
-// tail) meet the bytes ws to we.
-func overlaps(off int32, n, ws, we int) bool {
-	return off >= 0 && int(off) < we && int(off)+n > ws
-}
-
-// offsetIn returns where s is in body[off:] (>= 0), or -1 when s is a
-// string that outlives the record: neither a view of body nor of scratch.
-// ok is false when s is a view of scratch, which the next event rewrites,
-// or of body before off.
-func offsetIn(s string, body []byte, off int, scratch []byte) (int32, bool) {
-	if len(s) == 0 {
-		return -1, true
-	}
-	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
-	if within(p, body) {
-		if t := uintptr(unsafe.Pointer(unsafe.SliceData(body))) + uintptr(off); p >= t && p+uintptr(len(s)) <= t+uintptr(len(body)-off) {
-			return int32(p - t), true
-		}
-		return -1, false
-	}
-	if within(p, scratch[:cap(scratch)]) {
-		return -1, false
-	}
-	return -1, true
-}
-
-// within reports whether p points into b.
-func within(p uintptr, b []byte) bool {
-	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	return len(b) > 0 && p >= start && p < start+uintptr(len(b))
 }
 
 // enrich is auparse's enrichData.

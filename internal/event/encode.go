@@ -2,7 +2,6 @@ package event
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"net/netip"
 	"slices"
@@ -11,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
-	"unsafe"
 )
 
 // AppendString appends s as a JSON string. The output is always valid UTF-8
@@ -106,9 +104,12 @@ func appendEscaped(b []byte, s string, i int) []byte {
 	return append(b, '"')
 }
 
-// load8 reads s[i:i+8] as a little-endian word (the caller checks bounds).
+// load8 reads s[i:i+8] as a little-endian word (the caller checks bounds;
+// the compiler makes one load of the eight).
 func load8(s string, i int) uint64 {
-	return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // plain8 reports whether none of the eight bytes of x needs escaping or
@@ -394,150 +395,6 @@ func agentBytes() []byte {
 // rules read them); and, for what ECS has no field for (the login uid,
 // the filesystem uid and gid), auditns.user and auditns.group.
 
-// appendProcIDs appends the process object's id members.
-func appendProcIDs(b []byte, u *User, g *Group) []byte {
-	if u != nil {
-		b = entity(b, `,"user":`, u.Effective)
-		b = idName(b, `,"real_user":`, u.ID, u.Name)
-		b = entity(b, `,"saved_user":`, u.Saved)
-	}
-	if g != nil {
-		b = entity(b, `,"group":`, g.Effective)
-		b = idName(b, `,"real_group":`, g.ID, g.Name)
-		b = entity(b, `,"saved_group":`, g.Saved)
-	}
-	return b
-}
-
-// appendUserObject appends the user object, if it has a member.
-func appendUserObject(b []byte, u *User, g *Group) []byte {
-	start := len(b)
-	b = append(b, `,"user":`...)
-	m := len(b)
-	if u != nil {
-		b = kstrOpt(b, `,"id":`, u.ID)
-		b = kstrOpt(b, `,"name":`, u.Name)
-		b = entity(b, `,"effective":`, u.Effective)
-		b = entity(b, `,"target":`, u.Target)
-	}
-	if g != nil {
-		b = idName(b, `,"group":`, g.ID, g.Name)
-	}
-	if len(b) == m {
-		return b[:start]
-	}
-	return openAt(b, m)
-}
-
-// appendOwnIDs appends the auditns object's id members.
-func appendOwnIDs(b []byte, u *User, g *Group) []byte {
-	if u != nil && (u.Audit != nil || u.FS != nil) {
-		b = append(b, `,"user":`...)
-		m := len(b)
-		b = entity(b, `,"audit":`, u.Audit)
-		b = entity(b, `,"filesystem":`, u.FS)
-		b = openAt(b, m)
-	}
-	if g != nil && g.FS != nil {
-		b = append(b, `,"group":{"filesystem":`...)
-		m := len(b)
-		b = kstrOpt(b, `,"id":`, g.FS.ID)
-		b = kstrOpt(b, `,"name":`, g.FS.Name)
-		b = openAt(b, m)
-		b = append(b, '}')
-	}
-	return b
-}
-
-// idName appends k and {id, name} when either is set.
-func idName(b []byte, k, id, name string) []byte {
-	if id == "" && name == "" {
-		return b
-	}
-	b = append(b, k...)
-	m := len(b)
-	b = kstrOpt(b, `,"id":`, id)
-	b = kstrOpt(b, `,"name":`, name)
-	return openAt(b, m)
-}
-
-// An Encoder appends events as AppendJSON does, byte for byte, and keeps
-// what it wrote of the last event's identities to copy it for the next
-// event with the same (a process's events come one after another). It is
-// not safe for concurrent use.
-type Encoder struct {
-	users usersMemo
-}
-
-// AppendJSON appends e as one JSON object (no trailing newline).
-func (c *Encoder) AppendJSON(b []byte, e *Event) []byte { return e.appendJSON(b, c) }
-
-// usersMemo is the id members last encoded (the process object's, the
-// user object, the auditns object's: json[:ends[0]], json[ends[0]:ends[1]],
-// json[ends[1]:]), and what they were encoded from: the strings (copied
-// into buf) and which entities were set.
-type usersMemo struct {
-	ok   bool
-	set  uint16 // bit i: entity i of usersKey is not nil
-	key  [20]string
-	buf  []byte
-	json []byte
-	ends [2]int
-}
-
-// usersKey is what e's ids are encoded from: key[0:2] the real uid,
-// key[2:4] the real gid, key[4+2i:6+2i] entity i (User's Audit,
-// Effective, Saved, FS, Target, Group's Effective, Saved, FS).
-func usersKey(e *Event) (set uint16, key [20]string) {
-	var ents [8]*Entity
-	if u := e.User; u != nil {
-		set = 1 << 8
-		key[0], key[1] = u.ID, u.Name
-		ents[0], ents[1], ents[2], ents[3], ents[4] = u.Audit, u.Effective, u.Saved, u.FS, u.Target
-	}
-	if g := e.Group; g != nil {
-		set |= 1 << 9
-		key[2], key[3] = g.ID, g.Name
-		ents[5], ents[6], ents[7] = g.Effective, g.Saved, g.FS
-	}
-	for i, x := range ents {
-		if x != nil {
-			set |= 1 << i
-			key[4+2*i], key[5+2*i] = x.ID, x.Name
-		}
-	}
-	return set, key
-}
-
-// ids returns e's id members (see usersMemo), encoded now or copied.
-func (m *usersMemo) ids(e *Event) (proc, user, own []byte) {
-	set, key := usersKey(e)
-	if !m.ok || set != m.set || key != m.key {
-		m.json = appendProcIDs(m.json[:0], e.User, e.Group)
-		m.ends[0] = len(m.json)
-		m.json = appendUserObject(m.json, e.User, e.Group)
-		m.ends[1] = len(m.json)
-		m.json = appendOwnIDs(m.json, e.User, e.Group)
-		var ends [20]int
-		m.buf = m.buf[:0]
-		for i, k := range key {
-			m.buf = append(m.buf, k...)
-			ends[i] = len(m.buf)
-		}
-		from := 0
-		for i, end := range ends {
-			m.key[i] = ""
-			if end > from {
-				// A view of buf, which only the next miss rewrites.
-				m.key[i] = unsafe.String(&m.buf[from], end-from)
-			}
-			from = end
-		}
-		m.set, m.ok = set, true
-	}
-	return m.json[:m.ends[0]], m.json[m.ends[0]:m.ends[1]], m.json[m.ends[1]:]
-}
-
 // AppendJSON appends e as one JSON object (no trailing newline).
 func (e *Event) AppendJSON(b []byte) []byte { return e.appendJSON(b, nil) }
 
@@ -592,31 +449,7 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 		b = append(b, `,"process":`...)
 		m := len(b)
 		if p != nil {
-			if p.PID != 0 {
-				b = kint(b, `,"pid":`, int64(p.PID))
-			}
-			if p.VPID != 0 {
-				b = kint(b, `,"vpid":`, int64(p.VPID))
-			}
-			b = kstrOpt(b, `,"entity_id":`, p.EntityID)
-			if p.Parent != nil {
-				b = kint(b, `,"parent":{"pid":`, int64(p.Parent.PID))
-				b = kstrOpt(b, `,"entity_id":`, p.Parent.EntityID)
-				b = append(b, '}')
-			}
-			b = kstrOpt(b, `,"name":`, p.Name)
-			b = kstrOpt(b, `,"executable":`, p.Executable)
-			b = kstrsOpt(b, `,"args":`, p.Args)
-			if p.ArgsCount != 0 {
-				b = kint(b, `,"args_count":`, int64(p.ArgsCount))
-			}
-			b = kstrOpt(b, `,"working_directory":`, p.WorkingDirectory)
-			b = kstrOpt(b, `,"title":`, p.Title)
-			if major, minor, ok := TTYDevice(p.TTY); ok {
-				b = kint(b, `,"tty":{"char_device":{"major":`, int64(major))
-				b = kint(b, `,"minor":`, int64(minor))
-				b = append(b, '}', '}')
-			}
+			b = appendProcessFields(b, p)
 		}
 		if c != nil {
 			b = append(b, procIDs...)
@@ -639,59 +472,13 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 		b = kstrOpt(b, `,"runtime":`, c.Runtime)
 		b = append(b, '}')
 	}
-	if f := e.File; f != nil {
-		b = append(b, `,"file":`...)
-		m := len(b)
-		b = kstrOpt(b, `,"path":`, f.Path)
-		b = kstrOpt(b, `,"device":`, f.Device)
-		b = kstrOpt(b, `,"inode":`, f.Inode)
-		b = kstrOpt(b, `,"mode":`, f.Mode)
-		b = kstrOpt(b, `,"uid":`, f.UID)
-		b = kstrOpt(b, `,"gid":`, f.GID)
-		b = kstrOpt(b, `,"owner":`, f.Owner)
-		b = kstrOpt(b, `,"group":`, f.Group)
-		b = openAt(b, m)
+	if e.File != nil {
+		b = appendFile(b, e.File)
 	}
 	b = endpoint(b, `,"source":`, e.Source)
 	b = endpoint(b, `,"destination":`, e.Dest)
-	if a := e.Auditd; a != nil {
-		b = append(b, `,"auditd":`...)
-		m := len(b)
-		b = kstrOpt(b, `,"message_type":`, a.MessageType)
-		b = kstrOpt(b, `,"result":`, a.Result)
-		b = kstrOpt(b, `,"session":`, a.Session)
-		if s := a.Summary; s != nil {
-			b = append(b, `,"summary":{"actor":`...)
-			ma := len(b)
-			b = kstrOpt(b, `,"primary":`, s.Actor.Primary)
-			b = kstrOpt(b, `,"secondary":`, s.Actor.Secondary)
-			b = openAt(b, ma)
-			b = kstrOpt(b, `,"action":`, s.Action)
-			b = append(b, `,"object":`...)
-			mo := len(b)
-			b = kstrOpt(b, `,"type":`, s.Object.Type)
-			b = kstrOpt(b, `,"primary":`, s.Object.Primary)
-			b = kstrOpt(b, `,"secondary":`, s.Object.Secondary)
-			b = openAt(b, mo)
-			b = kstrOpt(b, `,"how":`, s.How)
-			b = append(b, '}')
-		}
-		if len(a.Paths) > 0 {
-			b = append(b, `,"paths":[`...)
-			for i, p := range a.Paths {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = fields(b, p)
-			}
-			b = append(b, ']')
-		}
-		if len(a.Data) > 0 {
-			b = append(b, `,"data":`...)
-			b = fields(b, a.Data)
-		}
-		b = kstrsOpt(b, `,"warnings":`, a.Warnings)
-		b = openAt(b, m)
+	if e.Auditd != nil {
+		b = appendAuditd(b, e.Auditd)
 	}
 
 	// auditns's own fields, last: replay adds ns_info at the end of this
@@ -701,30 +488,8 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 	} else {
 		b = kstr(b, `,"auditns":{"schema":`, e.Schema)
 	}
-	if n := e.NS; n != nil {
-		b = append(b, `,"ns":`...)
-		m := len(b)
-		for i, t := range nsKeys {
-			r := n.At(i)
-			if *r == (NSRef{}) {
-				continue
-			}
-			b = append(b, ',')
-			b = append(b, t...)
-			b = kuint(b, `{"serial":`, r.Serial)
-			b = kuint(b, `,"inum":`, r.Inum)
-			if r.ID != 0 {
-				b = kuint(b, `,"id":`, r.ID)
-			}
-			if r.Serial != 0 {
-				b = kstr(b, `,"name":`, e.Host.Boot.ID)
-				b[len(b)-1] = '/'
-				b = strconv.AppendUint(b, r.Serial, 10)
-				b = append(b, '"')
-			}
-			b = append(b, '}')
-		}
-		b = openAt(b, m)
+	if e.NS != nil {
+		b = appendNS(b, e.NS, e.Host.Boot.ID)
 	}
 	b = kstrOpt(b, `,"ns_src":`, e.NSSrc)
 	if c := e.NSChange; c != nil {
@@ -733,15 +498,8 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 		b = kstrsOpt(b, `,"children_only":`, c.ChildrenOnly)
 		b = append(b, '}')
 	}
-	if s := e.Syscall; s != nil {
-		b = append(b, `,"syscall":`...)
-		m := len(b)
-		b = kstrOpt(b, `,"name":`, s.Name)
-		b = kint(b, `,"nr":`, int64(s.Nr))
-		b = kstrOpt(b, `,"arch":`, s.Arch)
-		b = kint(b, `,"exit":`, s.Exit)
-		b = kstrsOpt(b, `,"args":`, s.Args)
-		b = openAt(b, m)
+	if e.Syscall != nil {
+		b = appendSyscall(b, e.Syscall)
 	}
 	if c != nil {
 		b = append(b, ownIDs...)
@@ -752,25 +510,162 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 		b = kstr(b, `,"subject":{"label":`, e.Label)
 		b = append(b, '}')
 	}
-	if l := e.Loss; l != nil {
-		b = kstr(b, `,"loss":{"reason":`, l.Reason)
-		b = kuint(b, `,"count":`, l.Count)
-		if l.From != 0 {
-			b = kuint(b, `,"from":`, uint64(l.From))
-		}
-		if l.To != 0 {
-			b = kuint(b, `,"to":`, uint64(l.To))
-		}
-		if l.KernelLost != 0 {
-			b = kuint(b, `,"kernel_lost":`, uint64(l.KernelLost))
-		}
-		b = append(b, '}')
+	if e.Loss != nil {
+		b = appendLoss(b, e.Loss)
 	}
 	if e.NSInfo != nil {
 		b = append(b, `,"ns_info":`...)
 		b = e.NSInfo.AppendJSON(b)
 	}
 	return append(b, '}', '}')
+}
+
+// appendProcessFields appends the members of the process object that
+// describe the process (its ids come from the user and group).
+func appendProcessFields(b []byte, p *Process) []byte {
+	if p.PID != 0 {
+		b = kint(b, `,"pid":`, int64(p.PID))
+	}
+	if p.VPID != 0 {
+		b = kint(b, `,"vpid":`, int64(p.VPID))
+	}
+	b = kstrOpt(b, `,"entity_id":`, p.EntityID)
+	if p.Parent != nil {
+		b = kint(b, `,"parent":{"pid":`, int64(p.Parent.PID))
+		b = kstrOpt(b, `,"entity_id":`, p.Parent.EntityID)
+		b = append(b, '}')
+	}
+	b = kstrOpt(b, `,"name":`, p.Name)
+	b = kstrOpt(b, `,"executable":`, p.Executable)
+	b = kstrsOpt(b, `,"args":`, p.Args)
+	if p.ArgsCount != 0 {
+		b = kint(b, `,"args_count":`, int64(p.ArgsCount))
+	}
+	b = kstrOpt(b, `,"working_directory":`, p.WorkingDirectory)
+	b = kstrOpt(b, `,"title":`, p.Title)
+	if major, minor, ok := TTYDevice(p.TTY); ok {
+		b = kint(b, `,"tty":{"char_device":{"major":`, int64(major))
+		b = kint(b, `,"minor":`, int64(minor))
+		b = append(b, '}', '}')
+	}
+	return b
+}
+
+// appendFile appends the file object.
+func appendFile(b []byte, f *File) []byte {
+	b = append(b, `,"file":`...)
+	m := len(b)
+	b = kstrOpt(b, `,"path":`, f.Path)
+	b = kstrOpt(b, `,"device":`, f.Device)
+	b = kstrOpt(b, `,"inode":`, f.Inode)
+	b = kstrOpt(b, `,"mode":`, f.Mode)
+	b = kstrOpt(b, `,"uid":`, f.UID)
+	b = kstrOpt(b, `,"gid":`, f.GID)
+	b = kstrOpt(b, `,"owner":`, f.Owner)
+	b = kstrOpt(b, `,"group":`, f.Group)
+	b = openAt(b, m)
+	return b
+}
+
+// appendAuditd appends the auditd object.
+func appendAuditd(b []byte, a *Auditd) []byte {
+	b = append(b, `,"auditd":`...)
+	m := len(b)
+	b = kstrOpt(b, `,"message_type":`, a.MessageType)
+	b = kstrOpt(b, `,"result":`, a.Result)
+	b = kstrOpt(b, `,"session":`, a.Session)
+	if s := a.Summary; s != nil {
+		b = append(b, `,"summary":{"actor":`...)
+		ma := len(b)
+		b = kstrOpt(b, `,"primary":`, s.Actor.Primary)
+		b = kstrOpt(b, `,"secondary":`, s.Actor.Secondary)
+		b = openAt(b, ma)
+		b = kstrOpt(b, `,"action":`, s.Action)
+		b = append(b, `,"object":`...)
+		mo := len(b)
+		b = kstrOpt(b, `,"type":`, s.Object.Type)
+		b = kstrOpt(b, `,"primary":`, s.Object.Primary)
+		b = kstrOpt(b, `,"secondary":`, s.Object.Secondary)
+		b = openAt(b, mo)
+		b = kstrOpt(b, `,"how":`, s.How)
+		b = append(b, '}')
+	}
+	if len(a.Paths) > 0 {
+		b = append(b, `,"paths":[`...)
+		for i, p := range a.Paths {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = fields(b, p)
+		}
+		b = append(b, ']')
+	}
+	if len(a.Data) > 0 {
+		b = append(b, `,"data":`...)
+		b = fields(b, a.Data)
+	}
+	b = kstrsOpt(b, `,"warnings":`, a.Warnings)
+	b = openAt(b, m)
+	return b
+}
+
+// appendNS appends the auditns.ns object: the namespaces an event's process
+// is in, named by the boot they belong to.
+func appendNS(b []byte, n *NS, bootID string) []byte {
+	b = append(b, `,"ns":`...)
+	m := len(b)
+	for i, t := range nsKeys {
+		r := n.At(i)
+		if *r == (NSRef{}) {
+			continue
+		}
+		b = append(b, ',')
+		b = append(b, t...)
+		b = kuint(b, `{"serial":`, r.Serial)
+		b = kuint(b, `,"inum":`, r.Inum)
+		if r.ID != 0 {
+			b = kuint(b, `,"id":`, r.ID)
+		}
+		if r.Serial != 0 {
+			b = kstr(b, `,"name":`, bootID)
+			b[len(b)-1] = '/'
+			b = strconv.AppendUint(b, r.Serial, 10)
+			b = append(b, '"')
+		}
+		b = append(b, '}')
+	}
+	b = openAt(b, m)
+	return b
+}
+
+// appendSyscall appends the auditns.syscall object.
+func appendSyscall(b []byte, s *Syscall) []byte {
+	b = append(b, `,"syscall":`...)
+	m := len(b)
+	b = kstrOpt(b, `,"name":`, s.Name)
+	b = kint(b, `,"nr":`, int64(s.Nr))
+	b = kstrOpt(b, `,"arch":`, s.Arch)
+	b = kint(b, `,"exit":`, s.Exit)
+	b = kstrsOpt(b, `,"args":`, s.Args)
+	b = openAt(b, m)
+	return b
+}
+
+// appendLoss appends the auditns.loss object.
+func appendLoss(b []byte, l *Loss) []byte {
+	b = kstr(b, `,"loss":{"reason":`, l.Reason)
+	b = kuint(b, `,"count":`, l.Count)
+	if l.From != 0 {
+		b = kuint(b, `,"from":`, uint64(l.From))
+	}
+	if l.To != 0 {
+		b = kuint(b, `,"to":`, uint64(l.To))
+	}
+	if l.KernelLost != 0 {
+		b = kuint(b, `,"kernel_lost":`, uint64(l.KernelLost))
+	}
+	b = append(b, '}')
+	return b
 }
 
 // appendStringBody appends s as AppendString does, without the quotes.

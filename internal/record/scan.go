@@ -121,20 +121,8 @@ func tokenize(b []byte, from, to int, fields []Field, inner bool) []Field {
 			fields = tokenize(b, vs, ve, fields, true)
 			continue
 		}
-		n := len(fields)
-		if n == cap(fields) {
-			fields = append(fields, Field{})
-		} else {
-			fields = fields[:n+1]
-		}
-		// Field by field: a composite literal is built on the stack with
-		// narrow stores and copied with wide loads, which stalls on
-		// store forwarding.
-		f := &fields[n]
-		f.Key.Start, f.Key.End = uint32(ks), uint32(ke)
-		f.Orig.Start, f.Orig.End = uint32(v), uint32(oe)
-		f.Val.Start, f.Val.End = uint32(vs), uint32(ve)
-		f.Kind, f.Inner, f.Unset = kind, inner, unset
+		fields = append(fields, Field{Key: Span{uint32(ks), uint32(ke)}, Orig: Span{uint32(v), uint32(oe)},
+			Val: Span{uint32(vs), uint32(ve)}, Kind: kind, Inner: inner, Unset: unset})
 	}
 	return fields
 }
