@@ -9,6 +9,15 @@
 // each record is copied once into a buffer that belongs to its event and is
 // reused once the event has been emitted, and its fields are parsed once
 // (package record) into spans of that copy.
+//
+// Its loss accounting is its own (see seqTracker): a sequence number is
+// missing only when it has not arrived within the reassembly window after
+// a later one, so an event that completes late is never a gap; numbers
+// whose first records auditns itself dropped (Drop) are counted as dropped
+// events, not gaps; and the records the kernel cut from the end of events
+// that did arrive (a SYSCALL event without its PROCTITLE or EOE) are
+// counted, so that the kernel's lost counter, which counts records, can be
+// turned into the number of events missing.
 package assemble
 
 import (
@@ -31,6 +40,15 @@ type Options struct {
 	Timeout time.Duration
 	// Logger receives malformed-record warnings (rate-limited by count).
 	Logger *slog.Logger
+	// OnPartial, if set, is told of records missing from events that were
+	// emitted: a SYSCALL event's PROCTITLE or EOE that never came, when
+	// auditns did not drop them itself. The kernel counts such records in
+	// its lost counter although their event arrived.
+	OnPartial func(records int)
+	// OnDropped, if set, is told of events whose first records auditns's
+	// reader dropped (Drop): they are lost, and their later records are
+	// discarded.
+	OnDropped func(events int)
 }
 
 // Gap is a run of audit sequence numbers that no record carried: events the
@@ -48,6 +66,13 @@ type Stats struct {
 	Malformed atomic.Uint64 // records that could not be parsed
 	Events    atomic.Uint64 // events emitted
 	Missing   atomic.Uint64 // sequence numbers in gaps
+	Dropped   atomic.Uint64 // events lost because auditns dropped their first records
+	Discarded atomic.Uint64 // records of such events that came afterwards
+	Partial   atomic.Uint64 // records the kernel cut from emitted events (OnPartial)
+	// Late counts records of numbers already settled that started a new
+	// event: a number reported missing arriving after all (never expected
+	// within the window), or an event's stray record after it was emitted.
+	Late atomic.Uint64
 }
 
 // Record types that matter to grouping (linux/audit.h).
@@ -62,14 +87,17 @@ const (
 // Assembler turns records into events. It is not safe for concurrent use:
 // one goroutine pushes and maintains it.
 type Assembler struct {
-	emit    func(recs []record.Record)
-	gap     func(Gap)
-	max     int
-	timeout int64
-	next    uint32 // the sequence number expected next; 0 before the first
-	stats   Stats
-	log     *slog.Logger
-	logged  uint64
+	emit     func(recs []record.Record)
+	gap      func(Gap)
+	max      int
+	timeout  int64
+	track    seqTracker
+	awaitEOE queue[awaiting] // events emitted on their PROCTITLE, whose EOE is due
+	report   func(from, to uint32)
+	opts     Options
+	stats    Stats
+	log      *slog.Logger
+	logged   uint64
 
 	now   func() time.Time
 	base  time.Time
@@ -91,6 +119,9 @@ type pending struct {
 	seq      uint32
 	expire   int64
 	complete bool
+	ended    bool // its EOE came
+	damaged  bool // auditns dropped some of its records
+	late     bool // its number was settled before its first record came
 	buf      []byte
 	fields   []record.Field
 	recs     []pendingRec
@@ -119,8 +150,9 @@ func New(opts Options, emit func(recs []record.Record), gap func(Gap)) *Assemble
 		opts.Logger = slog.Default()
 	}
 	a := &Assembler{emit: emit, gap: gap, max: opts.MaxInFlight, timeout: int64(opts.Timeout),
-		log: opts.Logger, now: time.Now}
+		log: opts.Logger, now: time.Now, opts: opts}
 	a.base = a.now()
+	a.report = a.reportGap
 	return a
 }
 
@@ -145,14 +177,24 @@ func (a *Assembler) Push(typ uint16, data []byte) {
 	if typ == typeEOE {
 		// The end of an event: not a record of it.
 		if p := a.find(h.Seq); p != nil {
-			p.complete = true
+			p.complete, p.ended = true, true
+		} else {
+			a.ended(h.Seq)
 		}
 		a.cleanup()
 		return
 	}
 	p := a.find(h.Seq)
 	if p == nil {
+		if a.track.isDropped(h.Seq) {
+			a.stats.Discarded.Add(1)
+			return
+		}
 		p = a.start(h.Seq)
+		if !a.track.mark(h.Seq, a.clock, a.report) {
+			p.late = true
+			a.stats.Late.Add(1)
+		}
 	}
 	a.add(p, typ, text, h)
 	if typ == typeProctitle || typ <= lastDaemon || typ >= firstAnomLogins {
@@ -335,9 +377,13 @@ func (a *Assembler) Flush() { a.FlushAt(a.now()) }
 func (a *Assembler) FlushAt(now time.Time) {
 	a.clock = int64(now.Sub(a.base))
 	a.cleanup()
+	a.expireEOE()
+	a.track.settle(a.clock, a.timeout, a.report)
 }
 
-// Close emits everything still held, in sequence order.
+// Close emits everything still held, in sequence order, and reports the
+// numbers still missing: nothing more will arrive. An EOE still due is not
+// counted missing (the connection closed before it could be read).
 func (a *Assembler) Close() {
 	for len(a.events) > 0 {
 		p := a.events[0]
@@ -346,13 +392,96 @@ func (a *Assembler) Close() {
 		a.events = a.events[:len(a.events)-1]
 		a.done(p)
 	}
+	a.awaitEOE = queue[awaiting]{}
+	a.track.finish(a.report)
+}
+
+// Drop tells the Assembler that auditns dropped records with these
+// sequence numbers before they reached it (the reader's queue was full).
+// Call it where the records would have been pushed. A number whose event
+// has not started is lost: it is counted (OnDropped) and its later records
+// are discarded. An event already started keeps what it has (it is not
+// counted as a kernel's partial event either).
+func (a *Assembler) Drop(seqs []uint32) {
+	n := 0
+	for _, seq := range seqs {
+		if p := a.find(seq); p != nil {
+			p.damaged = true
+			continue
+		}
+		if a.unawait(seq) || a.track.isSeen(seq) {
+			continue
+		}
+		a.track.markDropped(seq, a.clock, a.report)
+		n++
+	}
+	if n > 0 {
+		a.stats.Dropped.Add(uint64(n))
+		if a.opts.OnDropped != nil {
+			a.opts.OnDropped(n)
+		}
+	}
+}
+
+// Resume makes counting start at seq, as if every number before it had
+// been settled (a restart that knows where the last run stopped).
+func (a *Assembler) Resume(seq uint32) { a.track.start(seq) }
+
+func (a *Assembler) reportGap(from, to uint32) {
+	g := Gap{From: from, To: to}
+	a.stats.Missing.Add(g.Count())
+	if a.gap != nil {
+		a.gap(g)
+	}
+}
+
+// awaiting is an event emitted on its PROCTITLE whose EOE is still due.
+type awaiting struct {
+	seq    uint32
+	expire int64
+}
+
+// ended takes note of an EOE whose event was emitted already.
+func (a *Assembler) ended(seq uint32) { a.unawait(seq) }
+
+// unawait forgets seq's due EOE; it reports whether one was due. EOEs
+// follow their PROCTITLE at once: the search from the newest is short.
+func (a *Assembler) unawait(seq uint32) bool {
+	items := a.awaitEOE.items()
+	for i := len(items) - 1; i >= 0; i-- {
+		if items[i].seq == seq {
+			copy(items[1:i+1], items[:i])
+			a.awaitEOE.popFront()
+			return true
+		}
+	}
+	return false
+}
+
+// expireEOE counts the EOEs that did not come within the window.
+func (a *Assembler) expireEOE() {
+	n := 0
+	for a.awaitEOE.len() > 0 && a.clock > a.awaitEOE.front().expire {
+		a.awaitEOE.popFront()
+		n++
+	}
+	a.partial(n)
+}
+
+func (a *Assembler) partial(n int) {
+	if n > 0 {
+		a.stats.Partial.Add(uint64(n))
+		if a.opts.OnPartial != nil {
+			a.opts.OnPartial(n)
+		}
+	}
 }
 
 // done accounts for an event leaving (sequence gaps), emits it and
 // recycles its buffers.
 func (a *Assembler) done(p *pending) {
 	if len(p.recs) > 0 {
-		a.account(p.seq)
+		a.accountRecords(p)
 		a.stats.Events.Add(1)
 		// The records are written in place, field by field (a composite
 		// literal is built aside and copied).
@@ -380,21 +509,29 @@ func (a *Assembler) done(p *pending) {
 	a.free = append(a.free, p)
 }
 
-// account reports the sequence numbers skipped before seq.
-func (a *Assembler) account(seq uint32) {
-	if seq == 0 {
+// accountRecords counts the records the kernel cut from a SYSCALL event:
+// every one ends with a PROCTITLE and an EOE. An EOE due after a PROCTITLE
+// that completed the event is awaited for one window.
+func (a *Assembler) accountRecords(p *pending) {
+	if p.damaged || p.late || p.recs[0].typ != typeSyscall {
 		return
 	}
-	switch {
-	case a.next == 0:
-	case seq > a.next && seq-a.next < 1<<31:
-		g := Gap{From: a.next, To: seq - 1}
-		a.stats.Missing.Add(g.Count())
-		if a.gap != nil {
-			a.gap(g)
+	missing := 0
+	hasTitle := false
+	for i := range p.recs {
+		if p.recs[i].typ == typeProctitle {
+			hasTitle = true
 		}
 	}
-	if a.next == 0 || seq >= a.next || a.next-seq > 1<<31 {
-		a.next = seq + 1
+	if !hasTitle {
+		missing++
 	}
+	if !p.ended {
+		if hasTitle {
+			a.awaitEOE.pushBack(awaiting{seq: p.seq, expire: a.clock + a.timeout})
+		} else {
+			missing++
+		}
+	}
+	a.partial(missing)
 }
