@@ -2,12 +2,15 @@ package netlink
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/auditns/auditns/internal/record"
 )
 
 // Record is one audit record as the kernel sent it: its type (1100 and up
@@ -27,6 +30,26 @@ type ReaderStats struct {
 	// Overruns counts ENOBUFS from the socket: the kernel could not queue
 	// to us and discarded records (multicast) or kept them for a retry.
 	Overruns atomic.Uint64
+}
+
+// TypeDropped is the type of a marker record Run puts first in a batch
+// after it had to drop records: its Data holds the audit sequence numbers
+// of the records dropped since the last batch that got through, each a
+// little-endian uint32 (records of one event in a row give one number).
+// Real records are 1100 and up, and control messages never reach out.
+const TypeDropped uint16 = 1
+
+// maxDropNumbers bounds the numbers a marker carries (4 MiB); past it the
+// records are counted in ReaderStats.Dropped only.
+const maxDropNumbers = 1 << 20
+
+// DroppedNumbers decodes a TypeDropped record's Data.
+func DroppedNumbers(data []byte, into []uint32) []uint32 {
+	for len(data) >= 4 {
+		into = append(into, binary.LittleEndian.Uint32(data))
+		data = data[4:]
+	}
+	return into
 }
 
 // maxBatch bounds how many records are handed over at once, so a burst
@@ -53,6 +76,25 @@ func (c *Conn) Run(ctx context.Context, out chan<- []Record, stats *ReaderStats)
 	// A past deadline wakes a reader parked on the netpoller.
 	stop := context.AfterFunc(ctx, func() { c.sock.file.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
+	// The sequence numbers of records dropped, for the next batch sent:
+	// the pipeline then knows which events are gone, not only how many
+	// records.
+	var drops []byte
+	dropped := func(batch []Record) {
+		last, have := uint32(0), false
+		for _, r := range batch {
+			if r.Type == TypeDropped {
+				continue // a marker that did not get through: drops still holds it
+			}
+			stats.Dropped.Add(1)
+			h, err := record.ParseHeader(r.Data)
+			if err != nil || (have && h.Seq == last) || len(drops) >= 4*maxDropNumbers {
+				continue
+			}
+			drops = binary.LittleEndian.AppendUint32(drops, h.Seq)
+			last, have = h.Seq, true
+		}
+	}
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -72,18 +114,27 @@ func (c *Conn) Run(ctx context.Context, out chan<- []Record, stats *ReaderStats)
 			return err
 		}
 		if len(batch) > 0 {
+			if len(drops) > 0 {
+				batch = append([]Record{{Type: TypeDropped, Data: drops}}, batch...)
+			}
+			sent := false
 			if c.lossless() {
 				select {
 				case out <- batch:
+					sent = true
 				case <-ctx.Done():
-					stats.Dropped.Add(uint64(len(batch)))
 				}
 			} else {
 				select {
 				case out <- batch:
+					sent = true
 				default:
-					stats.Dropped.Add(uint64(len(batch)))
 				}
+			}
+			if sent {
+				drops = nil
+			} else {
+				dropped(batch)
 			}
 		}
 		if derr != nil {
