@@ -146,6 +146,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 		QueueSize:      cfg.Audit.QueueSize,
 		StatusInterval: cfg.Audit.StatusInterval,
 		Key:            cfg.Kafka.Key,
+		Unicast:        cfg.Mode == "unicast",
 		HostName:       cfg.HostName,
 		BootID:         bootID,
 		Kernel:         kernel,
@@ -290,6 +291,9 @@ func (d *Daemon) metricsSource() metrics.Source {
 		Health: func() error {
 			if st.ReaderDown.Load() {
 				return errors.New("kernel audit connection is gone")
+			}
+			if err := d.pipe.Health(); err != nil {
+				return err
 			}
 			return d.sinkHealth()
 		},

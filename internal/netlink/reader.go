@@ -80,6 +80,16 @@ func (c *Conn) Run(ctx context.Context, out chan<- []Record, stats *ReaderStats)
 	// the pipeline then knows which events are gone, not only how many
 	// records.
 	var drops []byte
+	defer func() {
+		// The pipeline reads until out is closed, after Run returns; a
+		// reader of out that has stopped reading is not waited for long.
+		if len(drops) > 0 {
+			select {
+			case out <- []Record{{Type: TypeDropped, Data: drops}}:
+			case <-time.After(time.Second):
+			}
+		}
+	}()
 	dropped := func(batch []Record) {
 		last, have := uint32(0), false
 		for _, r := range batch {

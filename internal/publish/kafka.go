@@ -57,6 +57,7 @@ type Kafka struct {
 	closed bool
 	wbuf   []byte   // Write's encoding buffer
 	wrecs  [][]byte // Write's record slices into wbuf
+	wres   []bool   // Write's reserved marks
 
 	topicsReady atomic.Bool
 	stats       kafkaCounters
@@ -220,7 +221,19 @@ func (k *Kafka) Write(msgs []Message) (dropped int, err error) {
 	if cap(recs) <= 1<<16 {
 		k.wrecs = recs
 	}
-	dropped, err = k.spool.Append(recs)
+	var reserved []bool
+	for i := range msgs {
+		if msgs[i].Reserved {
+			if reserved == nil {
+				reserved = append(k.wres[:0], make([]bool, len(msgs))...)
+			}
+			reserved[i] = true
+		}
+	}
+	if reserved != nil && cap(reserved) <= 1<<16 {
+		k.wres = reserved
+	}
+	dropped, err = k.spool.AppendReserved(recs, reserved)
 	k.stats.written.Add(int64(len(msgs)))
 	k.stats.dropped.Add(int64(dropped))
 	if err != nil {
