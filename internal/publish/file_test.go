@@ -74,7 +74,9 @@ func TestLinesDiskFullExactCount(t *testing.T) {
 	d := &fullDisk{room: 1000}
 	l := NewWriter(d, "disk")
 	l.maxBytes = 4000
-	line := func(i int) Message { return Message{Value: fmt.Appendf(nil, `{"n":%d,"pad":"%s"}`, i, strings.Repeat("x", 70))} }
+	line := func(i int) Message {
+		return Message{Value: fmt.Appendf(nil, `{"n":%d,"pad":"%s"}`, i, strings.Repeat("x", 70))}
+	}
 	dropped, sent := 0, 0
 	var lastErr error
 	for i := range 100 {
