@@ -87,17 +87,18 @@ const (
 // Assembler turns records into events. It is not safe for concurrent use:
 // one goroutine pushes and maintains it.
 type Assembler struct {
-	emit     func(recs []record.Record)
-	gap      func(Gap)
-	max      int
-	timeout  int64
-	track    seqTracker
-	awaitEOE queue[awaiting] // events emitted on their PROCTITLE, whose EOE is due
-	report   func(from, to uint32)
-	opts     Options
-	stats    Stats
-	log      *slog.Logger
-	logged   uint64
+	emit          func(recs []record.Record)
+	gap           func(Gap)
+	max           int
+	timeout       int64
+	track         seqTracker
+	awaitEOE      queue[awaiting] // events emitted on their PROCTITLE, whose EOE is due
+	droppedEvents queue[droppedEvent]
+	report        func(from, to uint32)
+	opts          Options
+	stats         Stats
+	log           *slog.Logger
+	logged        uint64
 
 	now   func() time.Time
 	base  time.Time
@@ -119,9 +120,9 @@ type pending struct {
 	seq      uint32
 	expire   int64
 	complete bool
-	ended    bool // its EOE came
-	damaged  bool // auditns dropped some of its records
-	late     bool // its number was settled before its first record came
+	ended    bool  // its EOE came
+	dropped  uint8 // kinds of records of it auditns dropped (kindSyscall...)
+	late     bool  // its number was settled before its first record came
 	buf      []byte
 	fields   []record.Field
 	recs     []pendingRec
@@ -178,6 +179,8 @@ func (a *Assembler) Push(typ uint16, data []byte) {
 		// The end of an event: not a record of it.
 		if p := a.find(h.Seq); p != nil {
 			p.complete, p.ended = true, true
+		} else if a.track.isDropped(h.Seq) {
+			a.discard(h.Seq, kindEOE)
 		} else {
 			a.ended(h.Seq)
 		}
@@ -188,6 +191,7 @@ func (a *Assembler) Push(typ uint16, data []byte) {
 	if p == nil {
 		if a.track.isDropped(h.Seq) {
 			a.stats.Discarded.Add(1)
+			a.discard(h.Seq, kindOf(typ))
 			return
 		}
 		p = a.start(h.Seq)
@@ -240,6 +244,7 @@ func (a *Assembler) start(seq uint32) *pending {
 		p = &pending{}
 	}
 	p.seq, p.complete, p.expire = seq, false, a.clock+a.timeout
+	p.ended, p.dropped, p.late = false, 0, false
 	i := len(a.events)
 	for i > 0 && seqLess(seq, a.events[i-1].seq) {
 		i--
@@ -378,6 +383,7 @@ func (a *Assembler) FlushAt(now time.Time) {
 	a.clock = int64(now.Sub(a.base))
 	a.cleanup()
 	a.expireEOE()
+	a.expireDropped()
 	a.track.settle(a.clock, a.timeout, a.report)
 }
 
@@ -393,26 +399,66 @@ func (a *Assembler) Close() {
 		a.done(p)
 	}
 	a.awaitEOE = queue[awaiting]{}
+	a.droppedEvents = queue[droppedEvent]{}
 	a.track.finish(a.report)
 }
 
-// Drop tells the Assembler that auditns dropped records with these
-// sequence numbers before they reached it (the reader's queue was full).
-// Call it where the records would have been pushed. A number whose event
-// has not started is lost: it is counted (OnDropped) and its later records
-// are discarded. An event already started keeps what it has (it is not
-// counted as a kernel's partial event either).
-func (a *Assembler) Drop(seqs []uint32) {
+// DroppedRecord is a record auditns dropped before it reached the
+// Assembler: its sequence number and type.
+type DroppedRecord struct {
+	Seq  uint32
+	Type uint16
+}
+
+// Kinds of records, as far as the accounting of an event's records goes.
+const (
+	kindSyscall uint8 = 1 << iota
+	kindTitle
+	kindEOE
+	kindOther
+)
+
+func kindOf(typ uint16) uint8 {
+	switch typ {
+	case typeSyscall:
+		return kindSyscall
+	case typeProctitle:
+		return kindTitle
+	case typeEOE:
+		return kindEOE
+	}
+	return kindOther
+}
+
+// Drop tells the Assembler that auditns dropped these records before they
+// reached it (the reader's queue was full). Call it where the records would
+// have been pushed. A number whose event has not started is lost: it is
+// counted (OnDropped) and its later records are discarded. An event
+// already started keeps what it has. Either way the records auditns
+// dropped are not taken for records the kernel cut.
+func (a *Assembler) Drop(recs []DroppedRecord) {
 	n := 0
-	for _, seq := range seqs {
+	for i := 0; i < len(recs); {
+		seq := recs[i].Seq
+		var kinds uint8
+		for ; i < len(recs) && recs[i].Seq == seq; i++ {
+			kinds |= kindOf(recs[i].Type)
+		}
 		if p := a.find(seq); p != nil {
-			p.damaged = true
+			p.dropped |= kinds
+			continue
+		}
+		if a.track.isDropped(seq) {
+			// More of an event already dropped (the reader's drops
+			// straddled a batch that got through).
+			a.discard(seq, kinds)
 			continue
 		}
 		if a.unawait(seq) || a.track.isSeen(seq) {
 			continue
 		}
 		a.track.markDropped(seq, a.clock, a.report)
+		a.droppedEvents.pushBack(droppedEvent{seq: seq, kinds: kinds, expire: a.clock + a.timeout})
 		n++
 	}
 	if n > 0 {
@@ -421,6 +467,45 @@ func (a *Assembler) Drop(seqs []uint32) {
 			a.opts.OnDropped(n)
 		}
 	}
+}
+
+// droppedEvent is an event whose first records auditns dropped: the kinds
+// of its records seen (dropped, or discarded later) until it expires.
+type droppedEvent struct {
+	seq    uint32
+	kinds  uint8
+	expire int64
+}
+
+// discard takes note of records of a dropped event.
+func (a *Assembler) discard(seq uint32, kinds uint8) {
+	items := a.droppedEvents.items()
+	for i := len(items) - 1; i >= 0; i-- {
+		if items[i].seq == seq {
+			items[i].kinds |= kinds
+			return
+		}
+	}
+}
+
+// expireDropped counts the records the kernel cut from events auditns
+// dropped: a SYSCALL event's PROCTITLE or EOE neither dropped nor
+// discarded within the window.
+func (a *Assembler) expireDropped() {
+	n := 0
+	for a.droppedEvents.len() > 0 && a.clock > a.droppedEvents.front().expire {
+		d := *a.droppedEvents.front()
+		a.droppedEvents.popFront()
+		if d.kinds&kindSyscall != 0 {
+			if d.kinds&kindTitle == 0 {
+				n++
+			}
+			if d.kinds&kindEOE == 0 {
+				n++
+			}
+		}
+	}
+	a.partial(n)
 }
 
 // Resume makes counting start at seq, as if every number before it had
@@ -513,21 +598,22 @@ func (a *Assembler) done(p *pending) {
 // every one ends with a PROCTITLE and an EOE. An EOE due after a PROCTITLE
 // that completed the event is awaited for one window.
 func (a *Assembler) accountRecords(p *pending) {
-	if p.damaged || p.late || p.recs[0].typ != typeSyscall {
+	if p.late || p.recs[0].typ != typeSyscall {
 		return
 	}
-	missing := 0
-	hasTitle := false
+	kinds := p.dropped
 	for i := range p.recs {
-		if p.recs[i].typ == typeProctitle {
-			hasTitle = true
-		}
+		kinds |= kindOf(p.recs[i].typ)
 	}
-	if !hasTitle {
+	if p.ended {
+		kinds |= kindEOE
+	}
+	missing := 0
+	if kinds&kindTitle == 0 {
 		missing++
 	}
-	if !p.ended {
-		if hasTitle {
+	if kinds&kindEOE == 0 {
+		if kinds&kindTitle != 0 && p.complete {
 			a.awaitEOE.pushBack(awaiting{seq: p.seq, expire: a.clock + a.timeout})
 		} else {
 			missing++

@@ -388,7 +388,9 @@ func TestLateEventWithinWindowIsNoGap(t *testing.T) {
 
 // Records auditns dropped: an event whose first records were dropped is
 // counted once as dropped and its later records are discarded; it is no
-// gap. An event already started keeps its records and is not counted.
+// gap. An event already started keeps its records and is not counted. The
+// records auditns dropped are not taken for records the kernel cut; those
+// of a dropped event that neither auditns dropped nor came later are.
 func TestDroppedRecordsCountEventsOnce(t *testing.T) {
 	var dropped, partial int
 	a, c := newCollect(Options{Timeout: time.Second,
@@ -397,12 +399,15 @@ func TestDroppedRecordsCountEventsOnce(t *testing.T) {
 	a.FlushAt(t0)
 	push(a, 20)
 	a.Push(execve21[0].typ, []byte(withSeq(execve21[0].text, 21))) // 21 started
-	a.Drop([]uint32{21, 22, 23})                                   // 22, 23 lost whole; 21's tail lost
-	push(a, 22, 1327, 1320)                                        // 22's tail comes: discarded
+	a.Drop([]DroppedRecord{{21, 1327}, {21, 1320}, // 21's tail
+		{22, 1300}, {22, 1309}, // 22 lost whole, its tail comes later
+		{23, 1300}, {23, 1327}, {23, 1320}, // 23 lost whole
+		{25, 1300}}) // 25 lost whole; the kernel cut its PROCTITLE and EOE
+	push(a, 22, 1327, 1320) // 22's tail: discarded
 	push(a, 24)
 	a.FlushAt(t0.Add(5 * time.Second))
 	a.Close()
-	if dropped != 2 || len(c.gaps) != 0 || partial != 0 {
+	if dropped != 3 || len(c.gaps) != 0 || partial != 2 {
 		t.Fatalf("dropped %d gaps %v partial %d", dropped, c.gaps, partial)
 	}
 	if len(c.events) != 3 || a.Stats().Discarded.Load() != 1 {

@@ -230,8 +230,8 @@ func burstThroughFullQueueNamed(t *testing.T, waitTime int32) (got int, dropped 
 					got++
 				}
 				if r.Type == TypeDropped {
-					for _, n := range DroppedNumbers(r.Data, nil) {
-						names[n] = true
+					for _, d := range DroppedRecords(r.Data, nil) {
+						names[d.Seq] = true
 					}
 				}
 			}

@@ -33,21 +33,27 @@ type ReaderStats struct {
 }
 
 // TypeDropped is the type of a marker record Run puts first in a batch
-// after it had to drop records: its Data holds the audit sequence numbers
-// of the records dropped since the last batch that got through, each a
-// little-endian uint32 (records of one event in a row give one number).
-// Real records are 1100 and up, and control messages never reach out.
+// after it had to drop records: its Data holds, for each record dropped
+// since the last batch that got through, its audit sequence number
+// (little-endian uint32) and type (uint16), 8 bytes in all. Real records
+// are 1100 and up, and control messages never reach out.
 const TypeDropped uint16 = 1
 
-// maxDropNumbers bounds the numbers a marker carries (4 MiB); past it the
-// records are counted in ReaderStats.Dropped only.
-const maxDropNumbers = 1 << 20
+// maxDropRecords bounds the records a marker names (4 MiB); past it they
+// are counted in ReaderStats.Dropped only.
+const maxDropRecords = 1 << 19
 
-// DroppedNumbers decodes a TypeDropped record's Data.
-func DroppedNumbers(data []byte, into []uint32) []uint32 {
-	for len(data) >= 4 {
-		into = append(into, binary.LittleEndian.Uint32(data))
-		data = data[4:]
+// Dropped is a record named in a TypeDropped marker.
+type Dropped struct {
+	Seq  uint32
+	Type uint16
+}
+
+// DroppedRecords decodes a TypeDropped record's Data.
+func DroppedRecords(data []byte, into []Dropped) []Dropped {
+	for len(data) >= 8 {
+		into = append(into, Dropped{binary.LittleEndian.Uint32(data), binary.LittleEndian.Uint16(data[4:])})
+		data = data[8:]
 	}
 	return into
 }
@@ -91,18 +97,18 @@ func (c *Conn) Run(ctx context.Context, out chan<- []Record, stats *ReaderStats)
 		}
 	}()
 	dropped := func(batch []Record) {
-		last, have := uint32(0), false
 		for _, r := range batch {
 			if r.Type == TypeDropped {
 				continue // a marker that did not get through: drops still holds it
 			}
 			stats.Dropped.Add(1)
 			h, err := record.ParseHeader(r.Data)
-			if err != nil || (have && h.Seq == last) || len(drops) >= 4*maxDropNumbers {
+			if err != nil || len(drops) >= 8*maxDropRecords {
 				continue
 			}
 			drops = binary.LittleEndian.AppendUint32(drops, h.Seq)
-			last, have = h.Seq, true
+			drops = binary.LittleEndian.AppendUint16(drops, r.Type)
+			drops = append(drops, 0, 0)
 		}
 	}
 	for {

@@ -100,7 +100,8 @@ type Pipeline struct {
 	lastErrLog time.Time
 
 	ledger    ledger
-	dropSeqs  []uint32
+	drops     []netlink.Dropped
+	dropRecs  []assemble.DroppedRecord
 	lossBatch [1]publish.Message
 	lossArena []byte
 	sinkFault faultState
@@ -209,8 +210,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.asm.FlushAt(now)
 			for _, r := range batch {
 				if r.Type == netlink.TypeDropped {
-					p.dropSeqs = netlink.DroppedNumbers(r.Data, p.dropSeqs[:0])
-					p.asm.Drop(p.dropSeqs)
+					p.dropRecords(r.Data)
 					continue
 				}
 				p.asm.Push(r.Type, r.Data)
@@ -365,6 +365,16 @@ func (p *Pipeline) sinkResult(dropped int, err error, n int) {
 	} else if err == nil {
 		p.sinkFault.clear()
 	}
+}
+
+// dropRecords tells the assembler which records the reader dropped.
+func (p *Pipeline) dropRecords(marker []byte) {
+	p.drops = netlink.DroppedRecords(marker, p.drops[:0])
+	p.dropRecs = p.dropRecs[:0]
+	for _, d := range p.drops {
+		p.dropRecs = append(p.dropRecs, assemble.DroppedRecord{Seq: d.Seq, Type: d.Type})
+	}
+	p.asm.Drop(p.dropRecs)
 }
 
 // onGap owes audit sequence numbers that never arrived.
