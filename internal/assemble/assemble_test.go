@@ -399,7 +399,7 @@ func TestDroppedRecordsCountEventsOnce(t *testing.T) {
 	a.FlushAt(t0)
 	push(a, 20)
 	a.Push(execve21[0].typ, []byte(withSeq(execve21[0].text, 21))) // 21 started
-	a.Drop([]DroppedRecord{{21, 1327}, {21, 1320}, // 21's tail
+	a.Drop([]DroppedRecord{{21, 1327}, {21, 1320},                 // 21's tail
 		{22, 1300}, {22, 1309}, // 22 lost whole, its tail comes later
 		{23, 1300}, {23, 1327}, {23, 1320}, // 23 lost whole
 		{25, 1300}}) // 25 lost whole; the kernel cut its PROCTITLE and EOE
