@@ -197,6 +197,9 @@ func waitIdle(t *testing.T, r *running) {
 		}
 		time.Sleep(100 * time.Millisecond)
 		if n := st.Reader.Records.Load(); n != last {
+			if os.Getenv("AUDITNS_E2E_SHOW_OTHERS") != "" {
+				t.Logf("still reading: %d records", n-last)
+			}
 			last, since = n, time.Now()
 		}
 	}
