@@ -14,21 +14,23 @@ import (
 
 // Loss reasons, event.loss.reason.
 const (
-	reasonGap       = "sequence_gap"
-	reasonQueueFull = "queue_full"
-	reasonKernel    = "kernel_lost"
-	reasonSpoolFull = "spool_full"
-	reasonDiskFull  = "disk_full"
-	reasonSinkError = "sink_error"
+	reasonGap        = "sequence_gap"
+	reasonQueueFull  = "queue_full"
+	reasonKernel     = "kernel_lost"
+	reasonSpoolFull  = "spool_full"
+	reasonDiskFull   = "disk_full"
+	reasonSinkError  = "sink_error"
+	reasonBufferFull = "buffer_full"
 )
 
 var reasonMessages = map[string]string{
-	reasonGap:       "audit sequence numbers missing",
-	reasonQueueFull: "events dropped: pipeline queue full",
-	reasonKernel:    "the kernel lost audit events",
-	reasonSpoolFull: "the sink dropped events (spool full)",
-	reasonDiskFull:  "the sink dropped events (no space left on device)",
-	reasonSinkError: "the sink dropped events (write failed)",
+	reasonGap:        "audit sequence numbers missing",
+	reasonQueueFull:  "events dropped: pipeline queue full",
+	reasonKernel:     "the kernel lost audit events",
+	reasonSpoolFull:  "the sink dropped events (spool full)",
+	reasonDiskFull:   "the sink dropped events (no space left on device)",
+	reasonSinkError:  "the sink dropped events (write failed)",
+	reasonBufferFull: "the sink dropped events (output buffer full)",
 }
 
 // lossInterval is how often owed counts are written as loss events: it
@@ -225,10 +227,12 @@ func (p *Pipeline) writeLossEvent(loss *event.Loss, msg string) bool {
 	}
 	dropped, err := p.o.Sink.Write(p.lossBatch[:])
 	*m = publish.Message{}
-	if dropped > 0 || err != nil {
+	if dropped > 0 {
 		p.sinkFault.set("the sink did not take a loss event; its count carries forward", err)
 		return false
 	}
+	// Taken: an error with nothing dropped is a sink that buffers what it
+	// cannot write yet.
 	p.stats.Loss.Add(1)
 	if p.o.OnEvent != nil {
 		p.o.OnEvent(ev)
@@ -243,6 +247,8 @@ func dropReason(err error) string {
 		return reasonSpoolFull
 	case errors.Is(err, syscall.ENOSPC):
 		return reasonDiskFull
+	case errors.Is(err, publish.ErrBufferFull):
+		return reasonBufferFull
 	}
 	return reasonSinkError
 }

@@ -3,6 +3,7 @@ package publish
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -148,6 +149,7 @@ func (l *Lines) Name() string { return l.name }
 func (l *Lines) Write(msgs []Message) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	cause := l.failing // why the buffer is full, if it is
 	dropped := 0
 	for i := range msgs {
 		m := &msgs[i]
@@ -168,8 +170,17 @@ func (l *Lines) Write(msgs []Message) (int, error) {
 	if err := l.failing; err != nil {
 		return dropped, fmt.Errorf("%s: %w", l.name, err)
 	}
+	if dropped > 0 {
+		if cause == nil {
+			cause = ErrBufferFull
+		}
+		return dropped, fmt.Errorf("%s: %w", l.name, cause)
+	}
 	return dropped, nil
 }
+
+// ErrBufferFull is a Lines sink refusing lines while its buffer is full.
+var ErrBufferFull = errors.New("output buffer full")
 
 // Health reports a write error while writing fails.
 func (l *Lines) Health() error {

@@ -193,14 +193,14 @@ func (k *Kafka) Write(msgs []Message) (dropped int, err error) {
 	size := 0
 	for i := range msgs {
 		if t := msgs[i].Topic; t != TopicEvents && t != TopicNamespaces {
-			return 0, fmt.Errorf("publish: kafka: message %d has unknown topic %d", i, t)
+			return len(msgs), fmt.Errorf("publish: kafka: message %d has unknown topic %d", i, t)
 		}
 		size += kafkaRecordSize(&msgs[i])
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.closed {
-		return 0, ErrSinkClosed
+		return len(msgs), ErrSinkClosed
 	}
 	// The spool copies what it keeps, so the buffers are reused (a large
 	// one is not kept).

@@ -53,9 +53,10 @@ type Message struct {
 type Sink interface {
 	// Write delivers or durably accepts msgs, in order. dropped is how many
 	// messages of msgs the sink discarded (e.g. spool full, disk full),
-	// exactly: the pipeline owes that count to the stream as a loss event.
-	// err, when the sink is failing, says why (ENOSPC: disk full), also
-	// while it still buffers what it is given.
+	// exactly, every message not taken included: the pipeline owes that
+	// count to the stream as a loss event. err, when the sink is failing,
+	// says why (ENOSPC: disk full), also while it still buffers what it is
+	// given (dropped 0: taken).
 	Write(msgs []Message) (dropped int, err error)
 	// Close flushes what can be flushed before ctx ends and releases
 	// resources; what could not be delivered stays durable where the sink
