@@ -83,6 +83,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 	if err != nil {
 		return nil, err
 	}
+	if err := checkStateDir(cfg.StateDir); err != nil {
+		return nil, InputError{err}
+	}
 	kernel := kernelRelease()
 	log.Info("auditns starting", "version", Version, "mode", cfg.Mode, "host", cfg.HostName, "boot_id", bootID, "kernel", kernel, "pid", os.Getpid(), "gomaxprocs", runtime.GOMAXPROCS(0))
 
@@ -396,6 +399,30 @@ func (o registryObserver) Observe(pid int, c enrich.Cause) ([8]event.NSRef, erro
 }
 
 func (o registryObserver) Exited(pid int, when time.Time) { o.r.Exited(pid, when) }
+
+// checkStateDir makes sure the state directory can be written before
+// anything is changed: a file is created, written, synced and removed.
+func checkStateDir(dir string) error {
+	fail := func(err error) error {
+		return fmt.Errorf("state_dir %s is not writable: %v (set state_dir or --state-dir to a writable directory)", dir, errors.Unwrap(err))
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fail(err)
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := f.Write([]byte("auditns\n")); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	return nil
+}
 
 func readBootID() (string, error) {
 	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -126,6 +127,27 @@ func TestSighupRotationUnderLoadLosesAndDoublesNothing(t *testing.T) {
 	for _, f := range files {
 		if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
 			t.Fatalf("rotated file %s empty or missing: %v", f, err)
+		}
+	}
+}
+
+// A state directory on a read-only file system: one line naming state_dir,
+// exit status 2, the host left as it was.
+func TestReadOnlyStateDirAtStartIsExit2(t *testing.T) {
+	requireKernel(t)
+	ro := tmpfs(t, "1m")
+	if b, err := exec.Command("mount", "-o", "remount,ro", ro).CombinedOutput(); err != nil {
+		t.Fatalf("remount ro: %v %s", err, b)
+	}
+	for _, dir := range []string{ro, filepath.Join(ro, "state")} {
+		cmd := exec.Command(auditnsBinary(t), "run", "--output", "stdout", "--state-dir", dir)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || strings.Count(stderr.String(), "\n") != 1 ||
+			!strings.Contains(stderr.String(), "auditns: state_dir "+dir+" is not writable: read-only file system") {
+			t.Fatalf("state_dir %s: exit %v, stderr %q", dir, err, stderr.String())
 		}
 	}
 }
