@@ -298,11 +298,17 @@ func (d *Daemon) metricsSource() metrics.Source {
 			if err := d.pipe.Health(); err != nil {
 				return err
 			}
+			if d.reg != nil {
+				if err := d.reg.Health(); err != nil {
+					return err
+				}
+			}
 			return d.sinkHealth()
 		},
 	}
 	if d.reg != nil {
 		src.Namespaces = func() int { return len(d.reg.Records()) }
+		src.StateDirFailing = func() bool { return d.reg.Health() != nil }
 	}
 	d.kafkaMetrics(&src)
 	return src

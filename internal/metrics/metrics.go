@@ -36,6 +36,8 @@ type Source struct {
 	SpoolBytes      func() int64
 	SpoolOldest     func() time.Time // append time of the oldest unacknowledged record
 	Namespaces      func() int
+	// StateDirFailing is true while the state directory cannot be written.
+	StateDirFailing func() bool
 	// Health returns nil when healthy, else why not.
 	Health func() error
 }
@@ -89,6 +91,14 @@ func New(src Source) *Server {
 	}
 	if f := src.Namespaces; f != nil {
 		gauge("namespaces_known", "Namespaces in the registry of this boot.", func() float64 { return float64(f()) })
+	}
+	if f := src.StateDirFailing; f != nil {
+		gauge("state_dir_failing", "1 while the state directory cannot be written.", func() float64 {
+			if f() {
+				return 1
+			}
+			return 0
+		})
 	}
 	gauge("healthy", "1 when /healthz answers 200.", func() float64 {
 		if s.health() == nil {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/auditns/auditns/internal/event"
 )
 
 // tmpfs mounts a small tmpfs at a new directory and unmounts it at the end.
@@ -150,4 +152,53 @@ func TestReadOnlyStateDirAtStartIsExit2(t *testing.T) {
 			t.Fatalf("state_dir %s: exit %v, stderr %q", dir, err, stderr.String())
 		}
 	}
+}
+
+// The state directory fills while auditns runs: the registry cannot make
+// new serials durable, which is logged, shown by a metric and /healthz;
+// events keep flowing; once there is room again the registry is rewritten
+// and new namespaces get serials again, without a restart.
+func TestStateDirFullWhileRunningRecovers(t *testing.T) {
+	requireKernel(t)
+	state := tmpfs(t, "2m")
+	out := filepath.Join(t.TempDir(), "events.jsonl")
+	r := start(t, "state_dir: "+state+"\noutput:\n  sink: file:"+out+"\n  flush_interval: 20ms\nmetrics:\n  listen: 127.0.0.1:0\n")
+	r.out = out
+	addr := r.d.Metrics().Addr()
+	filler := fill(t, state)
+	newNetns := func(m string) {
+		for range 3 {
+			exec.Command("unshare", "--net", "/bin/true", m).Run()
+		}
+	}
+	m1 := marker()
+	newNetns(m1)
+	deadline := time.Now().Add(10 * time.Second)
+	for healthz(t, addr) == 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("healthz stayed 200 with the state directory full")
+		}
+		newNetns(m1)
+		time.Sleep(200 * time.Millisecond)
+	}
+	if v := scrape(t, addr); v["auditns_state_dir_failing"] != 1 {
+		t.Fatalf("state_dir_failing %v", v["auditns_state_dir_failing"])
+	}
+	waitEvent(t, out, 5*time.Second, "exec while the state directory is full", func(e *event.Event) bool { return hasArg(e, m1) })
+	os.Remove(filler)
+	deadline = time.Now().Add(10 * time.Second)
+	for healthz(t, addr) != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("healthz did not recover once the state directory had room")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	m2 := marker()
+	newNetns(m2)
+	got := waitEvent(t, out, 15*time.Second, "exec after recovery", func(e *event.Event) bool { return hasArg(e, m2) })
+	t.Logf("after recovery: ns %+v", got.NS)
+	ev := waitEvent(t, out, 5*time.Second, "exec in a new network namespace after recovery", func(e *event.Event) bool {
+		return hasArg(e, m2) && e.NS != nil && e.NS.Net.Serial > 8
+	})
+	t.Logf("after recovery: net serial %d", ev.NS.Net.Serial)
 }
