@@ -512,6 +512,58 @@ func (a *Assembler) expireDropped() {
 // been settled (a restart that knows where the last run stopped).
 func (a *Assembler) Resume(seq uint32) { a.track.start(seq) }
 
+// Checkpoint describes what a run that stops now leaves open: top, one
+// past the highest number seen, and the numbers below it whose events were
+// not emitted (in flight) or have not come. A run killed right after its
+// emitted events were written, resumed with ResumeFrom, counts exactly the
+// events it did not write. ok is false when more than max numbers are
+// open (a run resumed from top alone then counts fewer).
+func (a *Assembler) Checkpoint(open []uint32, max int) (top uint32, _ []uint32, ok bool) {
+	if !a.track.started {
+		return 0, open[:0], false
+	}
+	open, ok = a.track.unseen(open[:0], max)
+	for _, p := range a.events {
+		if len(open) >= max {
+			return a.track.top, open, false
+		}
+		if !p.late {
+			open = append(open, p.seq)
+		}
+	}
+	return a.track.top, open, ok
+}
+
+// ResumeFrom starts counting where a checkpoint left off: the numbers in
+// open are expected (missing after the window unless they come), the other
+// numbers below top were written, and counting goes on from top.
+func (a *Assembler) ResumeFrom(top uint32, open []uint32) {
+	low := top
+	for _, s := range open {
+		if after(low, s) && low != s {
+			low = s
+		}
+	}
+	a.track.start(low)
+	isOpen := make(map[uint32]bool, len(open))
+	for _, s := range open {
+		isOpen[s] = true
+	}
+	for s := low; s != top; s++ {
+		if !isOpen[s] {
+			a.track.mark(s, a.clock, a.report)
+		}
+	}
+	if low != top && isOpen[top-1] {
+		// The last numbers are open: a run up to top-1 that a later
+		// number would have opened.
+		a.track.holes.pushBack(hole{from: a.track.top, to: top - 1, since: a.clock})
+		a.track.top = top
+		a.track.seen.cover(a.track.low, a.track.top)
+		a.track.dropped.cover(a.track.low, a.track.top)
+	}
+}
+
 func (a *Assembler) reportGap(from, to uint32) {
 	g := Gap{From: from, To: to}
 	a.stats.Missing.Add(g.Count())

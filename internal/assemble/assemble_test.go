@@ -470,3 +470,31 @@ func TestTrackerGrowsAcrossManyNumbers(t *testing.T) {
 		t.Fatalf("gaps %v low %d", got, tr.low)
 	}
 }
+
+// A run that stops with events in flight and numbers not yet come leaves a
+// checkpoint; a run resumed from it counts exactly the numbers the first
+// did not emit, and nothing it did.
+func TestCheckpointResumeCountsWhatWasNotEmitted(t *testing.T) {
+	a, c := newCollect(Options{Timeout: time.Second})
+	t0 := a.base.Add(time.Hour)
+	a.FlushAt(t0)
+	push(a, 100)
+	push(a, 102)             // 101 has not come
+	push(a, 103, 1300, 1309) // 103 in flight
+	push(a, 104)             // held behind 103
+	push(a, 106)             // 105 has not come
+	top, open, ok := a.Checkpoint(nil, 100)
+	if !ok || top != 107 || fmt.Sprint(open) != "[101 105 103 104 106]" {
+		t.Fatalf("checkpoint %d %v %v", top, open, ok)
+	}
+	b, c2 := newCollect(Options{Timeout: time.Second})
+	b.FlushAt(t0)
+	b.ResumeFrom(top, open)
+	push(b, 101) // it came after all
+	push(b, 108) // 107 never comes
+	b.FlushAt(t0.Add(3 * time.Second))
+	b.Close()
+	if fmt.Sprint(c2.gaps) != "[{103 106} {107 107}]" || len(c.gaps) != 0 {
+		t.Fatalf("gaps after resume %v", c2.gaps)
+	}
+}

@@ -22,8 +22,8 @@ type seqTracker struct {
 }
 
 type hole struct {
-	to    uint32 // the run ends here (inclusive); it starts after the previous run
-	since int64  // clock when a later number was first seen
+	from, to uint32 // the run (inclusive)
+	since    int64  // clock when a later number was first seen
 }
 
 // maxSpan bounds [low, top): past it the oldest numbers are settled early
@@ -52,7 +52,7 @@ func (t *seqTracker) mark(seq uint32, clock int64, settle func(from, to uint32))
 	}
 	if after(seq, t.top) {
 		if seq != t.top {
-			t.holes.pushBack(hole{to: seq - 1, since: clock})
+			t.holes.pushBack(hole{from: t.top, to: seq - 1, since: clock})
 		}
 		t.top = seq + 1
 		if t.top-t.low > maxSpan {
@@ -146,6 +146,29 @@ func (t *seqTracker) finish(report func(from, to uint32)) {
 	}
 	t.holes = queue[hole]{}
 	t.through(t.top-1, report)
+}
+
+// unseen appends the numbers in [low, top) not seen yet, at most max of
+// them; ok is false past max.
+func (t *seqTracker) unseen(into []uint32, max int) ([]uint32, bool) {
+	for _, h := range t.holes.items() {
+		from := h.from
+		if after(t.low, from) {
+			from = t.low
+		}
+		for s := from; ; s++ {
+			if !t.seen.get(s) {
+				if len(into) >= max {
+					return into, false
+				}
+				into = append(into, s)
+			}
+			if s == h.to {
+				break
+			}
+		}
+	}
+	return into, true
 }
 
 // bitRing is a bitmap over a window of sequence numbers, indexed by the

@@ -150,6 +150,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 		StatusInterval: cfg.Audit.StatusInterval,
 		Key:            cfg.Kafka.Key,
 		Unicast:        cfg.Mode == "unicast",
+		StateFile:      filepath.Join(cfg.StateDir, "loss-state"),
 		HostName:       cfg.HostName,
 		BootID:         bootID,
 		Kernel:         kernel,

@@ -205,6 +205,7 @@ func (p *Pipeline) writeLoss(final bool) {
 		l.gaps = nil
 	}
 	p.stats.LossOwed.Store(l.total())
+	p.persist(false)
 }
 
 // writeLossEvent writes one loss event; it reports whether the sink took

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -42,11 +43,15 @@ type Options struct {
 	Key string
 	// Unicast says auditns is the kernel's audit daemon: a sequence gap
 	// is then a record the kernel counted in its lost counter too.
-	Unicast  bool
-	HostName string
-	BootID   string
-	Kernel   string
-	Logger   *slog.Logger
+	Unicast bool
+	// StateFile, if set, is where the run's loss accounting state is kept
+	// after every write to the sink, so that a run after a kill -9 counts
+	// what this one had read and not written.
+	StateFile string
+	HostName  string
+	BootID    string
+	Kernel    string
+	Logger    *slog.Logger
 	// OnEvent, if set, sees every event after it is encoded (metrics).
 	OnEvent func(ev *event.Event)
 }
@@ -105,6 +110,8 @@ type Pipeline struct {
 	lossBatch [1]publish.Message
 	lossArena []byte
 	sinkFault faultState
+	state     *stateFile
+	stateBuf  runState
 }
 
 // New returns a Pipeline; call Run.
@@ -125,6 +132,15 @@ func New(o Options) *Pipeline {
 	ao.OnPartial = p.onPartial
 	ao.OnDropped = p.onDropped
 	p.asm = assemble.New(ao, p.onEvent, p.onGap)
+	if o.StateFile != "" {
+		p.resume()
+		f, err := os.OpenFile(o.StateFile, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			p.log.Error("cannot open the loss accounting state; a kill -9 would go uncounted", "file", o.StateFile, "error", err)
+		} else {
+			p.state = &stateFile{f: f}
+		}
+	}
 	return p
 }
 
@@ -197,6 +213,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				p.ledger.settleAll()
 				p.flush()
 				p.writeLoss(true)
+				p.persist(true)
 				err := <-readErr
 				if err != nil && ctx.Err() == nil {
 					return fmt.Errorf("kernel connection: %w", err)
@@ -338,6 +355,7 @@ func (p *Pipeline) flush() {
 	}
 	dropped, err := p.o.Sink.Write(p.batch)
 	p.sinkResult(dropped, err, len(p.batch))
+	p.persist(false)
 	clear(p.batch)
 	p.batch = p.batch[:0]
 	if cap(p.arena) > 8<<20 {

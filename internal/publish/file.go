@@ -182,6 +182,15 @@ func (l *Lines) Write(msgs []Message) (int, error) {
 // ErrBufferFull is a Lines sink refusing lines while its buffer is full.
 var ErrBufferFull = errors.New("output buffer full")
 
+// Flush writes what is buffered now; it returns the write error while
+// writing fails.
+func (l *Lines) Flush() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.flushLocked()
+	return l.failing
+}
+
 // Health reports a write error while writing fails.
 func (l *Lines) Health() error {
 	l.mu.Lock()

@@ -1,0 +1,130 @@
+package pipeline
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"os"
+)
+
+// runState is what a run leaves in the state directory after every write
+// to the sink, so that the next run, after a kill -9, can count what this
+// one had read and not written: the sequence numbers it had left open, the
+// losses it still owed, and how far it had counted the kernel's lost
+// counter. It is written in place without fsync: a killed process's
+// writes are in the page cache.
+type runState struct {
+	Boot  string            `json:"boot"`
+	Clean bool              `json:"clean"` // the run stopped cleanly: nothing to resume
+	Lost  uint32            `json:"lost"`  // the kernel's counter, counted up to here
+	Have  bool              `json:"have"`  // Lost was read
+	Top   uint32            `json:"top"`   // one past the highest number seen
+	Open  []uint32          `json:"open"`  // numbers below Top not written
+	Whole bool              `json:"whole"` // Open is complete
+	Owed  map[string]uint64 `json:"owed,omitempty"`
+}
+
+// maxOpen bounds the open numbers kept.
+const maxOpen = 4096
+
+// stateFile is the run state's file: a 4-byte length, then the JSON.
+type stateFile struct {
+	f   *os.File
+	buf []byte
+	err error // the last write error, logged once
+}
+
+func loadState(path string) (*runState, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < 4 || int(binary.LittleEndian.Uint32(b)) > len(b)-4 {
+		return nil, errors.New("truncated")
+	}
+	var st runState
+	if err := json.Unmarshal(b[4:4+binary.LittleEndian.Uint32(b)], &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+func (s *stateFile) write(st *runState) error {
+	j, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	s.buf = binary.LittleEndian.AppendUint32(s.buf[:0], uint32(len(j)))
+	s.buf = append(s.buf, j...)
+	_, err = s.f.WriteAt(s.buf, 0)
+	return err
+}
+
+// resume picks up a run that did not stop cleanly.
+func (p *Pipeline) resume() {
+	st, err := loadState(p.o.StateFile)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			p.log.Warn("loss accounting state unreadable; starting afresh", "file", p.o.StateFile, "error", err)
+		}
+		return
+	}
+	if st.Clean || st.Boot != p.o.BootID || st.Top == 0 {
+		return
+	}
+	open := st.Open
+	if !st.Whole {
+		open = nil // count from top: what was open below it is not known
+	}
+	p.asm.ResumeFrom(st.Top, open)
+	if st.Have {
+		p.lastLost, p.haveLost = st.Lost, true
+	}
+	var owed uint64
+	for reason, n := range st.Owed {
+		p.ledger.owe(reason, n, "")
+		owed += n
+	}
+	p.log.Warn("the last run did not stop cleanly: counting what it had read and not written",
+		"next_sequence", st.Top, "open", len(st.Open), "open_complete", st.Whole, "kernel_lost_counted", st.Lost, "owed", owed)
+}
+
+// persist records the run's state after a write to the sink.
+func (p *Pipeline) persist(clean bool) {
+	s := p.state
+	if s == nil {
+		return
+	}
+	if f, ok := p.o.Sink.(interface{ Flush() error }); ok && !clean {
+		// What the sink buffers is not written yet.
+		if f.Flush() != nil {
+			return
+		}
+	}
+	st := &p.stateBuf
+	st.Boot, st.Clean = p.o.BootID, clean
+	st.Lost, st.Have = p.lastLost, p.haveLost
+	for _, l := range p.ledger.lost {
+		st.Lost -= uint32(l.n) // not settled yet: counted again
+	}
+	st.Top, st.Open, st.Whole = p.asm.Checkpoint(st.Open, maxOpen)
+	clear(st.Owed)
+	if len(p.ledger.order) > 0 || len(p.ledger.gaps) > 0 {
+		if st.Owed == nil {
+			st.Owed = map[string]uint64{}
+		}
+		for reason, n := range p.ledger.owed {
+			st.Owed[reason] += n
+		}
+		for _, g := range p.ledger.gaps {
+			st.Owed[reasonGap] += g.Count()
+		}
+	}
+	err := s.write(st)
+	if err != nil && s.err == nil {
+		p.log.Error("cannot write the loss accounting state; a kill -9 now would go uncounted", "file", p.o.StateFile, "error", err)
+	} else if err == nil && s.err != nil {
+		p.log.Info("loss accounting state written again", "file", p.o.StateFile)
+	}
+	s.err = err
+}
