@@ -95,6 +95,8 @@ type Assembler struct {
 	awaitEOE      queue[awaiting] // events emitted on their PROCTITLE, whose EOE is due
 	droppedEvents queue[droppedEvent]
 	report        func(from, to uint32)
+	first         uint32 // the first number pushed
+	pushed        bool
 	opts          Options
 	stats         Stats
 	log           *slog.Logger
@@ -195,6 +197,9 @@ func (a *Assembler) Push(typ uint16, data []byte) {
 			return
 		}
 		p = a.start(h.Seq)
+		if !a.pushed {
+			a.first, a.pushed = h.Seq, true
+		}
 		if !a.track.mark(h.Seq, a.clock, a.report) {
 			p.late = true
 			a.stats.Late.Add(1)
@@ -533,6 +538,9 @@ func (a *Assembler) Checkpoint(open []uint32, max int) (top uint32, _ []uint32, 
 	}
 	return a.track.top, open, ok
 }
+
+// First returns the first sequence number pushed, if any.
+func (a *Assembler) First() (uint32, bool) { return a.first, a.pushed }
 
 // ResumeFrom starts counting where a checkpoint left off: the numbers in
 // open are expected (missing after the window unless they come), the other

@@ -112,6 +112,7 @@ type Pipeline struct {
 	sinkFault faultState
 	state     *stateFile
 	stateBuf  runState
+	resumed   bool
 }
 
 // New returns a Pipeline; call Run.
@@ -353,9 +354,15 @@ func (p *Pipeline) flush() {
 	if len(p.batch) == 0 {
 		return
 	}
-	dropped, err := p.o.Sink.Write(p.batch)
-	p.sinkResult(dropped, err, len(p.batch))
+	// The state is written first: it takes the batch for written. Killed
+	// between the two writes, the next run counts a batch too few rather
+	// than numbers that are in the output.
 	p.persist(false)
+	dropped, err := p.o.Sink.Write(p.batch)
+	if f, ok := p.o.Sink.(interface{ Flush() error }); ok && p.state != nil {
+		f.Flush() // a failure is the sink's to report (Write's error)
+	}
+	p.sinkResult(dropped, err, len(p.batch))
 	clear(p.batch)
 	p.batch = p.batch[:0]
 	if cap(p.arena) > 8<<20 {
@@ -398,7 +405,12 @@ func (p *Pipeline) dropRecords(marker []byte) {
 // onGap owes audit sequence numbers that never arrived.
 func (p *Pipeline) onGap(g assemble.Gap) {
 	p.stats.Gaps.Add(g.Count())
-	p.ledger.gap(g, p.o.Unicast)
+	// Numbers before the first this run read, after a run that was killed,
+	// were lost with it (its socket, its queue) or while no daemon read:
+	// the kernel did not count them.
+	first, ok := p.asm.First()
+	kernel := p.o.Unicast && !(p.resumed && (!ok || g.To-first >= 1<<31))
+	p.ledger.gap(g, kernel)
 }
 
 // onPartial: records the kernel cut from events that arrived; its lost

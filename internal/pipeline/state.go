@@ -22,6 +22,9 @@ type runState struct {
 	Open  []uint32          `json:"open"`  // numbers below Top not written
 	Whole bool              `json:"whole"` // Open is complete
 	Owed  map[string]uint64 `json:"owed,omitempty"`
+	// Credits are records not to be counted in the kernel's growth that
+	// was not settled yet (and is counted again from Lost).
+	Credits uint64 `json:"credits,omitempty"`
 }
 
 // maxOpen bounds the open numbers kept.
@@ -77,8 +80,12 @@ func (p *Pipeline) resume() {
 		open = nil // count from top: what was open below it is not known
 	}
 	p.asm.ResumeFrom(st.Top, open)
+	p.resumed = true
 	if st.Have {
 		p.lastLost, p.haveLost = st.Lost, true
+	}
+	if st.Credits > 0 {
+		p.ledger.credit(st.Credits)
 	}
 	var owed uint64
 	for reason, n := range st.Owed {
@@ -89,23 +96,22 @@ func (p *Pipeline) resume() {
 		"next_sequence", st.Top, "open", len(st.Open), "open_complete", st.Whole, "kernel_lost_counted", st.Lost, "owed", owed)
 }
 
-// persist records the run's state after a write to the sink.
+// persist records the run's state: the events emitted so far are taken
+// for written (flush writes it before the batch).
 func (p *Pipeline) persist(clean bool) {
 	s := p.state
 	if s == nil {
 		return
-	}
-	if f, ok := p.o.Sink.(interface{ Flush() error }); ok && !clean {
-		// What the sink buffers is not written yet.
-		if f.Flush() != nil {
-			return
-		}
 	}
 	st := &p.stateBuf
 	st.Boot, st.Clean = p.o.BootID, clean
 	st.Lost, st.Have = p.lastLost, p.haveLost
 	for _, l := range p.ledger.lost {
 		st.Lost -= uint32(l.n) // not settled yet: counted again
+	}
+	st.Credits = 0
+	for _, c := range p.ledger.credits {
+		st.Credits += c.n
 	}
 	st.Top, st.Open, st.Whole = p.asm.Checkpoint(st.Open, maxOpen)
 	clear(st.Owed)

@@ -202,3 +202,84 @@ func TestStateDirFullWhileRunningRecovers(t *testing.T) {
 	})
 	t.Logf("after recovery: net serial %d", ev.NS.Net.Serial)
 }
+
+// waitFileStill waits until path has not grown for d.
+func waitFileStill(t *testing.T, path string, d time.Duration) {
+	t.Helper()
+	var last int64 = -1
+	since := time.Now()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Since(since) < d {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s kept growing for 90 s", path)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if fi, err := os.Stat(path); err == nil && fi.Size() != last {
+			last, since = fi.Size(), time.Now()
+		}
+	}
+}
+
+// kill -9 while the kernel's backlog is full under a burst: the next run,
+// on the same state directory, counts what the dead one had read and not
+// written (numbers it left open or never saw, losses it still owed, the
+// kernel's counter since it last counted), so that over both runs
+// generated − delivered = Σ loss counts.
+func TestKill9UnderBurstIsCountedByTheNextRun(t *testing.T) {
+	requireKernel(t)
+	dir := t.TempDir()
+	key := fmt.Sprintf("auditns-e2e-kill-%x", rand.Uint32())
+	out := filepath.Join(dir, "events.jsonl")
+	cfg := filepath.Join(dir, "auditns.yaml")
+	yaml := getppidRuleYAML(t, dir, key) + "state_dir: " + filepath.Join(dir, "state") + "\noutput:\n  sink: file:" + out + "\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startProcess(t, "run", "--config", cfg)
+	var gens []*generator
+	for range 4 {
+		gens = append(gens, newGenerator(t, 15000, 5*time.Second, key))
+	}
+	for _, g := range gens {
+		g.Go()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	a.stop(t, syscall.SIGKILL)
+	// The new daemon is flooded with what the kernel held as soon as it
+	// registers; its rule load can then miss its reply (ENOBUFS): retry.
+	var b *process
+	for try := 0; ; try++ {
+		if b = tryStartProcess(t, "run", "--config", cfg); b != nil || try == 4 {
+			break
+		}
+	}
+	if b == nil {
+		t.Fatal("the second run did not start")
+	}
+	generated := 0
+	for _, g := range gens {
+		generated += g.Wait(t)
+	}
+	waitFileStill(t, out, 8*time.Second) // two windows, a status poll and the loss interval
+	b.stop(t, syscall.SIGTERM)
+	ty := readTally(t, key, out)
+	t.Logf("generated %d, delivered %d, loss events %d summing %d %v; others %v", generated, len(ty.keyed), len(ty.loss), ty.lossSum, ty.byReason, ty.others)
+	if os.Getenv("AUDITNS_E2E_SHOW_OTHERS") != "" {
+		t.Logf("first run:\n%s\nsecond run:\n%s", a.stderr.String(), b.stderr.String())
+	}
+	if !strings.Contains(b.stderr.String(), "the last run did not stop cleanly") {
+		t.Fatalf("the second run did not resume:\n%s", b.stderr.String())
+	}
+	if ty.invalid != 0 || ty.duplicates != 0 {
+		t.Fatalf("%d invalid lines, %d duplicates", ty.invalid, ty.duplicates)
+	}
+	if f := ty.falseGaps(); len(f) > 0 {
+		t.Fatalf("%d numbers called missing are in the output: %v", len(f), f[:min(len(f), 10)])
+	}
+	// Exact but for a handful per restart (measured: 8 and 10 too many in
+	// 300,000; see docs/LOSS.md): at most 1 in 10,000.
+	missing := uint64(generated - len(ty.keyed))
+	if diff := int64(ty.lossSum) - int64(missing); diff < 0 || diff > int64(generated)/10000 {
+		t.Fatalf("generated − delivered = %d, loss events sum to %d", missing, ty.lossSum)
+	}
+}

@@ -146,6 +146,27 @@ type process struct {
 
 func startProcess(t *testing.T, args ...string) *process {
 	t.Helper()
+	p, err := startProcessErr(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// tryStartProcess is startProcess that returns nil, with a log line, when
+// auditns exits at start-up.
+func tryStartProcess(t *testing.T, args ...string) *process {
+	t.Helper()
+	p, err := startProcessErr(t, args...)
+	if err != nil {
+		t.Log(err)
+		return nil
+	}
+	return p
+}
+
+func startProcessErr(t *testing.T, args ...string) (*process, error) {
+	t.Helper()
 	cmd := exec.Command(auditnsBinary(t), args...)
 	p := &process{cmd: cmd, stderr: &testenv.Buffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
@@ -159,15 +180,15 @@ func startProcess(t *testing.T, args ...string) *process {
 	for !strings.Contains(p.stderr.String(), "msg=sink") {
 		select {
 		case <-p.exited:
-			t.Fatalf("auditns exited at start-up:\n%s", p.stderr.String())
+			return nil, fmt.Errorf("auditns exited at start-up:\n%s", p.stderr.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("auditns did not start:\n%s", p.stderr.String())
+			return nil, fmt.Errorf("auditns did not start:\n%s", p.stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return p
+	return p, nil
 }
 
 // stop sends sig and waits for the process to exit.
