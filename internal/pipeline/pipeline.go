@@ -113,6 +113,8 @@ type Pipeline struct {
 	state     *stateFile
 	stateBuf  runState
 	resumed   bool
+	// stoppedCleanly: Run ended by itself; the state stays marked clean.
+	stoppedCleanly bool
 }
 
 // New returns a Pipeline; call Run.

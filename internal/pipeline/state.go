@@ -103,6 +103,9 @@ func (p *Pipeline) persist(clean bool) {
 	if s == nil {
 		return
 	}
+	// Once stopped cleanly, the writes of the shutdown keep it so.
+	clean = clean || p.stoppedCleanly
+	p.stoppedCleanly = clean
 	st := &p.stateBuf
 	st.Boot, st.Clean = p.o.BootID, clean
 	st.Lost, st.Have = p.lastLost, p.haveLost
