@@ -256,12 +256,15 @@ func dropReason(err error) string {
 
 // faultState is a fault of the sink while it lasts: set by a Write that
 // failed or dropped, cleared by one that took everything. A change is one
-// log line.
+// log line; a fault that comes and goes (a disk freed by deliveries and
+// filled again) is logged again after 10 s at the earliest.
 type faultState struct {
-	mu    sync.Mutex
-	msg   string
-	since time.Time
-	p     *Pipeline
+	mu     sync.Mutex
+	msg    string
+	since  time.Time
+	logged time.Time // when the last "degraded" line was logged
+	told   bool      // the current fault was logged
+	p      *Pipeline
 }
 
 func (f *faultState) set(msg string, err error) {
@@ -269,8 +272,10 @@ func (f *faultState) set(msg string, err error) {
 	defer f.mu.Unlock()
 	if f.msg == "" {
 		f.since = time.Now()
-		if f.p != nil {
+		f.told = false
+		if f.p != nil && time.Since(f.logged) > 10*time.Second {
 			f.p.log.Error("sink degraded", "sink", f.p.o.Sink.Name(), "why", msg, "error", err)
+			f.logged, f.told = time.Now(), true
 		}
 	}
 	if err != nil {
@@ -282,7 +287,7 @@ func (f *faultState) set(msg string, err error) {
 func (f *faultState) clear() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.msg != "" && f.p != nil {
+	if f.msg != "" && f.told && f.p != nil {
 		f.p.log.Info("sink recovered", "sink", f.p.o.Sink.Name(), "after", time.Since(f.since).Round(time.Millisecond))
 	}
 	f.msg = ""
