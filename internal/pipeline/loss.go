@@ -131,6 +131,17 @@ func (l *ledger) settleAll() {
 	for len(l.lost) > 0 {
 		l.settleOne()
 	}
+	// Credits that came after their growth was owed take it back while it
+	// is not written yet.
+	for len(l.credits) > 0 && l.owed[reasonKernel] > 0 {
+		c := &l.credits[0]
+		d := min(c.n, l.owed[reasonKernel])
+		l.owed[reasonKernel] -= d
+		c.n -= d
+		if c.n == 0 {
+			l.credits = l.credits[1:]
+		}
+	}
 }
 
 func (l *ledger) settleOne() {

@@ -244,7 +244,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			now := time.Now()
 			p.o.Enricher.SetClock(now)
 			p.asm.FlushAt(now)
-			p.ledger.settle(now)
+			if len(queue) == 0 {
+				// Only when caught up: records still queued may show
+				// that the kernel cut records of events that arrived.
+				p.ledger.settle(now)
+			}
 			p.flush()
 			p.writeLoss(false)
 		case st := <-statuses:
