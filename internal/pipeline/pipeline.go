@@ -112,6 +112,7 @@ type Pipeline struct {
 	sinkFault faultState
 	state     *stateFile
 	stateBuf  runState
+	openBuf   []uint32
 	resumed   bool
 	// stoppedCleanly: Run ended by itself; the state stays marked clean.
 	stoppedCleanly bool

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"slices"
 )
 
 // runState is what a run leaves in the state directory after every write
@@ -19,7 +20,7 @@ type runState struct {
 	Lost  uint32            `json:"lost"`  // the kernel's counter, counted up to here
 	Have  bool              `json:"have"`  // Lost was read
 	Top   uint32            `json:"top"`   // one past the highest number seen
-	Open  []uint32          `json:"open"`  // numbers below Top not written
+	Open  [][2]uint32       `json:"open"`  // runs of numbers below Top not written (inclusive)
 	Whole bool              `json:"whole"` // Open is complete
 	Owed  map[string]uint64 `json:"owed,omitempty"`
 	// Credits are records not to be counted in the kernel's growth that
@@ -27,8 +28,11 @@ type runState struct {
 	Credits uint64 `json:"credits,omitempty"`
 }
 
-// maxOpen bounds the open numbers kept.
-const maxOpen = 4096
+// maxOpen bounds the open numbers looked at, maxRuns the runs of them kept.
+const (
+	maxOpen = 1 << 20
+	maxRuns = 4096
+)
 
 // stateFile is the run state's file: a 4-byte length, then the JSON.
 type stateFile struct {
@@ -75,10 +79,17 @@ func (p *Pipeline) resume() {
 	if st.Clean || st.Boot != p.o.BootID || st.Top == 0 {
 		return
 	}
-	open := st.Open
-	if !st.Whole {
-		open = nil // count from top: what was open below it is not known
-	}
+	var open []uint32
+	if st.Whole {
+		for _, r := range st.Open {
+			for n := r[0]; ; n++ {
+				open = append(open, n)
+				if n == r[1] {
+					break
+				}
+			}
+		}
+	} // else count from top: what was open below it is not known
 	p.asm.ResumeFrom(st.Top, open)
 	p.resumed = true
 	if st.Have {
@@ -116,7 +127,22 @@ func (p *Pipeline) persist(clean bool) {
 	for _, c := range p.ledger.credits {
 		st.Credits += c.n
 	}
-	st.Top, st.Open, st.Whole = p.asm.Checkpoint(st.Open, maxOpen)
+	var open []uint32
+	st.Top, open, st.Whole = p.asm.Checkpoint(p.openBuf, maxOpen)
+	p.openBuf = open
+	slices.Sort(open)
+	st.Open = st.Open[:0]
+	for _, n := range open {
+		if k := len(st.Open); k > 0 && st.Open[k-1][1]+1 == n {
+			st.Open[k-1][1] = n
+			continue
+		}
+		if len(st.Open) == maxRuns {
+			st.Whole = false
+			break
+		}
+		st.Open = append(st.Open, [2]uint32{n, n})
+	}
 	clear(st.Owed)
 	if len(p.ledger.order) > 0 || len(p.ledger.gaps) > 0 {
 		if st.Owed == nil {

@@ -72,17 +72,29 @@ func NewFile(path string, flushInterval time.Duration) (*Lines, error) {
 		return nil, err
 	}
 	l := &Lines{f: f, w: f, path: path, name: "file:" + path, maxBytes: LinesBufferBytes,
-		stop: make(chan struct{}), stopped: make(chan struct{})}
+		stop: make(chan struct{}), stopped: make(chan struct{}), needNL: cutLine(f)}
 	go l.flusher(flushInterval)
 	return l, nil
 }
 
 func openAppend(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("output file: %w", err)
 	}
 	return f, nil
+}
+
+// cutLine reports whether f ends in the middle of a line (a process
+// killed in a write): the next line then starts on a line of its own.
+func cutLine(f *os.File) bool {
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return false
+	}
+	var last [1]byte
+	_, err = f.ReadAt(last[:], fi.Size()-1)
+	return err == nil && last[0] != '\n'
 }
 
 func (l *Lines) flusher(every time.Duration) {
@@ -216,7 +228,7 @@ func (l *Lines) Reopen() error {
 		return err
 	}
 	l.f.Close()
-	l.f, l.w, l.needNL = f, f, false
+	l.f, l.w, l.needNL = f, f, cutLine(f)
 	return nil
 }
 
