@@ -498,3 +498,25 @@ func TestCheckpointResumeCountsWhatWasNotEmitted(t *testing.T) {
 		t.Fatalf("gaps after resume %v", c2.gaps)
 	}
 }
+
+// Runs of numbers already settled but not dropped from the tracker's queue
+// yet are not open.
+func TestCheckpointSkipsSettledRuns(t *testing.T) {
+	a, _ := newCollect(Options{Timeout: time.Second})
+	t0 := a.base.Add(time.Hour)
+	a.FlushAt(t0)
+	push(a, 10)
+	push(a, 13) // 11, 12 open
+	push(a, 11)
+	push(a, 12)
+	a.FlushAt(t0) // the watermark reaches the top, past the run
+	top, open, ok := a.Checkpoint(nil, 100)
+	if !ok || top != 14 || len(open) != 0 {
+		t.Fatalf("checkpoint %d %v %v", top, open, ok)
+	}
+	push(a, 16) // 14, 15 open
+	top, open, ok = a.Checkpoint(nil, 100)
+	if !ok || top != 17 || fmt.Sprint(open) != "[14 15]" {
+		t.Fatalf("checkpoint %d %v %v", top, open, ok)
+	}
+}

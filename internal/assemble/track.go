@@ -152,6 +152,9 @@ func (t *seqTracker) finish(report func(from, to uint32)) {
 // them; ok is false past max.
 func (t *seqTracker) unseen(into []uint32, max int) ([]uint32, bool) {
 	for _, h := range t.holes.items() {
+		if !after(h.to, t.low) {
+			continue // settled, not popped yet
+		}
 		from := h.from
 		if after(t.low, from) {
 			from = t.low
