@@ -45,15 +45,18 @@ func fill(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
+	for _, size := range []int{64 << 10, 4 << 10, 512} {
+		buf := make([]byte, size)
+		for {
+			if _, err := f.Write(buf); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatal(err)
+				}
+				break
 			}
-			return path
 		}
 	}
+	return path
 }
 
 // A full disk under the file sink: events are buffered while the writes
@@ -169,10 +172,9 @@ func TestStateDirFullWhileRunningRecovers(t *testing.T) {
 	r.out = out
 	addr := r.d.Metrics().Addr()
 	filler := fill(t, state)
+	// A process that lives a moment, so that its namespaces are read.
 	newNetns := func(m string) {
-		for range 3 {
-			exec.Command("unshare", "--net", "/bin/true", m).Run()
-		}
+		exec.Command("unshare", "--net", "/bin/sh", "-c", "sleep 0.3", m).Run()
 	}
 	m1 := marker()
 	newNetns(m1)
@@ -198,10 +200,8 @@ func TestStateDirFullWhileRunningRecovers(t *testing.T) {
 	}
 	m2 := marker()
 	newNetns(m2)
-	got := waitEvent(t, out, 15*time.Second, "exec after recovery", func(e *event.Event) bool { return hasArg(e, m2) })
-	t.Logf("after recovery: ns %+v", got.NS)
-	ev := waitEvent(t, out, 5*time.Second, "exec in a new network namespace after recovery", func(e *event.Event) bool {
-		return hasArg(e, m2) && e.NS != nil && e.NS.Net.Serial > 8
+	ev := waitEvent(t, out, 15*time.Second, "sh in a new network namespace after recovery", func(e *event.Event) bool {
+		return hasArg(e, m2) && e.Process.Name == "sh" && e.NS != nil && e.NS.Net.Serial > 8
 	})
 	t.Logf("after recovery: net serial %d", ev.NS.Net.Serial)
 }
