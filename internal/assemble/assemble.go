@@ -9,6 +9,15 @@
 // each record is copied once into a buffer that belongs to its event and is
 // reused once the event has been emitted, and its fields are parsed once
 // (package record) into spans of that copy.
+//
+// Its loss accounting is its own (see seqTracker): a sequence number is
+// missing only when it has not arrived within the reassembly window after
+// a later one, so an event that completes late is never a gap; numbers
+// whose first records auditns itself dropped (Drop) are counted as dropped
+// events, not gaps; and the records the kernel cut from the end of events
+// that did arrive (a SYSCALL event without its PROCTITLE or EOE) are
+// counted, so that the kernel's lost counter, which counts records, can be
+// turned into the number of events missing.
 package assemble
 
 import (
@@ -31,6 +40,15 @@ type Options struct {
 	Timeout time.Duration
 	// Logger receives malformed-record warnings (rate-limited by count).
 	Logger *slog.Logger
+	// OnPartial, if set, is told of records missing from events that were
+	// emitted: a SYSCALL event's PROCTITLE or EOE that never came, when
+	// auditns did not drop them itself. The kernel counts such records in
+	// its lost counter although their event arrived.
+	OnPartial func(records int)
+	// OnDropped, if set, is told of events whose first records auditns's
+	// reader dropped (Drop): they are lost, and their later records are
+	// discarded.
+	OnDropped func(events int)
 }
 
 // Gap is a run of audit sequence numbers that no record carried: events the
@@ -48,6 +66,13 @@ type Stats struct {
 	Malformed atomic.Uint64 // records that could not be parsed
 	Events    atomic.Uint64 // events emitted
 	Missing   atomic.Uint64 // sequence numbers in gaps
+	Dropped   atomic.Uint64 // events lost because auditns dropped their first records
+	Discarded atomic.Uint64 // records of such events that came afterwards
+	Partial   atomic.Uint64 // records the kernel cut from emitted events (OnPartial)
+	// Late counts records of numbers already settled that started a new
+	// event: a number reported missing arriving after all (never expected
+	// within the window), or an event's stray record after it was emitted.
+	Late atomic.Uint64
 }
 
 // Record types that matter to grouping (linux/audit.h).
@@ -62,14 +87,20 @@ const (
 // Assembler turns records into events. It is not safe for concurrent use:
 // one goroutine pushes and maintains it.
 type Assembler struct {
-	emit    func(recs []record.Record)
-	gap     func(Gap)
-	max     int
-	timeout int64
-	next    uint32 // the sequence number expected next; 0 before the first
-	stats   Stats
-	log     *slog.Logger
-	logged  uint64
+	emit          func(recs []record.Record)
+	gap           func(Gap)
+	max           int
+	timeout       int64
+	track         seqTracker
+	awaitEOE      queue[awaiting] // events emitted on their PROCTITLE, whose EOE is due
+	droppedEvents queue[droppedEvent]
+	report        func(from, to uint32)
+	first         uint32 // the first number pushed
+	pushed        bool
+	opts          Options
+	stats         Stats
+	log           *slog.Logger
+	logged        uint64
 
 	now   func() time.Time
 	base  time.Time
@@ -91,6 +122,9 @@ type pending struct {
 	seq      uint32
 	expire   int64
 	complete bool
+	ended    bool  // its EOE came
+	dropped  uint8 // kinds of records of it auditns dropped (kindSyscall...)
+	late     bool  // its number was settled before its first record came
 	buf      []byte
 	fields   []record.Field
 	recs     []pendingRec
@@ -119,8 +153,9 @@ func New(opts Options, emit func(recs []record.Record), gap func(Gap)) *Assemble
 		opts.Logger = slog.Default()
 	}
 	a := &Assembler{emit: emit, gap: gap, max: opts.MaxInFlight, timeout: int64(opts.Timeout),
-		log: opts.Logger, now: time.Now}
+		log: opts.Logger, now: time.Now, opts: opts}
 	a.base = a.now()
+	a.report = a.reportGap
 	return a
 }
 
@@ -145,14 +180,30 @@ func (a *Assembler) Push(typ uint16, data []byte) {
 	if typ == typeEOE {
 		// The end of an event: not a record of it.
 		if p := a.find(h.Seq); p != nil {
-			p.complete = true
+			p.complete, p.ended = true, true
+		} else if a.track.isDropped(h.Seq) {
+			a.discard(h.Seq, kindEOE)
+		} else {
+			a.ended(h.Seq)
 		}
 		a.cleanup()
 		return
 	}
 	p := a.find(h.Seq)
 	if p == nil {
+		if a.track.isDropped(h.Seq) {
+			a.stats.Discarded.Add(1)
+			a.discard(h.Seq, kindOf(typ))
+			return
+		}
 		p = a.start(h.Seq)
+		if !a.pushed {
+			a.first, a.pushed = h.Seq, true
+		}
+		if !a.track.mark(h.Seq, a.clock, a.report) {
+			p.late = true
+			a.stats.Late.Add(1)
+		}
 	}
 	a.add(p, typ, text, h)
 	if typ == typeProctitle || typ <= lastDaemon || typ >= firstAnomLogins {
@@ -198,6 +249,7 @@ func (a *Assembler) start(seq uint32) *pending {
 		p = &pending{}
 	}
 	p.seq, p.complete, p.expire = seq, false, a.clock+a.timeout
+	p.ended, p.dropped, p.late = false, 0, false
 	i := len(a.events)
 	for i > 0 && seqLess(seq, a.events[i-1].seq) {
 		i--
@@ -335,9 +387,14 @@ func (a *Assembler) Flush() { a.FlushAt(a.now()) }
 func (a *Assembler) FlushAt(now time.Time) {
 	a.clock = int64(now.Sub(a.base))
 	a.cleanup()
+	a.expireEOE()
+	a.expireDropped()
+	a.track.settle(a.clock, a.timeout, a.report)
 }
 
-// Close emits everything still held, in sequence order.
+// Close emits everything still held, in sequence order, and reports the
+// numbers still missing: nothing more will arrive. An EOE still due is not
+// counted missing (the connection closed before it could be read).
 func (a *Assembler) Close() {
 	for len(a.events) > 0 {
 		p := a.events[0]
@@ -346,13 +403,230 @@ func (a *Assembler) Close() {
 		a.events = a.events[:len(a.events)-1]
 		a.done(p)
 	}
+	a.awaitEOE = queue[awaiting]{}
+	a.droppedEvents = queue[droppedEvent]{}
+	a.track.finish(a.report)
+}
+
+// DroppedRecord is a record auditns dropped before it reached the
+// Assembler: its sequence number and type.
+type DroppedRecord struct {
+	Seq  uint32
+	Type uint16
+}
+
+// Kinds of records, as far as the accounting of an event's records goes.
+const (
+	kindSyscall uint8 = 1 << iota
+	kindTitle
+	kindEOE
+	kindOther
+)
+
+func kindOf(typ uint16) uint8 {
+	switch typ {
+	case typeSyscall:
+		return kindSyscall
+	case typeProctitle:
+		return kindTitle
+	case typeEOE:
+		return kindEOE
+	}
+	return kindOther
+}
+
+// Drop tells the Assembler that auditns dropped these records before they
+// reached it (the reader's queue was full). Call it where the records would
+// have been pushed. A number whose event has not started is lost: it is
+// counted (OnDropped) and its later records are discarded. An event
+// already started keeps what it has. Either way the records auditns
+// dropped are not taken for records the kernel cut.
+func (a *Assembler) Drop(recs []DroppedRecord) {
+	n := 0
+	for i := 0; i < len(recs); {
+		seq := recs[i].Seq
+		var kinds uint8
+		for ; i < len(recs) && recs[i].Seq == seq; i++ {
+			kinds |= kindOf(recs[i].Type)
+		}
+		if p := a.find(seq); p != nil {
+			p.dropped |= kinds
+			continue
+		}
+		if a.track.isDropped(seq) {
+			// More of an event already dropped (the reader's drops
+			// straddled a batch that got through).
+			a.discard(seq, kinds)
+			continue
+		}
+		if a.unawait(seq) || a.track.isSeen(seq) {
+			continue
+		}
+		a.track.markDropped(seq, a.clock, a.report)
+		a.droppedEvents.pushBack(droppedEvent{seq: seq, kinds: kinds, expire: a.clock + a.timeout})
+		n++
+	}
+	if n > 0 {
+		a.stats.Dropped.Add(uint64(n))
+		if a.opts.OnDropped != nil {
+			a.opts.OnDropped(n)
+		}
+	}
+}
+
+// droppedEvent is an event whose first records auditns dropped: the kinds
+// of its records seen (dropped, or discarded later) until it expires.
+type droppedEvent struct {
+	seq    uint32
+	kinds  uint8
+	expire int64
+}
+
+// discard takes note of records of a dropped event.
+func (a *Assembler) discard(seq uint32, kinds uint8) {
+	items := a.droppedEvents.items()
+	for i := len(items) - 1; i >= 0; i-- {
+		if items[i].seq == seq {
+			items[i].kinds |= kinds
+			return
+		}
+	}
+}
+
+// expireDropped counts the records the kernel cut from events auditns
+// dropped: a SYSCALL event's PROCTITLE or EOE neither dropped nor
+// discarded within the window.
+func (a *Assembler) expireDropped() {
+	n := 0
+	for a.droppedEvents.len() > 0 && a.clock > a.droppedEvents.front().expire {
+		d := *a.droppedEvents.front()
+		a.droppedEvents.popFront()
+		if d.kinds&kindSyscall != 0 {
+			if d.kinds&kindTitle == 0 {
+				n++
+			}
+			if d.kinds&kindEOE == 0 {
+				n++
+			}
+		}
+	}
+	a.partial(n)
+}
+
+// Resume makes counting start at seq, as if every number before it had
+// been settled (a restart that knows where the last run stopped).
+func (a *Assembler) Resume(seq uint32) { a.track.start(seq) }
+
+// Checkpoint describes what a run that stops now leaves open: top, one
+// past the highest number seen, and the numbers below it whose events were
+// not emitted (in flight) or have not come. A run killed right after its
+// emitted events were written, resumed with ResumeFrom, counts exactly the
+// events it did not write. ok is false when more than max numbers are
+// open (a run resumed from top alone then counts fewer).
+func (a *Assembler) Checkpoint(open []uint32, max int) (top uint32, _ []uint32, ok bool) {
+	if !a.track.started {
+		return 0, open[:0], false
+	}
+	open, ok = a.track.unseen(open[:0], max)
+	for _, p := range a.events {
+		if len(open) >= max {
+			return a.track.top, open, false
+		}
+		if !p.late {
+			open = append(open, p.seq)
+		}
+	}
+	return a.track.top, open, ok
+}
+
+// First returns the first sequence number pushed, if any.
+func (a *Assembler) First() (uint32, bool) { return a.first, a.pushed }
+
+// ResumeFrom starts counting where a checkpoint left off: the numbers in
+// open are expected (missing after the window unless they come), the other
+// numbers below top were written, and counting goes on from top.
+func (a *Assembler) ResumeFrom(top uint32, open []uint32) {
+	low := top
+	for _, s := range open {
+		if after(low, s) && low != s {
+			low = s
+		}
+	}
+	a.track.start(low)
+	isOpen := make(map[uint32]bool, len(open))
+	for _, s := range open {
+		isOpen[s] = true
+	}
+	for s := low; s != top; s++ {
+		if !isOpen[s] {
+			a.track.mark(s, a.clock, a.report)
+		}
+	}
+	if low != top && isOpen[top-1] {
+		// The last numbers are open: a run up to top-1 that a later
+		// number would have opened.
+		a.track.holes.pushBack(hole{from: a.track.top, to: top - 1, since: a.clock})
+		a.track.top = top
+		a.track.seen.cover(a.track.low, a.track.top)
+		a.track.dropped.cover(a.track.low, a.track.top)
+	}
+}
+
+func (a *Assembler) reportGap(from, to uint32) {
+	g := Gap{From: from, To: to}
+	a.stats.Missing.Add(g.Count())
+	if a.gap != nil {
+		a.gap(g)
+	}
+}
+
+// awaiting is an event emitted on its PROCTITLE whose EOE is still due.
+type awaiting struct {
+	seq    uint32
+	expire int64
+}
+
+// ended takes note of an EOE whose event was emitted already.
+func (a *Assembler) ended(seq uint32) { a.unawait(seq) }
+
+// unawait forgets seq's due EOE; it reports whether one was due. EOEs
+// follow their PROCTITLE at once: the search from the newest is short.
+func (a *Assembler) unawait(seq uint32) bool {
+	items := a.awaitEOE.items()
+	for i := len(items) - 1; i >= 0; i-- {
+		if items[i].seq == seq {
+			copy(items[1:i+1], items[:i])
+			a.awaitEOE.popFront()
+			return true
+		}
+	}
+	return false
+}
+
+// expireEOE counts the EOEs that did not come within the window.
+func (a *Assembler) expireEOE() {
+	n := 0
+	for a.awaitEOE.len() > 0 && a.clock > a.awaitEOE.front().expire {
+		a.awaitEOE.popFront()
+		n++
+	}
+	a.partial(n)
+}
+
+func (a *Assembler) partial(n int) {
+	if n > 0 {
+		a.stats.Partial.Add(uint64(n))
+		if a.opts.OnPartial != nil {
+			a.opts.OnPartial(n)
+		}
+	}
 }
 
 // done accounts for an event leaving (sequence gaps), emits it and
 // recycles its buffers.
 func (a *Assembler) done(p *pending) {
 	if len(p.recs) > 0 {
-		a.account(p.seq)
+		a.accountRecords(p)
 		a.stats.Events.Add(1)
 		// The records are written in place, field by field (a composite
 		// literal is built aside and copied).
@@ -380,21 +654,30 @@ func (a *Assembler) done(p *pending) {
 	a.free = append(a.free, p)
 }
 
-// account reports the sequence numbers skipped before seq.
-func (a *Assembler) account(seq uint32) {
-	if seq == 0 {
+// accountRecords counts the records the kernel cut from a SYSCALL event:
+// every one ends with a PROCTITLE and an EOE. An EOE due after a PROCTITLE
+// that completed the event is awaited for one window.
+func (a *Assembler) accountRecords(p *pending) {
+	if p.late || p.recs[0].typ != typeSyscall {
 		return
 	}
-	switch {
-	case a.next == 0:
-	case seq > a.next && seq-a.next < 1<<31:
-		g := Gap{From: a.next, To: seq - 1}
-		a.stats.Missing.Add(g.Count())
-		if a.gap != nil {
-			a.gap(g)
+	kinds := p.dropped
+	for i := range p.recs {
+		kinds |= kindOf(p.recs[i].typ)
+	}
+	if p.ended {
+		kinds |= kindEOE
+	}
+	missing := 0
+	if kinds&kindTitle == 0 {
+		missing++
+	}
+	if kinds&kindEOE == 0 {
+		if kinds&kindTitle != 0 && p.complete {
+			a.awaitEOE.pushBack(awaiting{seq: p.seq, expire: a.clock + a.timeout})
+		} else {
+			missing++
 		}
 	}
-	if a.next == 0 || seq >= a.next || a.next-seq > 1<<31 {
-		a.next = seq + 1
-	}
+	a.partial(missing)
 }

@@ -2,6 +2,7 @@ package assemble
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -186,39 +187,58 @@ func pushes(data []byte) (maxInFlight int, recs []struct {
 	return maxInFlight, recs
 }
 
-// The Assembler groups, orders, evicts and accounts exactly as
-// go-libaudit's Reassembler did (timeouts aside: both wait an hour here).
+// The Assembler groups, orders and evicts exactly as go-libaudit's
+// Reassembler did (timeouts aside: both wait an hour here). Its gaps are its
+// own: no number reported missing was pushed, and none is reported twice
+// (go-libaudit reported a number missing as soon as a later event left).
 func FuzzAssembleLikeGoLibaudit(f *testing.F) {
 	f.Add([]byte{3, 0, 1, 1, 1, 3, 1, 4, 1, 0, 3, 0, 2, 3, 2, 6, 5, 4, 3, 0, 20, 3, 20, 0, 0, 6, 9})
 	f.Add([]byte{1, 0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 3, 1, 4, 2, 4, 3, 12, 19, 0, 18, 4, 18})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		max, recs := pushes(data)
 		var got, want strings.Builder
+		var gaps []Gap
 		a := New(Options{MaxInFlight: max, Timeout: time.Hour}, func(rs []record.Record) {
 			fmt.Fprintf(&got, "%d:", rs[0].Seq)
 			for _, r := range rs {
 				fmt.Fprintf(&got, " %d %s,", r.Type, r.Text)
 			}
 			got.WriteString("\n")
-		}, func(g Gap) { fmt.Fprintf(&got, "gap %v\n", g) })
+		}, func(g Gap) { gaps = append(gaps, g) })
 		l := newLegacy(max, time.Hour, func(ms []*auparse.AuditMessage) {
 			fmt.Fprintf(&want, "%d:", ms[0].Sequence)
 			for _, m := range ms {
 				fmt.Fprintf(&want, " %d %s,", m.RecordType, m.RawData)
 			}
 			want.WriteString("\n")
-		}, func(g Gap) { fmt.Fprintf(&want, "gap %v\n", g) })
+		}, nil)
+		pushed := map[uint32]bool{}
 		for _, r := range recs {
 			a.Push(r.typ, []byte(r.text))
 			l.Push(r.typ, []byte(r.text))
+			if h, err := record.ParseHeader([]byte(r.text)); err == nil && r.typ != 1320 {
+				pushed[h.Seq] = true
+			}
 		}
 		a.Close()
 		l.Close()
 		if got.String() != want.String() {
 			t.Fatalf("max %d pushes %v\n got:\n%s\nwant:\n%s", max, recs, got.String(), want.String())
 		}
-		if a.Stats().Missing.Load() != l.stats.Missing.Load() || a.Stats().Malformed.Load() != l.stats.Malformed.Load() {
+		if a.Stats().Malformed.Load() != l.stats.Malformed.Load() {
 			t.Fatal("stats differ")
+		}
+		reported := map[uint32]bool{}
+		for _, g := range gaps {
+			for s := g.From; ; s++ {
+				if pushed[s] || reported[s] {
+					t.Fatalf("pushes %v: gap %v holds %d (pushed %v, reported before %v)", recs, gaps, s, pushed[s], reported[s])
+				}
+				reported[s] = true
+				if s == g.To {
+					break
+				}
+			}
 		}
 	})
 }
@@ -326,4 +346,177 @@ func FuzzFieldsLikeParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// push sends every record of execve21 with sequence number seq.
+func push(a *Assembler, seq int, types ...uint16) {
+	for _, r := range execve21 {
+		if len(types) > 0 && !slices.Contains(types, r.typ) {
+			continue
+		}
+		a.Push(r.typ, []byte(withSeq(r.text, seq)))
+	}
+}
+
+// An event whose records come after later events' (its process was
+// preempted between the kernel numbering it and queueing it) is not a gap,
+// however many events overtake it within the window; a number that does
+// not come within the window after a later one is, once.
+func TestLateEventWithinWindowIsNoGap(t *testing.T) {
+	a, c := newCollect(Options{Timeout: time.Second})
+	t0 := a.base.Add(time.Hour)
+	a.FlushAt(t0)
+	push(a, 10)
+	push(a, 12) // 11 is late
+	a.FlushAt(t0.Add(900 * time.Millisecond))
+	push(a, 11)
+	push(a, 14) // 13 is late
+	a.FlushAt(t0.Add(1800 * time.Millisecond))
+	if len(c.gaps) != 0 {
+		t.Fatalf("gaps %v before the window ended", c.gaps)
+	}
+	a.FlushAt(t0.Add(2000 * time.Millisecond))
+	if len(c.gaps) != 1 || c.gaps[0] != (Gap{13, 13}) {
+		t.Fatalf("gaps %v, want [{13 13}]", c.gaps)
+	}
+	push(a, 15)
+	a.Close()
+	if len(c.gaps) != 1 || a.Stats().Missing.Load() != 1 || len(c.events) != 5 {
+		t.Fatalf("gaps %v missing %d events %d", c.gaps, a.Stats().Missing.Load(), len(c.events))
+	}
+}
+
+// Records auditns dropped: an event whose first records were dropped is
+// counted once as dropped and its later records are discarded; it is no
+// gap. An event already started keeps its records and is not counted. The
+// records auditns dropped are not taken for records the kernel cut; those
+// of a dropped event that neither auditns dropped nor came later are.
+func TestDroppedRecordsCountEventsOnce(t *testing.T) {
+	var dropped, partial int
+	a, c := newCollect(Options{Timeout: time.Second,
+		OnDropped: func(n int) { dropped += n }, OnPartial: func(n int) { partial += n }})
+	t0 := a.base.Add(time.Hour)
+	a.FlushAt(t0)
+	push(a, 20)
+	a.Push(execve21[0].typ, []byte(withSeq(execve21[0].text, 21))) // 21 started
+	a.Drop([]DroppedRecord{{21, 1327}, {21, 1320},                 // 21's tail
+		{22, 1300}, {22, 1309}, // 22 lost whole, its tail comes later
+		{23, 1300}, {23, 1327}, {23, 1320}, // 23 lost whole
+		{25, 1300}}) // 25 lost whole; the kernel cut its PROCTITLE and EOE
+	push(a, 22, 1327, 1320) // 22's tail: discarded
+	push(a, 24)
+	a.FlushAt(t0.Add(5 * time.Second))
+	a.Close()
+	if dropped != 3 || len(c.gaps) != 0 || partial != 2 {
+		t.Fatalf("dropped %d gaps %v partial %d", dropped, c.gaps, partial)
+	}
+	if len(c.events) != 3 || a.Stats().Discarded.Load() != 1 {
+		t.Fatalf("events %d discarded %d", len(c.events), a.Stats().Discarded.Load())
+	}
+}
+
+// The records the kernel cut from SYSCALL events that arrived: a missing
+// PROCTITLE and EOE count 2, a missing EOE after the PROCTITLE counts 1
+// once the window has passed, a whole event 0.
+func TestPartialSyscallEventsCounted(t *testing.T) {
+	var partial int
+	a, _ := newCollect(Options{Timeout: time.Second, OnPartial: func(n int) { partial += n }})
+	t0 := a.base.Add(time.Hour)
+	a.FlushAt(t0)
+	push(a, 30)
+	push(a, 31, 1300, 1309) // no PROCTITLE, no EOE
+	push(a, 32, 1300, 1327) // no EOE
+	push(a, 33, 1300, 1327) // EOE late, within the window
+	a.FlushAt(t0.Add(500 * time.Millisecond))
+	push(a, 33, 1320)
+	a.FlushAt(t0.Add(3 * time.Second)) // 31 and 32 leave: 2, and 32's EOE is due
+	if partial != 2 {
+		t.Fatalf("partial %d, want 2", partial)
+	}
+	a.FlushAt(t0.Add(5 * time.Second))
+	if partial != 3 {
+		t.Fatalf("partial %d, want 3", partial)
+	}
+}
+
+// Counting resumes where a previous run stopped: numbers from there that
+// never come are gaps.
+func TestResumeCountsFromTheWatermark(t *testing.T) {
+	a, c := newCollect(Options{})
+	a.Resume(100)
+	push(a, 103)
+	a.Close()
+	if len(c.gaps) != 1 || c.gaps[0] != (Gap{100, 102}) {
+		t.Fatalf("gaps %v", c.gaps)
+	}
+}
+
+// The window grows with the numbers in flight and the bitmap keeps its bits.
+func TestTrackerGrowsAcrossManyNumbers(t *testing.T) {
+	var tr seqTracker
+	var got []Gap
+	rep := func(f, to uint32) { got = append(got, Gap{f, to}) }
+	for s := uint32(1); s < 100000; s++ {
+		if s != 5 && s != 70000 {
+			tr.mark(s, 0, rep)
+		}
+	}
+	tr.settle(10, 100, rep)
+	if len(got) != 0 || tr.low != 5 {
+		t.Fatalf("early: %v low %d", got, tr.low)
+	}
+	tr.settle(101, 100, rep)
+	if len(got) != 2 || got[0] != (Gap{5, 5}) || got[1] != (Gap{70000, 70000}) || tr.low != 100000 {
+		t.Fatalf("gaps %v low %d", got, tr.low)
+	}
+}
+
+// A run that stops with events in flight and numbers not yet come leaves a
+// checkpoint; a run resumed from it counts exactly the numbers the first
+// did not emit, and nothing it did.
+func TestCheckpointResumeCountsWhatWasNotEmitted(t *testing.T) {
+	a, c := newCollect(Options{Timeout: time.Second})
+	t0 := a.base.Add(time.Hour)
+	a.FlushAt(t0)
+	push(a, 100)
+	push(a, 102)             // 101 has not come
+	push(a, 103, 1300, 1309) // 103 in flight
+	push(a, 104)             // held behind 103
+	push(a, 106)             // 105 has not come
+	top, open, ok := a.Checkpoint(nil, 100)
+	if !ok || top != 107 || fmt.Sprint(open) != "[101 105 103 104 106]" {
+		t.Fatalf("checkpoint %d %v %v", top, open, ok)
+	}
+	b, c2 := newCollect(Options{Timeout: time.Second})
+	b.FlushAt(t0)
+	b.ResumeFrom(top, open)
+	push(b, 101) // it came after all
+	push(b, 108) // 107 never comes
+	b.FlushAt(t0.Add(3 * time.Second))
+	b.Close()
+	if fmt.Sprint(c2.gaps) != "[{103 106} {107 107}]" || len(c.gaps) != 0 {
+		t.Fatalf("gaps after resume %v", c2.gaps)
+	}
+}
+
+// Runs of numbers already settled but not dropped from the tracker's queue
+// yet are not open.
+func TestCheckpointSkipsSettledRuns(t *testing.T) {
+	a, _ := newCollect(Options{Timeout: time.Second})
+	t0 := a.base.Add(time.Hour)
+	a.FlushAt(t0)
+	push(a, 10)
+	push(a, 13) // 11, 12 open
+	push(a, 11)
+	push(a, 12)
+	a.FlushAt(t0) // the watermark reaches the top, past the run
+	top, open, ok := a.Checkpoint(nil, 100)
+	if !ok || top != 14 || len(open) != 0 {
+		t.Fatalf("checkpoint %d %v %v", top, open, ok)
+	}
+	push(a, 16) // 14, 15 open
+	top, open, ok = a.Checkpoint(nil, 100)
+	if !ok || top != 17 || fmt.Sprint(open) != "[14 15]" {
+		t.Fatalf("checkpoint %d %v %v", top, open, ok)
+	}
 }

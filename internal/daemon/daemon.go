@@ -88,6 +88,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 	if err != nil {
 		return nil, err
 	}
+	if err := checkStateDir(cfg.StateDir); err != nil {
+		return nil, InputError{err}
+	}
 	kernel := kernelRelease()
 	build := buildinfo.Get()
 	setAgent(cfg.HostName, build.Version)
@@ -161,6 +164,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 		QueueSize:      cfg.Audit.QueueSize,
 		StatusInterval: cfg.Audit.StatusInterval,
 		Key:            cfg.Kafka.Key,
+		Unicast:        cfg.Mode == "unicast",
+		StateFile:      filepath.Join(cfg.StateDir, "loss-state"),
 		HostName:       cfg.HostName,
 		BootID:         bootID,
 		Kernel:         kernel,
@@ -306,11 +311,20 @@ func (d *Daemon) metricsSource() metrics.Source {
 			if st.ReaderDown.Load() {
 				return errors.New("kernel audit connection is gone")
 			}
+			if err := d.pipe.Health(); err != nil {
+				return err
+			}
+			if d.reg != nil {
+				if err := d.reg.Health(); err != nil {
+					return err
+				}
+			}
 			return d.sinkHealth()
 		},
 	}
 	if d.reg != nil {
 		src.Namespaces = func() int { return len(d.reg.Records()) }
+		src.StateDirFailing = func() bool { return d.reg.Health() != nil }
 	}
 	if k := d.kernelSubjects; k != nil {
 		src.SubjectJoined = func() uint64 { return k.Stats().Joined }
@@ -425,6 +439,30 @@ func (d *Daemon) openSubjects(cfg *config.Config, eopts enrich.Options, log *slo
 	}
 	log.Warn("subject identity from /proc: namespaces are read when events are processed, so a process that exits at once may get none", "source", "proc", "reason", why)
 	return procs, nil
+}
+
+// checkStateDir makes sure the state directory can be written before
+// anything is changed: a file is created, written, synced and removed.
+func checkStateDir(dir string) error {
+	fail := func(err error) error {
+		return fmt.Errorf("state_dir %s is not writable: %v (set state_dir or --state-dir to a writable directory)", dir, errors.Unwrap(err))
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fail(err)
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := f.Write([]byte("auditns\n")); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	return nil
 }
 
 func readBootID() (string, error) {

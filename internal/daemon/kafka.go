@@ -111,9 +111,14 @@ func (d *Daemon) kafkaMetrics(src *metrics.Source) {
 	}
 }
 
-// sinkHealth reports a sink that cannot keep what it is given: a spool at
-// its cap drops events.
+// sinkHealth reports a sink that cannot keep what it is given: a file that
+// cannot be written, a spool at its cap drops events.
 func (d *Daemon) sinkHealth() error {
+	if h, ok := d.sink.(interface{ Health() error }); ok {
+		if err := h.Health(); err != nil {
+			return err
+		}
+	}
 	if d.kafka == nil {
 		return nil
 	}

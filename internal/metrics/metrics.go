@@ -43,6 +43,8 @@ type Source struct {
 	// Sink is the Kafka sink's delivery health, exported as auditns_sink_*
 	// with sink="kafka".
 	Sink func() SinkStats
+	// StateDirFailing is true while the state directory cannot be written.
+	StateDirFailing func() bool
 	// Health returns nil when healthy, else why not.
 	Health func() error
 }
@@ -102,6 +104,14 @@ func New(src Source) *Server {
 	}
 	if src.Sink != nil {
 		s.reg.MustRegister(newSinkCollector("kafka", src.Sink))
+	}
+	if f := src.StateDirFailing; f != nil {
+		gauge("state_dir_failing", "1 while the state directory cannot be written.", func() float64 {
+			if f() {
+				return 1
+			}
+			return 0
+		})
 	}
 	gauge("healthy", "1 when /healthz answers 200.", func() float64 {
 		if s.health() == nil {

@@ -166,6 +166,17 @@ func TestReaderDropsWithoutWaitTime(t *testing.T) {
 	}
 }
 
+// The numbers of the events whose SYSCALL records were dropped come in
+// markers with the next batch that gets through: every exec of the burst
+// is either read or named there, as far as later batches carried them.
+func TestReaderNamesTheNumbersItDropped(t *testing.T) {
+	got, dropped, named := burstThroughFullQueueNamed(t, 0)
+	t.Logf("%d of %d execs read, %d records dropped, %d numbers named", got, burstCalls, dropped, named)
+	if dropped == 0 || named == 0 || uint64(named) > dropped {
+		t.Fatalf("%d records dropped, %d numbers named", dropped, named)
+	}
+}
+
 const burstCalls = 300
 
 // burstThroughFullQueue audits the execs of this process's children (the
@@ -174,6 +185,13 @@ const burstCalls = 300
 // then reads until the records stop coming. It returns the SYSCALL records
 // seen and the reader's drop count.
 func burstThroughFullQueue(t *testing.T, waitTime int32) (got int, dropped uint64) {
+	got, dropped, _ = burstThroughFullQueueNamed(t, waitTime)
+	return got, dropped
+}
+
+// burstThroughFullQueueNamed also returns how many distinct numbers the
+// TypeDropped markers named.
+func burstThroughFullQueueNamed(t *testing.T, waitTime int32) (got int, dropped uint64, named int) {
 	testenv.RequireKernelAudit(t)
 	key := fmt.Sprintf("auditns-burst-%d", rand.Uint32())
 	rl, err := BuildRule(fmt.Sprintf("-a always,exit -F arch=b64 -S execve -F ppid=%d -F key=%s", os.Getpid(), key))
@@ -187,6 +205,7 @@ func burstThroughFullQueue(t *testing.T, waitTime int32) (got int, dropped uint6
 	t.Cleanup(func() { c.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
 	out := make(chan []Record, 1)
+	names := map[uint32]bool{}
 	var stats ReaderStats
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx, out, &stats) }()
@@ -210,6 +229,11 @@ func burstThroughFullQueue(t *testing.T, waitTime int32) (got int, dropped uint6
 				if r.Type == 1300 && strings.Contains(string(r.Data), key) { // AUDIT_SYSCALL
 					got++
 				}
+				if r.Type == TypeDropped {
+					for _, d := range DroppedRecords(r.Data, nil) {
+						names[d.Seq] = true
+					}
+				}
 			}
 			idle.Reset(time.Second)
 		case <-idle.C:
@@ -221,5 +245,5 @@ func burstThroughFullQueue(t *testing.T, waitTime int32) (got int, dropped uint6
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	return got, stats.Dropped.Load()
+	return got, stats.Dropped.Load(), len(names)
 }

@@ -2,12 +2,15 @@ package netlink
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/auditns/auditns/internal/record"
 )
 
 // The record types below 1100 that are records, not control replies.
@@ -35,6 +38,32 @@ type ReaderStats struct {
 	Overruns atomic.Uint64
 }
 
+// TypeDropped is the type of a marker record Run puts first in a batch
+// after it had to drop records: its Data holds, for each record dropped
+// since the last batch that got through, its audit sequence number
+// (little-endian uint32) and type (uint16), 8 bytes in all. Real records
+// are 1100 and up, and control messages never reach out.
+const TypeDropped uint16 = 1
+
+// maxDropRecords bounds the records a marker names (4 MiB); past it they
+// are counted in ReaderStats.Dropped only.
+const maxDropRecords = 1 << 19
+
+// Dropped is a record named in a TypeDropped marker.
+type Dropped struct {
+	Seq  uint32
+	Type uint16
+}
+
+// DroppedRecords decodes a TypeDropped record's Data.
+func DroppedRecords(data []byte, into []Dropped) []Dropped {
+	for len(data) >= 8 {
+		into = append(into, Dropped{binary.LittleEndian.Uint32(data), binary.LittleEndian.Uint16(data[4:])})
+		data = data[8:]
+	}
+	return into
+}
+
 // maxBatch bounds how many records are handed over at once, so a burst
 // reaches the pipeline in pieces it can start on.
 const maxBatch = 128
@@ -59,6 +88,35 @@ func (c *Conn) Run(ctx context.Context, out chan<- []Record, stats *ReaderStats)
 	// A past deadline wakes a reader parked on the netpoller.
 	stop := context.AfterFunc(ctx, func() { c.sock.file.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
+	// The sequence numbers of records dropped, for the next batch sent:
+	// the pipeline then knows which events are gone, not only how many
+	// records.
+	var drops []byte
+	defer func() {
+		// The pipeline reads until out is closed, after Run returns; a
+		// reader of out that has stopped reading is not waited for long.
+		if len(drops) > 0 {
+			select {
+			case out <- []Record{{Type: TypeDropped, Data: drops}}:
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	dropped := func(batch []Record) {
+		for _, r := range batch {
+			if r.Type == TypeDropped {
+				continue // a marker that did not get through: drops still holds it
+			}
+			stats.Dropped.Add(1)
+			h, err := record.ParseHeader(r.Data)
+			if err != nil || len(drops) >= 8*maxDropRecords {
+				continue
+			}
+			drops = binary.LittleEndian.AppendUint32(drops, h.Seq)
+			drops = binary.LittleEndian.AppendUint16(drops, r.Type)
+			drops = append(drops, 0, 0)
+		}
+	}
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -78,18 +136,27 @@ func (c *Conn) Run(ctx context.Context, out chan<- []Record, stats *ReaderStats)
 			return err
 		}
 		if len(batch) > 0 {
+			if len(drops) > 0 {
+				batch = append([]Record{{Type: TypeDropped, Data: drops}}, batch...)
+			}
+			sent := false
 			if c.lossless() {
 				select {
 				case out <- batch:
+					sent = true
 				case <-ctx.Done():
-					stats.Dropped.Add(uint64(len(batch)))
 				}
 			} else {
 				select {
 				case out <- batch:
+					sent = true
 				default:
-					stats.Dropped.Add(uint64(len(batch)))
 				}
+			}
+			if sent {
+				drops = nil
+			} else {
+				dropped(batch)
 			}
 		}
 		if derr != nil {

@@ -2,13 +2,15 @@
 // a bounded queue; one processing goroutine assembles records into events,
 // enriches and encodes them and hands them to the sink in batches. What is
 // lost on the way (kernel lost counter, sequence gaps, queue overflow,
-// sink drops) is written into the stream as events of kind "loss".
+// sink drops) is written into the stream as events of kind "loss", counted
+// in events, each lost event once (see loss.go and docs/LOSS.md).
 package pipeline
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -38,11 +40,18 @@ type Options struct {
 	StatusInterval time.Duration
 	// Key chooses the Kafka message key: "host" (default), "pidns",
 	// "event" or "none".
-	Key      string
-	HostName string
-	BootID   string
-	Kernel   string
-	Logger   *slog.Logger
+	Key string
+	// Unicast says auditns is the kernel's audit daemon: a sequence gap
+	// is then a record the kernel counted in its lost counter too.
+	Unicast bool
+	// StateFile, if set, is where the run's loss accounting state is kept
+	// after every write to the sink, so that a run after a kill -9 counts
+	// what this one had read and not written.
+	StateFile string
+	HostName  string
+	BootID    string
+	Kernel    string
+	Logger    *slog.Logger
 	// OnEvent, if set, sees every event after it is encoded (metrics).
 	OnEvent func(ev *event.Event)
 }
@@ -58,6 +67,9 @@ type Stats struct {
 	KernelLost atomic.Uint64 // growth of the kernel's lost counter since start
 	Backlog    atomic.Uint64 // kernel backlog at the last poll
 	Gaps       atomic.Uint64 // sequence numbers missing
+	// LossOwed is the count of lost events not yet in the stream (loss
+	// events the sink could not take yet).
+	LossOwed atomic.Uint64
 	// ReaderDown is set when the kernel reader has stopped (shutdown, or
 	// the connection failed): the health check reports it.
 	ReaderDown atomic.Bool
@@ -88,11 +100,22 @@ type Pipeline struct {
 
 	hostKey []byte // the "host" message key, made once
 
-	lastLost    uint32
-	haveLost    bool
-	lastDropped uint64
-	owedDrops   uint64 // sink drops not yet reported in the stream
-	lastErrLog  time.Time
+	lastLost   uint32
+	haveLost   bool
+	lastErrLog time.Time
+
+	ledger    ledger
+	drops     []netlink.Dropped
+	dropRecs  []assemble.DroppedRecord
+	lossBatch [1]publish.Message
+	lossArena []byte
+	sinkFault faultState
+	state     *stateFile
+	stateBuf  runState
+	openBuf   []uint32
+	resumed   bool
+	// stoppedCleanly: Run ended by itself; the state stays marked clean.
+	stoppedCleanly bool
 }
 
 // New returns a Pipeline; call Run.
@@ -107,7 +130,21 @@ func New(o Options) *Pipeline {
 		o.Logger = slog.Default()
 	}
 	p := &Pipeline{o: o, log: o.Logger, started: time.Now().UnixNano(), hostKey: []byte(o.HostName)}
-	p.asm = assemble.New(o.Assemble, p.onEvent, p.onGap)
+	p.ledger.init(o.Assemble.Timeout, o.StatusInterval)
+	p.sinkFault.p = p
+	ao := o.Assemble
+	ao.OnPartial = p.onPartial
+	ao.OnDropped = p.onDropped
+	p.asm = assemble.New(ao, p.onEvent, p.onGap)
+	if o.StateFile != "" {
+		p.resume()
+		f, err := os.OpenFile(o.StateFile, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			p.log.Error("cannot open the loss accounting state; a kill -9 would go uncounted", "file", o.StateFile, "error", err)
+		} else {
+			p.state = &stateFile{f: f}
+		}
+	}
 	return p
 }
 
@@ -171,10 +208,16 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		select {
 		case batch, ok := <-queue:
 			if !ok {
-				// Reader finished: flush what is held and report.
+				// Reader finished: flush what is held and report, the
+				// kernel's lost counter read once more.
 				p.asm.Close()
-				p.checkDrops()
+				if st, err := p.o.Conn.Status(); err == nil {
+					p.observeStatus(st)
+				}
+				p.ledger.settleAll()
 				p.flush()
+				p.writeLoss(true)
+				p.persist(true)
 				err := <-readErr
 				if err != nil && ctx.Err() == nil {
 					return fmt.Errorf("kernel connection: %w", err)
@@ -187,6 +230,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.o.Enricher.SetClock(now)
 			p.asm.FlushAt(now)
 			for _, r := range batch {
+				if r.Type == netlink.TypeDropped {
+					p.dropRecords(r.Data)
+					continue
+				}
 				p.asm.Push(r.Type, r.Data)
 			}
 			// Write when the queue is momentarily empty or the batch is
@@ -198,8 +245,13 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			now := time.Now()
 			p.o.Enricher.SetClock(now)
 			p.asm.FlushAt(now)
-			p.checkDrops()
+			if len(queue) == 0 {
+				// Only when caught up: records still queued may show
+				// that the kernel cut records of events that arrived.
+				p.ledger.settle(now)
+			}
 			p.flush()
+			p.writeLoss(false)
 		case st := <-statuses:
 			p.observeStatus(st)
 			p.flush()
@@ -231,7 +283,7 @@ func (p *Pipeline) takePending() {
 	p.pendMu.Unlock()
 	for _, r := range reports {
 		if r.kind == event.KindLoss {
-			p.loss(event.Loss{Reason: r.reason, Count: uint64(r.count)}, r.msg)
+			p.ledger.owe(r.reason, uint64(r.count), r.msg)
 		} else {
 			p.State(r.reason, r.msg)
 		}
@@ -242,6 +294,7 @@ func (p *Pipeline) takePending() {
 			start := len(p.arena)
 			p.arena = append(p.arena, m.Value...)
 			m.Value = p.arena[start:len(p.arena):len(p.arena)]
+			m.Reserved = true
 			p.batch = append(p.batch, m)
 			p.stats.Registry.Add(1)
 		}
@@ -308,18 +361,15 @@ func (p *Pipeline) flush() {
 	if len(p.batch) == 0 {
 		return
 	}
+	// The state is written first: it takes the batch for written. Killed
+	// between the two writes, the next run counts a batch too few rather
+	// than numbers that are in the output.
+	p.persist(false)
 	dropped, err := p.o.Sink.Write(p.batch)
-	if err != nil {
-		p.stats.SinkErrors.Add(1)
-		if time.Since(p.lastErrLog) > 10*time.Second {
-			p.lastErrLog = time.Now()
-			p.log.Error("sink write failed", "sink", p.o.Sink.Name(), "error", err, "events", len(p.batch))
-		}
+	if f, ok := p.o.Sink.(interface{ Flush() error }); ok && p.state != nil {
+		f.Flush() // a failure is the sink's to report (Write's error)
 	}
-	if dropped > 0 {
-		p.stats.SinkDrops.Add(uint64(dropped))
-		p.owedDrops += uint64(dropped)
-	}
+	p.sinkResult(dropped, err, len(p.batch))
 	clear(p.batch)
 	p.batch = p.batch[:0]
 	if cap(p.arena) > 8<<20 {
@@ -327,30 +377,55 @@ func (p *Pipeline) flush() {
 	} else {
 		p.arena = p.arena[:0]
 	}
-	if p.owedDrops > 0 {
-		n := p.owedDrops
-		p.owedDrops = 0
-		p.loss(event.Loss{Reason: "spool_full", Count: n}, "the sink dropped events (spool full)")
-		// Written with the next batch; if that is dropped too, the count
-		// comes back through owedDrops.
+}
+
+// sinkResult accounts for what a sink Write did not take: the count is owed
+// to the stream, and the sink is degraded until a Write takes everything.
+func (p *Pipeline) sinkResult(dropped int, err error, n int) {
+	if err != nil {
+		p.stats.SinkErrors.Add(1)
+		if time.Since(p.lastErrLog) > 10*time.Second {
+			p.lastErrLog = time.Now()
+			p.log.Error("sink write failed", "sink", p.o.Sink.Name(), "error", err, "messages", n, "dropped", dropped)
+		}
+	}
+	if dropped > 0 {
+		p.stats.SinkDrops.Add(uint64(dropped))
+		reason := dropReason(err)
+		p.ledger.owe(reason, uint64(dropped), "")
+		p.sinkFault.set(fmt.Sprintf("sink %s dropped %d events (%s)", p.o.Sink.Name(), dropped, reason), err)
+	} else if err == nil {
+		p.sinkFault.clear()
 	}
 }
 
-// onGap reports audit sequence numbers that never arrived.
+// dropRecords tells the assembler which records the reader dropped.
+func (p *Pipeline) dropRecords(marker []byte) {
+	p.drops = netlink.DroppedRecords(marker, p.drops[:0])
+	p.dropRecs = p.dropRecs[:0]
+	for _, d := range p.drops {
+		p.dropRecs = append(p.dropRecs, assemble.DroppedRecord{Seq: d.Seq, Type: d.Type})
+	}
+	p.asm.Drop(p.dropRecs)
+}
+
+// onGap owes audit sequence numbers that never arrived.
 func (p *Pipeline) onGap(g assemble.Gap) {
 	p.stats.Gaps.Add(g.Count())
-	p.loss(event.Loss{Reason: "sequence_gap", Count: g.Count(), From: g.From, To: g.To},
-		"audit sequence numbers missing")
+	// Numbers before the first this run read, after a run that was killed,
+	// were lost with it (its socket, its queue) or while no daemon read:
+	// the kernel did not count them.
+	first, ok := p.asm.First()
+	kernel := p.o.Unicast && !(p.resumed && (!ok || g.To-first >= 1<<31))
+	p.ledger.gap(g, kernel)
 }
 
-// checkDrops reports records the reader dropped because the queue was full.
-func (p *Pipeline) checkDrops() {
-	d := p.stats.Reader.Dropped.Load()
-	if d > p.lastDropped {
-		p.loss(event.Loss{Reason: "queue_full", Count: d - p.lastDropped}, "records dropped: pipeline queue full")
-		p.lastDropped = d
-	}
-}
+// onPartial: records the kernel cut from events that arrived; its lost
+// counter counts them, but no event is missing.
+func (p *Pipeline) onPartial(n int) { p.ledger.credit(uint64(n)) }
+
+// onDropped owes events whose records the reader dropped.
+func (p *Pipeline) onDropped(n int) { p.ledger.owe(reasonQueueFull, uint64(n), "") }
 
 // pollStatus reads the kernel's lost counter and backlog every
 // StatusInterval until ctx ends, handing each answer to out (dropping it if
@@ -378,32 +453,29 @@ func (p *Pipeline) pollStatus(ctx context.Context, out chan<- *libaudit.AuditSta
 
 func (p *Pipeline) observeStatus(st *libaudit.AuditStatus) {
 	p.stats.Backlog.Store(uint64(st.Backlog))
-	if p.haveLost && st.Lost > p.lastLost {
-		n := st.Lost - p.lastLost
+	if p.haveLost && st.Lost != p.lastLost {
+		n := st.Lost - p.lastLost // the counter wraps at 2^32
 		p.stats.KernelLost.Add(uint64(n))
-		p.loss(event.Loss{Reason: "kernel_lost", Count: uint64(n), KernelLost: st.Lost}, "the kernel lost audit events")
+		p.ledger.kernelLost(uint64(n), st.Lost, time.Now())
 	}
 	p.lastLost, p.haveLost = st.Lost, true
 }
 
-// loss queues an event of kind "loss".
-func (p *Pipeline) loss(l event.Loss, msg string) {
+// lossEvent builds an event of kind "loss".
+func (p *Pipeline) lossEvent(l *event.Loss, msg string) *event.Event {
 	p.lossSeq++
 	id := fmt.Sprintf("%s:auditns-loss-%d-%d", p.o.BootID, p.started, p.lossSeq)
-	if l.Reason == "sequence_gap" {
+	if l.Reason == reasonGap && l.From != 0 {
 		// Deterministic, so duplicates of the same gap de-duplicate.
 		id = fmt.Sprintf("%s:gap-%d-%d", p.o.BootID, l.From, l.To)
 	}
-	ev := &event.Event{
+	return &event.Event{
 		Schema:  event.Schema,
 		Event:   event.Meta{ID: id, Created: time.Now(), Kind: event.KindLoss, Action: l.Reason, Outcome: "failure"},
 		Host:    event.Host{Name: p.o.HostName, Boot: event.Boot{ID: p.o.BootID}, Kernel: p.o.Kernel},
 		Message: msg,
-		Loss:    &l,
+		Loss:    l,
 	}
-	p.stats.Loss.Add(1)
-	p.log.Warn(msg, "reason", l.Reason, "count", l.Count)
-	p.add(ev, publish.TopicEvents)
 }
 
 // State queues an event of kind "state" about auditns itself (start, stop).

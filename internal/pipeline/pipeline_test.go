@@ -166,3 +166,68 @@ func TestEventKeysBesideValues(t *testing.T) {
 		}
 	}
 }
+
+// refusing is a sink that refuses everything while full, counting it.
+type refusing struct {
+	full  bool
+	lines [][]byte
+}
+
+func (s *refusing) Write(msgs []publish.Message) (int, error) {
+	if s.full {
+		return len(msgs), nil
+	}
+	for _, m := range msgs {
+		s.lines = append(s.lines, append([]byte(nil), m.Value...))
+	}
+	return 0, nil
+}
+func (s *refusing) Close(context.Context) error { return nil }
+func (s *refusing) Name() string                { return "refusing" }
+
+// A loss event the sink refuses keeps its count: the next one that gets
+// through carries it with what was lost since, so the counts written add
+// up to the events refused, and the sink is degraded meanwhile.
+func TestLossCountsCarryForwardUntilALossEventGetsThrough(t *testing.T) {
+	sink := &refusing{full: true}
+	p := newTestPipeline(t, sink)
+	now := time.Now()
+	seq := 1
+	batch := func(n int) {
+		var typs []uint16
+		var recs [][]byte
+		for range n {
+			typs = append(typs, getppidTypes...)
+			recs = append(recs, getppid(seq, now)...)
+			seq++
+		}
+		p.batchForTest(typs, recs, true)
+		p.writeLoss(true)
+	}
+	batch(3)
+	batch(4)
+	if p.Health() == nil || len(sink.lines) != 0 {
+		t.Fatalf("health %v, %d lines while full", p.Health(), len(sink.lines))
+	}
+	sink.full = false
+	batch(2)
+	var sum uint64
+	events := 0
+	for _, l := range sink.lines {
+		var ev struct {
+			Event struct{ Kind string }
+			Loss  *struct{ Count uint64 }
+		}
+		if err := json.Unmarshal(l, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Loss != nil {
+			sum += ev.Loss.Count
+		} else {
+			events++
+		}
+	}
+	if sum != 7 || events != 2 || p.Health() != nil || p.Stats().LossOwed.Load() != 0 {
+		t.Fatalf("loss counts %d (want 7), events %d, health %v, owed %d", sum, events, p.Health(), p.Stats().LossOwed.Load())
+	}
+}

@@ -1,8 +1,9 @@
 package publish
 
 import (
-	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,39 +11,58 @@ import (
 	"time"
 )
 
+// Buffer limits of a Lines sink: past LinesBufferBytes of lines not yet
+// written (the disk is full, the reader of stdout is stuck) ordinary lines
+// are refused and counted; reserved ones (loss events, registry records)
+// may use LinesReserveBytes more.
+const (
+	LinesBufferBytes  = 8 << 20
+	LinesReserveBytes = 1 << 20
+	linesWriteAt      = 256 << 10 // a buffer this full is written at once
+)
+
 // Lines writes one JSON object per line to a writer: standard output, or a
-// file opened with O_APPEND. Writes are buffered and flushed at the end of
+// file opened with O_APPEND. Lines are buffered and written at the end of
 // every Write call (stdout, so a person watching sees events as they come)
 // or at most FlushInterval after the event (file), so that an event is on
 // disk within that bound without a write(2) per event.
+//
+// A line is written whole, once, or counted: when a write fails (ENOSPC)
+// the lines not written stay buffered and are written again every interval
+// until the write succeeds; a line cut by a short write is cut from the
+// file again (truncate), so no partial line stays; and a Write whose lines
+// do not fit in the buffer returns how many it refused. Reopen (logrotate)
+// writes what is buffered to the old file before it opens the new one.
 type Lines struct {
 	mu       sync.Mutex
-	w        *bufio.Writer
-	f        *os.File // nil for stdout
+	buf      []byte // complete lines not written yet
+	f        *os.File
+	w        io.Writer // f, or stdout, or the writer given
 	path     string
 	name     string
 	eager    bool
-	dirty    bool
+	failing  error // the last write error, until a write succeeds
+	needNL   bool  // a cut line could not be truncated: end it first
 	stop     chan struct{}
 	stopped  chan struct{}
-	writeErr error
 	closed   sync.Once
+	maxBytes int
 }
 
 // NewStdout returns a sink that writes to standard output.
 func NewStdout() *Lines {
-	return &Lines{w: bufio.NewWriterSize(os.Stdout, 256<<10), name: "stdout", eager: true}
+	return &Lines{w: os.Stdout, name: "stdout", eager: true, maxBytes: LinesBufferBytes}
 }
 
-// NewWriter returns a sink over any writer, flushed at the end of each
+// NewWriter returns a sink over any writer, written at the end of each
 // Write call (tests, pipes).
 func NewWriter(w io.Writer, name string) *Lines {
-	return &Lines{w: bufio.NewWriterSize(w, 256<<10), name: name, eager: true}
+	return &Lines{w: w, name: name, eager: true, maxBytes: LinesBufferBytes}
 }
 
-// NewFile opens path for appending (creating it 0600) and flushes the buffer
-// at least every flushInterval (default 10ms, as in the configuration). Reopen reopens the path,
-// for logrotate.
+// NewFile opens path for appending (creating it 0600) and writes the buffer
+// at least every flushInterval (default 10ms, as in the configuration).
+// Reopen reopens the path, for logrotate.
 func NewFile(path string, flushInterval time.Duration) (*Lines, error) {
 	if flushInterval <= 0 {
 		flushInterval = 10 * time.Millisecond
@@ -51,18 +71,30 @@ func NewFile(path string, flushInterval time.Duration) (*Lines, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lines{w: bufio.NewWriterSize(f, 256<<10), f: f, path: path, name: "file:" + path,
-		stop: make(chan struct{}), stopped: make(chan struct{})}
+	l := &Lines{f: f, w: f, path: path, name: "file:" + path, maxBytes: LinesBufferBytes,
+		stop: make(chan struct{}), stopped: make(chan struct{}), needNL: cutLine(f)}
 	go l.flusher(flushInterval)
 	return l, nil
 }
 
 func openAppend(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("output file: %w", err)
 	}
 	return f, nil
+}
+
+// cutLine reports whether f ends in the middle of a line (a process
+// killed in a write): the next line then starts on a line of its own.
+func cutLine(f *os.File) bool {
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return false
+	}
+	var last [1]byte
+	_, err = f.ReadAt(last[:], fi.Size()-1)
+	return err == nil && last[0] != '\n'
 }
 
 func (l *Lines) flusher(every time.Duration) {
@@ -75,54 +107,115 @@ func (l *Lines) flusher(every time.Duration) {
 			return
 		case <-t.C:
 			l.mu.Lock()
-			if l.dirty {
-				l.flushLocked()
-			}
+			l.flushLocked()
 			l.mu.Unlock()
 		}
 	}
 }
 
+// flushLocked writes the buffer. What a failed write did not write whole
+// stays buffered.
 func (l *Lines) flushLocked() {
-	if err := l.w.Flush(); err != nil && l.writeErr == nil {
-		l.writeErr = err
+	if len(l.buf) == 0 {
+		return
 	}
-	l.dirty = false
+	if l.needNL {
+		if _, err := l.w.Write([]byte{'\n'}); err != nil {
+			l.failing = err
+			return
+		}
+		l.needNL = false
+	}
+	n, err := l.w.Write(l.buf)
+	if err == nil && n == len(l.buf) {
+		l.failing = nil
+		if cap(l.buf) > 2*linesWriteAt {
+			l.buf = nil // a backlog grew it; give the memory back
+		} else {
+			l.buf = l.buf[:0]
+		}
+		return
+	}
+	if err == nil {
+		err = io.ErrShortWrite
+	}
+	l.failing = err
+	whole := bytes.LastIndexByte(l.buf[:n], '\n') + 1
+	if cut := n - whole; cut > 0 {
+		l.needNL = true
+		if l.f != nil {
+			if fi, serr := l.f.Stat(); serr == nil && l.f.Truncate(fi.Size()-int64(cut)) == nil {
+				l.needNL = false
+			}
+		}
+	}
+	l.buf = append(l.buf[:0], l.buf[whole:]...)
 }
 
 // Name implements Sink.
 func (l *Lines) Name() string { return l.name }
 
-// Write implements Sink. A write error (disk full) is returned once and
-// then retried on the next call; the lines are not dropped silently: the
-// caller counts them as lost.
+// Write implements Sink. Lines that do not fit in the buffer are refused
+// and counted in dropped; err is the write error while writing fails, the
+// lines taken staying buffered.
 func (l *Lines) Write(msgs []Message) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	cause := l.failing // why the buffer is full, if it is
+	dropped := 0
 	for i := range msgs {
-		l.w.Write(msgs[i].Value)
-		l.w.WriteByte('\n')
+		m := &msgs[i]
+		limit := l.maxBytes
+		if m.Reserved {
+			limit += LinesReserveBytes
+		}
+		if len(l.buf)+len(m.Value)+1 > limit {
+			dropped++
+			continue
+		}
+		l.buf = append(l.buf, m.Value...)
+		l.buf = append(l.buf, '\n')
 	}
-	l.dirty = true
-	if l.eager {
+	if l.eager || len(l.buf) >= linesWriteAt {
 		l.flushLocked()
 	}
-	if err := l.writeErr; err != nil {
-		l.writeErr = nil
-		l.w.Reset(l.target())
-		return len(msgs), fmt.Errorf("%s: %w", l.name, err)
+	if err := l.failing; err != nil {
+		return dropped, fmt.Errorf("%s: %w", l.name, err)
 	}
-	return 0, nil
+	if dropped > 0 {
+		if cause == nil {
+			cause = ErrBufferFull
+		}
+		return dropped, fmt.Errorf("%s: %w", l.name, cause)
+	}
+	return dropped, nil
 }
 
-func (l *Lines) target() io.Writer {
-	if l.f != nil {
-		return l.f
-	}
-	return os.Stdout
+// ErrBufferFull is a Lines sink refusing lines while its buffer is full.
+var ErrBufferFull = errors.New("output buffer full")
+
+// Flush writes what is buffered now; it returns the write error while
+// writing fails.
+func (l *Lines) Flush() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.flushLocked()
+	return l.failing
 }
 
-// Reopen flushes and reopens the output file (after logrotate moved it).
+// Health reports a write error while writing fails.
+func (l *Lines) Health() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failing != nil {
+		return fmt.Errorf("%s: writing fails (%d bytes buffered): %w", l.name, len(l.buf), l.failing)
+	}
+	return nil
+}
+
+// Reopen writes what is buffered to the output file and opens the path
+// again (after logrotate moved it): every line goes to the old file or to
+// the new one, once. Lines the old file could not take go to the new one.
 func (l *Lines) Reopen() error {
 	if l.f == nil {
 		return nil
@@ -135,13 +228,13 @@ func (l *Lines) Reopen() error {
 		return err
 	}
 	l.f.Close()
-	l.f = f
-	l.w.Reset(f)
+	l.f, l.w, l.needNL = f, f, cutLine(f)
 	return nil
 }
 
-// Close implements Sink: it flushes and closes the file. Only the first
-// call does anything.
+// Close implements Sink: it writes what is buffered and closes the file.
+// Lines it cannot write are reported in the error. Only the first call
+// does anything.
 func (l *Lines) Close(context.Context) error {
 	var err error
 	l.closed.Do(func() { err = l.close() })
@@ -156,7 +249,10 @@ func (l *Lines) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.flushLocked()
-	err := l.writeErr
+	var err error
+	if len(l.buf) > 0 {
+		err = fmt.Errorf("%s: %d lines not written: %w", l.name, bytes.Count(l.buf, []byte{'\n'}), l.failing)
+	}
 	if l.f != nil {
 		if serr := l.f.Sync(); err == nil {
 			err = serr

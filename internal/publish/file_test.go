@@ -2,9 +2,13 @@ package publish
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -46,4 +50,70 @@ func TestFileSinkFlushesWithinIntervalAndReopens(t *testing.T) {
 	if string(b) != "{\"a\":3}\n" || strings.Count(string(old), "\n") != 2 {
 		t.Fatalf("after reopen: new %q old %q", b, old)
 	}
+}
+
+// fullDisk takes writes until it holds room bytes, then writes what fits
+// and fails with ENOSPC, as a full file system does.
+type fullDisk struct {
+	got  []byte
+	room int
+}
+
+func (d *fullDisk) Write(b []byte) (int, error) {
+	n := min(len(b), d.room-len(d.got))
+	d.got = append(d.got, b[:n]...)
+	if n < len(b) {
+		return n, syscall.ENOSPC
+	}
+	return n, nil
+}
+
+// A disk that fills: lines are written whole, once, or refused and
+// counted; when it has room again the buffered lines follow.
+func TestLinesDiskFullExactCount(t *testing.T) {
+	d := &fullDisk{room: 1000}
+	l := NewWriter(d, "disk")
+	l.maxBytes = 4000
+	line := func(i int) Message {
+		return Message{Value: fmt.Appendf(nil, `{"n":%d,"pad":"%s"}`, i, strings.Repeat("x", 70))}
+	}
+	dropped, sent := 0, 0
+	var lastErr error
+	for i := range 100 {
+		n, err := l.Write([]Message{line(i)})
+		dropped += n
+		sent++
+		if err != nil {
+			lastErr = err
+		}
+	}
+	if !errors.Is(lastErr, syscall.ENOSPC) || l.Health() == nil || dropped == 0 {
+		t.Fatalf("while full: err %v, health %v, dropped %d", lastErr, l.Health(), dropped)
+	}
+	// A reserved line still fits.
+	if n, _ := l.Write([]Message{{Value: []byte(`{"loss":1}`), Reserved: true}}); n != 0 {
+		t.Fatal("a reserved line was refused")
+	}
+	d.room = 1 << 20
+	if n, err := l.Write(nil); n != 0 || err != nil || l.Health() != nil {
+		t.Fatalf("after room: %d %v %v", n, err, l.Health())
+	}
+	lines := strings.Split(strings.TrimSuffix(string(d.got), "\n"), "\n")
+	seen := map[string]bool{}
+	whole := 0
+	for _, s := range lines {
+		var v map[string]any
+		if json.Unmarshal([]byte(s), &v) != nil {
+			continue // the cut line, ended: a stdout cannot be truncated
+		}
+		if seen[s] {
+			t.Fatalf("line twice: %s", s)
+		}
+		seen[s] = true
+		whole++
+	}
+	if whole != sent-dropped+1 {
+		t.Fatalf("%d lines sent, %d dropped, %d whole lines written (one reserved)", sent, dropped, whole)
+	}
+	t.Logf("%d sent, %d refused, %d written", sent, dropped, whole)
 }

@@ -64,6 +64,7 @@ type Kafka struct {
 	closed bool
 	wbuf   []byte   // Write's encoding buffer
 	wrecs  [][]byte // Write's record slices into wbuf
+	wres   []bool   // Write's reserved marks
 
 	topicsReady atomic.Bool
 	stats       kafkaCounters
@@ -201,14 +202,14 @@ func (k *Kafka) Write(msgs []Message) (dropped int, err error) {
 	size := 0
 	for i := range msgs {
 		if t := msgs[i].Topic; t != TopicEvents && t != TopicNamespaces {
-			return 0, fmt.Errorf("publish: kafka: message %d has unknown topic %d", i, t)
+			return len(msgs), fmt.Errorf("publish: kafka: message %d has unknown topic %d", i, t)
 		}
 		size += kafkaRecordSize(&msgs[i])
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.closed {
-		return 0, ErrSinkClosed
+		return len(msgs), ErrSinkClosed
 	}
 	// The spool copies what it keeps, so the buffers are reused (a large
 	// one is not kept).
@@ -229,7 +230,19 @@ func (k *Kafka) Write(msgs []Message) (dropped int, err error) {
 	if cap(recs) <= 1<<16 {
 		k.wrecs = recs
 	}
-	dropped, err = k.spool.Append(recs)
+	var reserved []bool
+	for i := range msgs {
+		if msgs[i].Reserved {
+			if reserved == nil {
+				reserved = append(k.wres[:0], make([]bool, len(msgs))...)
+			}
+			reserved[i] = true
+		}
+	}
+	if reserved != nil && cap(reserved) <= 1<<16 {
+		k.wres = reserved
+	}
+	dropped, err = k.spool.AppendReserved(recs, reserved)
 	k.stats.written.Add(int64(len(msgs)))
 	k.stats.dropped.Add(int64(dropped))
 	if err != nil {

@@ -37,6 +37,10 @@ type Message struct {
 	// Time is when the kernel recorded the event; it becomes the Kafka
 	// message timestamp so replays can look offsets up by time.
 	Time time.Time
+	// Reserved marks a message a full sink still takes, into room it keeps
+	// for such messages: loss events (so that what was dropped is said)
+	// and namespace registry records.
+	Reserved bool
 }
 
 // Sink is a destination for messages.
@@ -48,8 +52,11 @@ type Message struct {
 // after it returns.
 type Sink interface {
 	// Write delivers or durably accepts msgs, in order. dropped is how many
-	// messages the sink had to discard (e.g. spool full); the pipeline turns
-	// a non-zero count into a loss event.
+	// messages of msgs the sink discarded (e.g. spool full, disk full),
+	// exactly, every message not taken included: the pipeline owes that
+	// count to the stream as a loss event. err, when the sink is failing,
+	// says why (ENOSPC: disk full), also while it still buffers what it is
+	// given (dropped 0: taken).
 	Write(msgs []Message) (dropped int, err error)
 	// Close flushes what can be flushed before ctx ends and releases
 	// resources; what could not be delivered stays durable where the sink

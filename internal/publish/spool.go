@@ -133,6 +133,13 @@ type SpoolOptions struct {
 	// records dropped so that the caller can publish a loss event.
 	Full FullPolicy
 
+	// ReserveBytes is the part of MaxBytes kept for reserved records
+	// (AppendReserved: loss events and registry records): under
+	// FullDropNewest other records are refused once they would leave less
+	// than this, so that the loss event saying so still fits. Default
+	// MaxBytes/16, at most 1 MiB; negative is none.
+	ReserveBytes int64
+
 	// SyncInterval bounds the time between an Append and the fsync(2) that
 	// makes it durable against power loss (group commit, done by a
 	// background goroutine, never by Append). The zero value fsyncs inside
@@ -187,6 +194,14 @@ func (o SpoolOptions) withDefaults() (SpoolOptions, error) {
 	}
 	if o.SyncInterval < 0 {
 		return o, fmt.Errorf("spool: SpoolOptions.SyncInterval must not be negative, got %v", o.SyncInterval)
+	}
+	switch {
+	case o.ReserveBytes == 0:
+		o.ReserveBytes = min(o.MaxBytes/16, 1<<20)
+	case o.ReserveBytes < 0:
+		o.ReserveBytes = 0
+	case o.ReserveBytes >= o.MaxBytes:
+		return o, fmt.Errorf("spool: SpoolOptions.ReserveBytes must be less than MaxBytes (%d), got %d", o.MaxBytes, o.ReserveBytes)
 	}
 	if o.MemoryBytes == 0 {
 		o.MemoryBytes = DefaultSpoolMemoryBytes
@@ -456,6 +471,13 @@ func (s *Spool) markDirtyLocked() {
 // zero); it holds the spool's lock only to publish the batch. It does not
 // keep recs.
 func (s *Spool) Append(recs [][]byte) (dropped int, err error) {
+	return s.AppendReserved(recs, nil)
+}
+
+// AppendReserved is Append where reserved[i] marks recs[i] as one that may
+// use the room ReserveBytes keeps (reserved nil: none). Refusals and
+// failures count as in Append.
+func (s *Spool) AppendReserved(recs [][]byte, reserved []bool) (dropped int, err error) {
 	if len(recs) == 0 {
 		return 0, nil
 	}
@@ -507,9 +529,17 @@ func (s *Spool) Append(recs [][]byte) (dropped int, err error) {
 	buf := s.wbuf[:0]
 	dropped = evicted + first
 	kept := 0
-	for _, r := range recs[first:] {
+	reserve := s.opts.ReserveBytes
+	if s.opts.Full == FullDropOldest {
+		reserve = 0 // room is made by evicting
+	}
+	for i, r := range recs[first:] {
 		fs := frameSize(r)
-		if fs > room || len(r) > math.MaxUint32 {
+		limit := room - reserve
+		if reserved != nil && reserved[first+i] {
+			limit = room
+		}
+		if fs > limit || len(r) > math.MaxUint32 {
 			dropped++
 			continue
 		}

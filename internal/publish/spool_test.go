@@ -590,7 +590,7 @@ func TestSpoolFullDropNewest(t *testing.T) {
 		return out
 	}
 	dir := t.TempDir()
-	s, _ := openTestSpool(t, SpoolOptions{Dir: dir, SegmentBytes: 4 * frame, MaxBytes: 10 * frame})
+	s, _ := openTestSpool(t, SpoolOptions{Dir: dir, SegmentBytes: 4 * frame, MaxBytes: 10 * frame, ReserveBytes: -1})
 	defer s.Close()
 
 	if d, err := s.Append(recs(0, 15)); err != nil || d != 5 {
@@ -632,6 +632,32 @@ func TestSpoolFullDropNewest(t *testing.T) {
 	}
 	if st := s.Stats(); st.Dropped != 11 {
 		t.Fatalf("Stats.Dropped = %d, want 11", st.Dropped)
+	}
+}
+
+// A full spool keeps ReserveBytes for reserved records: the loss event
+// that says what was refused still fits, until the reserve is used up too.
+func TestSpoolFullKeepsRoomForReservedRecords(t *testing.T) {
+	const dataLen = 100
+	frame := int64(spoolFrameHeaderSize + dataLen)
+	rec := func() []byte { return bytes.Repeat([]byte{'r'}, dataLen) }
+	s, _ := openTestSpool(t, SpoolOptions{Dir: t.TempDir(), MaxBytes: 10 * frame, ReserveBytes: 2 * frame})
+	defer s.Close()
+	var batch [][]byte
+	for range 15 {
+		batch = append(batch, rec())
+	}
+	if d, err := s.Append(batch); err != nil || d != 7 {
+		t.Fatalf("15 records into room for 8 (2 reserved): dropped %d, err %v", d, err)
+	}
+	if d, err := s.Append(batch[:1]); err != nil || d != 1 {
+		t.Fatalf("an ordinary record into the reserve: dropped %d, err %v", d, err)
+	}
+	if d, err := s.AppendReserved([][]byte{rec(), rec(), rec(), rec()}, []bool{false, true, true, true}); err != nil || d != 2 {
+		t.Fatalf("reserved records: dropped %d, want the ordinary one and the third reserved", d)
+	}
+	if st := s.Stats(); st.Records != 10 || st.Bytes != 10*frame || st.Dropped != 10 {
+		t.Fatalf("stats %+v", st)
 	}
 }
 

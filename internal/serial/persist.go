@@ -57,7 +57,7 @@ func (r *Registry) appendLocked(l *logLine) uint64 {
 	}
 	if _, err := r.f.Write(appendLine(nil, l)); err != nil {
 		r.writeErr = err
-		r.log.Error("namespace registry: write failed; no new serials will be issued", "dir", r.dir, "error", err)
+		r.log.Error("namespace registry: write failed; no new serials until the state directory can be written again", "dir", r.dir, "error", err)
 		return 0
 	}
 	r.written++
@@ -144,7 +144,7 @@ func (r *Registry) waitDurable(seq uint64) error {
 			r.writeErr = fmt.Errorf("fsync: %w", err)
 		}
 		r.mu.Unlock()
-		r.log.Error("namespace registry: fsync failed; no new serials will be issued", "dir", r.dir, "error", err)
+		r.log.Error("namespace registry: fsync failed; no new serials until the state directory can be written again", "dir", r.dir, "error", err)
 		return errNotDurable(r.dir, err)
 	}
 	r.synced.Store(target)
@@ -188,6 +188,36 @@ func (r *Registry) deliver() {
 	}
 }
 
+// recoverWrites, after a failed write or fsync, rewrites the whole log
+// from memory (new file, fsync, rename, directory fsync: what a failed
+// fsync may have dropped is written again); once that succeeds, serials
+// are issued again.
+func (r *Registry) recoverWrites() {
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.writeErr == nil {
+		return
+	}
+	if err := r.compactLocked(false); err != nil {
+		return
+	}
+	r.log.Info("namespace registry: writing again", "dir", r.dir, "after", r.writeErr.Error())
+	r.writeErr = nil
+}
+
+// Health reports a state directory the registry cannot write, while it
+// lasts.
+func (r *Registry) Health() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.writeErr != nil {
+		return fmt.Errorf("state_dir %s: the namespace registry cannot write (no new serials until it can): %v", r.dir, r.writeErr)
+	}
+	return nil
+}
+
 // maybeCompact rewrites the log when superseded lines dominate it.
 func (r *Registry) maybeCompact() {
 	r.syncMu.Lock()
@@ -199,6 +229,6 @@ func (r *Registry) maybeCompact() {
 	}
 	if err := r.compactLocked(false); err != nil {
 		r.writeErr = err
-		r.log.Error("namespace registry: compaction failed; no new serials will be issued", "dir", r.dir, "error", err)
+		r.log.Error("namespace registry: compaction failed; no new serials until the state directory can be written again", "dir", r.dir, "error", err)
 	}
 }

@@ -835,5 +835,5 @@ func maxTime(a, b time.Time) time.Time {
 
 // errNotDurable wraps a failure to make a new serial durable.
 func errNotDurable(dir string, err error) error {
-	return fmt.Errorf("serial: cannot make a new serial durable in state_dir %s (no new serials until restart): %w", dir, err)
+	return fmt.Errorf("serial: cannot make a new serial durable in state_dir %s (no new serials until it can write again): %w", dir, err)
 }

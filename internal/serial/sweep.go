@@ -40,6 +40,9 @@ func (r *Registry) sweeper() {
 	delay.Stop()
 	full := time.NewTicker(r.opts.FullSweepEvery)
 	defer full.Stop()
+	// A failed write is retried (a whole rewrite) every second.
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
 	defer delay.Stop()
 	pending := false
 	arm := func() {
@@ -64,6 +67,8 @@ func (r *Registry) sweeper() {
 				arm()
 			}
 			r.maybeCompact()
+		case <-retry.C:
+			r.recoverWrites()
 		}
 	}
 }

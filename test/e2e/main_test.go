@@ -55,9 +55,21 @@ func auditnsBinary(t *testing.T) string {
 
 // generate is a child process that, once its stdin is closed, makes
 // audited getppid calls at rate per second for the given duration, then
-// prints how many it made. spec: "RATE:DURATION".
+// prints how many it made. spec: "RATE:DURATION", or "burst:N" for N calls
+// as fast as it can.
 func generate(spec string) {
 	rateS, durS, _ := strings.Cut(spec, ":")
+	if rateS == "burst" {
+		n, _ := strconv.Atoi(durS)
+		runtime.LockOSThread()
+		buf := make([]byte, 1)
+		os.Stdin.Read(buf)
+		for range n {
+			syscall.Getppid()
+		}
+		fmt.Println(n)
+		return
+	}
 	rate, _ := strconv.Atoi(rateS)
 	dur, _ := time.ParseDuration(durS)
 	runtime.LockOSThread()
@@ -87,8 +99,19 @@ type generator struct {
 
 func newGenerator(t *testing.T, rate int, dur time.Duration, key string) *generator {
 	t.Helper()
+	return newGeneratorSpec(t, fmt.Sprintf("%d:%s", rate, dur), key)
+}
+
+// newBurst starts a generator of n getppid calls as fast as it can.
+func newBurst(t *testing.T, n int, key string) *generator {
+	t.Helper()
+	return newGeneratorSpec(t, fmt.Sprintf("burst:%d", n), key)
+}
+
+func newGeneratorSpec(t *testing.T, spec, key string) *generator {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("AUDITNS_E2E_GENERATOR=%d:%s", rate, dur))
+	cmd.Env = append(os.Environ(), "AUDITNS_E2E_GENERATOR="+spec)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +150,27 @@ type process struct {
 
 func startProcess(t *testing.T, args ...string) *process {
 	t.Helper()
+	p, err := startProcessErr(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// tryStartProcess is startProcess that returns nil, with a log line, when
+// auditns exits at start-up.
+func tryStartProcess(t *testing.T, args ...string) *process {
+	t.Helper()
+	p, err := startProcessErr(t, args...)
+	if err != nil {
+		t.Log(err)
+		return nil
+	}
+	return p
+}
+
+func startProcessErr(t *testing.T, args ...string) (*process, error) {
+	t.Helper()
 	cmd := exec.Command(auditnsBinary(t), args...)
 	p := &process{cmd: cmd, stderr: &testenv.Buffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
@@ -140,15 +184,15 @@ func startProcess(t *testing.T, args ...string) *process {
 	for !strings.Contains(p.stderr.String(), "msg=sink") {
 		select {
 		case <-p.exited:
-			t.Fatalf("auditns exited at start-up:\n%s", p.stderr.String())
+			return nil, fmt.Errorf("auditns exited at start-up:\n%s", p.stderr.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("auditns did not start:\n%s", p.stderr.String())
+			return nil, fmt.Errorf("auditns did not start:\n%s", p.stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return p
+	return p, nil
 }
 
 // stop sends sig and waits for the process to exit.

@@ -1,0 +1,321 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	libaudit "github.com/elastic/go-libaudit/v2"
+	"github.com/elastic/go-libaudit/v2/rule"
+
+	"github.com/auditns/auditns/internal/event"
+)
+
+// tmpfs mounts a small tmpfs at a new directory and unmounts it at the end.
+func tmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tmpfs")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, b)
+	}
+	t.Cleanup(func() {
+		if b, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, b)
+		}
+	})
+	return dir
+}
+
+// fill writes a file in dir until the file system is full.
+func fill(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "filler")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, size := range []int{64 << 10, 4 << 10, 512} {
+		buf := make([]byte, size)
+		for {
+			if _, err := f.Write(buf); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+	}
+	return path
+}
+
+// A full disk under the file sink: events are buffered while the writes
+// fail, refused and counted once the buffer is full; /healthz is degraded
+// while it lasts; when space comes back the buffer is written and the
+// disk_full loss event with it. generated − delivered = Σ loss counts, no
+// line cut or doubled.
+func TestFileSinkDiskFullLossIsExact(t *testing.T) {
+	requireKernel(t)
+	disk := tmpfs(t, "64m")
+	dir := t.TempDir()
+	key := fmt.Sprintf("auditns-e2e-diskfull-%x", rand.Uint32())
+	gen := newGenerator(t, 3000, 16*time.Second, key)
+	out := filepath.Join(disk, "events.jsonl")
+	r := start(t, generatorOnlyYAML(t, dir, gen)+"output:\n  sink: file:"+out+"\n  flush_interval: 20ms\nmetrics:\n  listen: 127.0.0.1:0\n")
+	r.out = out
+	addr := r.d.Metrics().Addr()
+	gen.Go()
+	time.Sleep(2 * time.Second)
+	filler := fill(t, disk)
+	full := time.Now()
+	degraded := false
+	for time.Since(full) < 9*time.Second {
+		if healthz(t, addr) != 200 {
+			degraded = true
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	os.Remove(filler)
+	n := gen.Wait(t)
+	waitIdle(t, r)
+	time.Sleep(2 * time.Second) // the loss events' interval
+	healthyAfter := healthz(t, addr) == 200
+	r.stop(t)
+	ty := readTally(t, key, out)
+	t.Logf("generated %d, delivered %d, loss %d events summing %d %v; degraded while full %v, healthy after %v",
+		n, len(ty.keyed), len(ty.loss), ty.lossSum, ty.byReason, degraded, healthyAfter)
+	if ty.invalid != 0 || ty.duplicates != 0 {
+		t.Fatalf("%d invalid lines, %d duplicates", ty.invalid, ty.duplicates)
+	}
+	if uint64(n-len(ty.keyed)) != ty.lossSum || ty.byReason["disk_full"] == 0 {
+		t.Fatalf("generated − delivered = %d, loss events sum to %d (disk_full %d)", n-len(ty.keyed), ty.lossSum, ty.byReason["disk_full"])
+	}
+	if !degraded || !healthyAfter {
+		t.Fatalf("degraded while full %v, healthy after %v", degraded, healthyAfter)
+	}
+}
+
+// logrotate under load: the output file is renamed and auditns told with
+// SIGHUP, again and again; every event is in one of the files, once.
+func TestSighupRotationUnderLoadLosesAndDoublesNothing(t *testing.T) {
+	requireKernel(t)
+	dir := t.TempDir()
+	key := fmt.Sprintf("auditns-e2e-rotate-%x", rand.Uint32())
+	gen := newGenerator(t, 3000, 8*time.Second, key)
+	r := start(t, generatorOnlyYAML(t, dir, gen))
+	gen.Go()
+	var files []string
+	for i := 1; i <= 6; i++ {
+		time.Sleep(time.Second)
+		moved := fmt.Sprintf("%s.%d", r.out, i)
+		if err := os.Rename(r.out, moved); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, moved)
+		syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	}
+	n := gen.Wait(t)
+	waitIdle(t, r)
+	r.stop(t)
+	ty := readTally(t, key, append(files, r.out)...)
+	t.Logf("generated %d, delivered %d over %d files, duplicates %d, loss %d", n, len(ty.keyed), len(files)+1, ty.duplicates, ty.lossSum)
+	if ty.invalid != 0 || ty.duplicates != 0 || uint64(n-len(ty.keyed)) != ty.lossSum {
+		t.Fatalf("%d invalid lines, %d duplicates, generated − delivered %d vs loss %d", ty.invalid, ty.duplicates, n-len(ty.keyed), ty.lossSum)
+	}
+	for _, f := range files {
+		if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
+			t.Fatalf("rotated file %s empty or missing: %v", f, err)
+		}
+	}
+}
+
+// A state directory on a read-only file system: one line naming state_dir,
+// exit status 2, the host left as it was.
+func TestReadOnlyStateDirAtStartIsExit2(t *testing.T) {
+	requireKernel(t)
+	ro := tmpfs(t, "1m")
+	if b, err := exec.Command("mount", "-o", "remount,ro", ro).CombinedOutput(); err != nil {
+		t.Fatalf("remount ro: %v %s", err, b)
+	}
+	for _, dir := range []string{ro, filepath.Join(ro, "state")} {
+		cmd := exec.Command(auditnsBinary(t), "run", "--output", "stdout", "--state-dir", dir)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || strings.Count(stderr.String(), "\n") != 1 ||
+			!strings.Contains(stderr.String(), "auditns: state_dir "+dir+" is not writable: read-only file system") {
+			t.Fatalf("state_dir %s: exit %v, stderr %q", dir, err, stderr.String())
+		}
+	}
+}
+
+// The state directory fills while auditns runs: the registry cannot make
+// new serials durable, which is logged, shown by a metric and /healthz;
+// events keep flowing; once there is room again the registry is rewritten
+// and new namespaces get serials again, without a restart.
+func TestStateDirFullWhileRunningRecovers(t *testing.T) {
+	requireKernel(t)
+	state := tmpfs(t, "2m")
+	out := filepath.Join(t.TempDir(), "events.jsonl")
+	r := start(t, "state_dir: "+state+"\noutput:\n  sink: file:"+out+"\n  flush_interval: 20ms\nmetrics:\n  listen: 127.0.0.1:0\n")
+	r.out = out
+	addr := r.d.Metrics().Addr()
+	filler := fill(t, state)
+	// A process that lives a moment, so that its namespaces are read.
+	newNetns := func(m string) {
+		exec.Command("unshare", "--net", "/bin/sh", "-c", "sleep 0.3", m).Run()
+	}
+	m1 := marker()
+	newNetns(m1)
+	deadline := time.Now().Add(10 * time.Second)
+	for healthz(t, addr) == 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("healthz stayed 200 with the state directory full")
+		}
+		newNetns(m1)
+		time.Sleep(200 * time.Millisecond)
+	}
+	if v := scrape(t, addr); v["auditns_state_dir_failing"] != 1 {
+		t.Fatalf("state_dir_failing %v", v["auditns_state_dir_failing"])
+	}
+	waitEvent(t, out, 5*time.Second, "exec while the state directory is full", func(e *event.Event) bool { return hasArg(e, m1) })
+	os.Remove(filler)
+	deadline = time.Now().Add(10 * time.Second)
+	for healthz(t, addr) != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("healthz did not recover once the state directory had room")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	m2 := marker()
+	newNetns(m2)
+	ev := waitEvent(t, out, 15*time.Second, "sh in a new network namespace after recovery", func(e *event.Event) bool {
+		return hasArg(e, m2) && e.Process.Name == "sh" && e.NS != nil && e.NS.Net.Serial > 8
+	})
+	t.Logf("after recovery: net serial %d", ev.NS.Net.Serial)
+}
+
+// waitFileStill waits until path has not grown for d.
+func waitFileStill(t *testing.T, path string, d time.Duration) {
+	t.Helper()
+	var last int64 = -1
+	since := time.Now()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Since(since) < d {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s kept growing for 90 s", path)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if fi, err := os.Stat(path); err == nil && fi.Size() != last {
+			last, since = fi.Size(), time.Now()
+		}
+	}
+}
+
+// kill -9 while the kernel's backlog is full under a burst: the next run,
+// on the same state directory, counts what the dead one had read and not
+// written (numbers it left open or never saw, losses it still owed, the
+// kernel's counter since it last counted), so that over both runs
+// generated − delivered = Σ loss counts.
+func TestKill9UnderBurstIsCountedByTheNextRun(t *testing.T) {
+	requireKernel(t)
+	dir := t.TempDir()
+	key := fmt.Sprintf("auditns-e2e-kill-%x", rand.Uint32())
+	out := filepath.Join(dir, "events.jsonl")
+	cfg := filepath.Join(dir, "auditns.yaml")
+	yaml := getppidRuleYAML(t, dir, key) + "state_dir: " + filepath.Join(dir, "state") + "\noutput:\n  sink: file:" + out + "\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The killed run leaves its rule loaded; should the next one fail to
+	// start, nothing else would remove it.
+	t.Cleanup(func() { deleteRules(t, key) })
+	a := startProcess(t, "run", "--config", cfg)
+	var gens []*generator
+	for range 4 {
+		gens = append(gens, newGenerator(t, 15000, 5*time.Second, key))
+	}
+	for _, g := range gens {
+		g.Go()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	a.stop(t, syscall.SIGKILL)
+	// The new daemon is flooded with what the kernel held as soon as it
+	// registers; its rule load can then miss its reply (ENOBUFS): retry.
+	var b *process
+	for try := 0; ; try++ {
+		if b = tryStartProcess(t, "run", "--config", cfg); b != nil || try == 4 {
+			break
+		}
+	}
+	if b == nil {
+		t.Fatal("the second run did not start")
+	}
+	generated := 0
+	for _, g := range gens {
+		generated += g.Wait(t)
+	}
+	waitFileStill(t, out, 8*time.Second) // two windows, a status poll and the loss interval
+	b.stop(t, syscall.SIGTERM)
+	ty := readTally(t, key, out)
+	t.Logf("generated %d, delivered %d, loss events %d summing %d %v; others %v", generated, len(ty.keyed), len(ty.loss), ty.lossSum, ty.byReason, ty.others)
+	if os.Getenv("AUDITNS_E2E_SHOW_OTHERS") != "" {
+		t.Logf("first run:\n%s\nsecond run:\n%s", a.stderr.String(), b.stderr.String())
+	}
+	if !strings.Contains(b.stderr.String(), "the last run did not stop cleanly") {
+		t.Fatalf("the second run did not resume:\n%s", b.stderr.String())
+	}
+	// The killed run's last write may be cut (a fatal signal ends a write
+	// short): one invalid line at most, on a line of its own.
+	if ty.invalid > 1 || ty.duplicates != 0 {
+		t.Fatalf("%d invalid lines, %d duplicates", ty.invalid, ty.duplicates)
+	}
+	if f := ty.falseGaps(); len(f) > 0 {
+		t.Fatalf("%d numbers called missing are in the output: %v", len(f), f[:min(len(f), 10)])
+	}
+	// Not exact (docs/LOSS.md): measured from 8 to 14 too many in 300,000
+	// calls, and up to a batch too few (a write cut by the kill). At most
+	// 1 in 100 either way.
+	for _, line := range strings.Split(b.stderr.String(), "\n") {
+		if strings.Contains(line, "did not stop cleanly") {
+			t.Log(line)
+		}
+	}
+	missing := uint64(generated - len(ty.keyed))
+	if diff := int64(ty.lossSum) - int64(missing); diff < -int64(generated)/100 || diff > int64(generated)/100 {
+		t.Fatalf("generated − delivered = %d, loss events sum to %d", missing, ty.lossSum)
+	}
+}
+
+// deleteRules removes the audit rules whose key is key.
+func deleteRules(t *testing.T, key string) {
+	c, err := libaudit.NewAuditClient(nil)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer c.Close()
+	rules, err := c.GetRules()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	for _, r := range rules {
+		if text, err := rule.ToCommandLine(r, true); err == nil && strings.Contains(text, "key="+key) {
+			if err := c.DeleteRule(r); err != nil {
+				t.Errorf("delete rule %s: %v", text, err)
+			}
+		}
+	}
+}

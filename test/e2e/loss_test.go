@@ -1,0 +1,295 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/auditns/auditns/internal/event"
+)
+
+// tally is what an output holds: the events with the generators' key (by
+// sequence number), the sequence numbers of every event, and the loss
+// events.
+type tally struct {
+	keyed      map[uint32]int // sequence number → times seen
+	seqs       map[uint32]bool
+	loss       []event.Loss
+	lossSum    uint64
+	byReason   map[string]uint64
+	invalid    int
+	duplicates int
+	others     map[string]int // events without the key, by type
+	pids       map[int]bool   // if set, the processes whose keyed events count
+}
+
+func newTally() *tally {
+	return &tally{keyed: map[uint32]int{}, seqs: map[uint32]bool{}, byReason: map[string]uint64{}, others: map[string]int{}}
+}
+
+// add reads JSON lines; a line that is not valid JSON is counted.
+func (ty *tally) add(t *testing.T, b []byte, key string) {
+	t.Helper()
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.Contains(line, []byte(`"auditns.event/`)) {
+			if !json.Valid(line) {
+				ty.invalid++
+			}
+			continue
+		}
+		var ev event.Event
+		if err := json.Unmarshal(line, &ev); err != nil {
+			ty.invalid++
+			continue
+		}
+		ty.event(&ev, key)
+	}
+}
+
+func (ty *tally) event(ev *event.Event, key string) {
+	if ev.Event.Kind == event.KindLoss && ev.Loss != nil {
+		ty.loss = append(ty.loss, *ev.Loss)
+		ty.lossSum += ev.Loss.Count
+		ty.byReason[ev.Loss.Reason] += ev.Loss.Count
+		return
+	}
+	if ev.Event.Sequence != 0 {
+		ty.seqs[ev.Event.Sequence] = true
+	}
+	// The rule's own CONFIG_CHANGE carries the key too: count syscalls.
+	if len(ev.Tags) > 0 && ev.Tags[0] == key && ev.Syscall != nil &&
+		(ty.pids == nil || ev.Process != nil && ty.pids[ev.Process.PID]) {
+		if ty.keyed[ev.Event.Sequence]++; ty.keyed[ev.Event.Sequence] == 2 {
+			ty.duplicates++
+		}
+	} else if ev.Event.Kind != event.KindState {
+		ty.others[ev.MessageType()]++
+		if os.Getenv("AUDITNS_E2E_SHOW_OTHERS") != "" {
+			b, _ := json.Marshal(ev)
+			fmt.Fprintf(os.Stderr, "other: %s\n", b)
+		}
+	}
+}
+
+// falseGaps lists the sequence numbers that loss events call missing and
+// that are in the output.
+func (ty *tally) falseGaps() []uint32 {
+	var out []uint32
+	for _, l := range ty.loss {
+		if l.Reason != "sequence_gap" || l.From == 0 {
+			continue
+		}
+		for s := l.From; ; s++ {
+			if ty.seqs[s] {
+				out = append(out, s)
+			}
+			if s == l.To {
+				break
+			}
+		}
+	}
+	return out
+}
+
+func readTally(t *testing.T, key string, paths ...string) *tally {
+	t.Helper()
+	ty := newTally()
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		ty.add(t, b, key)
+	}
+	return ty
+}
+
+// getppidRuleYAML audits the getppid calls of this process's children
+// (the generators), keyed key, and nothing else.
+func getppidRuleYAML(t *testing.T, dir, key string) string {
+	t.Helper()
+	rules := filepath.Join(dir, "audit.rules")
+	rule := fmt.Sprintf("-a always,exit -F arch=b64 -S getppid -F ppid=%d -F key=%s\n", os.Getpid(), key)
+	if err := os.WriteFile(rules, []byte(rule), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return "audit:\n  rules_file: " + rules + "\nenrich:\n  ns_rules: false\n"
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// Default configuration (backlog_wait_time 0: the kernel and the reader
+// drop rather than stall): a burst of getppid calls from several processes,
+// as fast as they go. Every call the output does not have is counted in a
+// loss event, once: generated − delivered = Σ loss counts, exactly.
+// AUDITNS_E2E_BURST sets the calls (default 60,000; the manual run is
+// 200,000).
+func TestGetppidBurstLossIsExact(t *testing.T) {
+	requireKernel(t)
+	dir := t.TempDir()
+	key := fmt.Sprintf("auditns-e2e-burst-%x", rand.Uint32())
+	total := envInt("AUDITNS_E2E_BURST", 60000)
+	const procs = 4
+	before, _ := kernelState(t)
+	r := start(t, getppidRuleYAML(t, dir, key)+os.Getenv("AUDITNS_E2E_EXTRA_YAML"))
+	var gens []*generator
+	for range procs {
+		gens = append(gens, newBurst(t, total/procs, key))
+	}
+	t0 := time.Now()
+	for _, g := range gens {
+		g.Go()
+	}
+	generated := 0
+	for _, g := range gens {
+		generated += g.Wait(t)
+	}
+	burst := time.Since(t0)
+	st := r.d.Pipeline().Stats()
+	waitIdle(t, r)
+	asm := r.d.Pipeline().Assembler().Stats()
+	r.stop(t)
+	after, _ := kernelState(t)
+	t.Logf("kernel lost counter %d -> %d (%d)", before.Lost, after.Lost, after.Lost-before.Lost)
+	ty := readTally(t, key, r.out)
+	delivered := len(ty.keyed)
+	t.Logf("other events %v; records read %d", ty.others, st.Reader.Records.Load())
+	t.Logf("generated %d in %v, delivered %d, loss events %d summing %d %v; kernel lost %d records, reader dropped %d records, partial records %d, events dropped by auditns %d, discarded %d, late %d",
+		generated, burst.Round(time.Millisecond), delivered, len(ty.loss), ty.lossSum, ty.byReason,
+		st.KernelLost.Load(), st.Reader.Dropped.Load(), asm.Partial.Load(), asm.Dropped.Load(), asm.Discarded.Load(), asm.Late.Load())
+	if ty.invalid != 0 || ty.duplicates != 0 {
+		t.Fatalf("%d invalid lines, %d duplicates", ty.invalid, ty.duplicates)
+	}
+	if f := ty.falseGaps(); len(f) > 0 {
+		t.Fatalf("%d numbers called missing are in the output: %v", len(f), f[:min(len(f), 10)])
+	}
+	// Exact when the reader dropped nothing. When it did, measured: exact in
+	// most runs, a few off in some (docs/LOSS.md): at most 1 in 10,000.
+	diff := int64(ty.lossSum) - int64(generated-delivered)
+	if st.Reader.Dropped.Load() == 0 && diff != 0 || diff < -int64(generated)/10000 || diff > int64(generated)/10000 {
+		t.Fatalf("generated − delivered = %d, loss events sum to %d", generated-delivered, ty.lossSum)
+	}
+}
+
+// waitIdle waits until auditns has read nothing for longer than the
+// reassembly window and a status poll: every event is out, every EOE that
+// was coming has come, and the kernel's counter has been read. The last
+// counts are written at shutdown.
+func waitIdle(t *testing.T, r *running) {
+	t.Helper()
+	st := r.d.Pipeline().Stats()
+	last, since := st.Reader.Records.Load(), time.Now()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Since(since) < 3500*time.Millisecond {
+		if time.Now().After(deadline) {
+			t.Fatal("auditns kept reading records for 60 s after the load")
+		}
+		time.Sleep(100 * time.Millisecond)
+		if n := st.Reader.Records.Load(); n != last {
+			if os.Getenv("AUDITNS_E2E_SHOW_OTHERS") != "" {
+				t.Logf("still reading: %d records", n-last)
+			}
+			last, since = n, time.Now()
+		}
+	}
+}
+
+// execStorm runs n shell loops of /bin/true with marker until stop.
+func execStorm(t *testing.T, n int, marker string, stop <-chan struct{}) {
+	t.Helper()
+	for range n {
+		cmd := exec.Command("/bin/sh", "-c", "while :; do /bin/true "+marker+"; done")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { <-stop; cmd.Process.Kill() }()
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	}
+}
+
+// Concurrent exec storms and getppid storms from several processes, with
+// the default rules and namespace rules: no number a loss event calls
+// missing is in the output (events that complete late, behind others, are
+// not gaps). AUDITNS_E2E_STORM sets the seconds (default 12; the manual run
+// is 60).
+func TestNoFalseGapsUnderStorms(t *testing.T) {
+	requireKernel(t)
+	dir := t.TempDir()
+	key := fmt.Sprintf("auditns-e2e-storm-%x", rand.Uint32())
+	secs := envInt("AUDITNS_E2E_STORM", 12)
+	dur := time.Duration(secs) * time.Second
+	rules := filepath.Join(dir, "audit.rules")
+	rule := fmt.Sprintf("-a always,exit -F arch=b64 -S execve -F key=exec\n-a always,exit -F arch=b64 -S getppid -F ppid=%d -F key=%s\n", os.Getpid(), key)
+	if err := os.WriteFile(rules, []byte(rule), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, "audit:\n  rules_file: "+rules+"\n")
+	var gens []*generator
+	for range 3 {
+		gens = append(gens, newGenerator(t, 3000, dur, key))
+	}
+	stop := make(chan struct{})
+	execStorm(t, 3, marker(), stop)
+	for _, g := range gens {
+		g.Go()
+	}
+	generated := 0
+	for _, g := range gens {
+		generated += g.Wait(t)
+	}
+	close(stop)
+	waitIdle(t, r)
+	asm := r.d.Pipeline().Assembler().Stats()
+	r.stop(t)
+	// The shells of the exec storm call getppid too: count the generators'.
+	ty := newTally()
+	ty.pids = map[int]bool{}
+	for _, g := range gens {
+		ty.pids[g.cmd.Process.Pid] = true
+	}
+	b, err := os.ReadFile(r.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ty.add(t, b, key)
+	t.Logf("%v: %d events in the output, getppid generated %d delivered %d; loss events %d summing %d %v; late records %d",
+		dur, len(ty.seqs), generated, len(ty.keyed), len(ty.loss), ty.lossSum, ty.byReason, asm.Late.Load())
+	if f := ty.falseGaps(); len(f) > 0 {
+		t.Fatalf("%d numbers called missing are in the output: %v", len(f), f[:min(len(f), 10)])
+	}
+	if ty.invalid != 0 || ty.duplicates != 0 {
+		t.Fatalf("%d invalid lines, %d duplicates", ty.invalid, ty.duplicates)
+	}
+	if uint64(generated-len(ty.keyed)) > ty.lossSum {
+		t.Fatalf("generated − delivered = %d, more than the loss events' %d", generated-len(ty.keyed), ty.lossSum)
+	}
+}
+
+func TestQuietHostOthersProbe(t *testing.T) {
+	if os.Getenv("AUDITNS_E2E_PROBE") == "" {
+		t.Skip("probe")
+	}
+	requireKernel(t)
+	dir := t.TempDir()
+	r := start(t, getppidRuleYAML(t, dir, "probe"))
+	time.Sleep(20 * time.Second)
+	r.stop(t)
+	ty := readTally(t, "probe", r.out)
+	t.Logf("others in 20 s: %v", ty.others)
+}
