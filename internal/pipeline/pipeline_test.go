@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/auditns/auditns/internal/enrich"
+	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/publish"
 )
 
@@ -214,10 +216,7 @@ func TestLossCountsCarryForwardUntilALossEventGetsThrough(t *testing.T) {
 	var sum uint64
 	events := 0
 	for _, l := range sink.lines {
-		var ev struct {
-			Event struct{ Kind string }
-			Loss  *struct{ Count uint64 }
-		}
+		var ev event.Event
 		if err := json.Unmarshal(l, &ev); err != nil {
 			t.Fatal(err)
 		}
