@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/filter"
@@ -139,12 +140,16 @@ func (c *Client) Follow(ctx context.Context, o FollowOptions, stats *FollowStats
 	if o.Started != nil {
 		o.Started(len(parts))
 	}
-	g := newGroup(ctx)
+	// cancel ends the readers when fn stops the loop; g cancels gctx on the
+	// first reader error.
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(gctx)
 	items := make(chan *Item, 1024)
 	undecodable := atomic.Bool{}
 	reader := func(p int, from int64) func() error {
 		return func() error {
-			err := c.readPartition(g.ctx, o.Topic, p, from, -1, func(m *Message) error {
+			err := c.readPartition(gctx, o.Topic, p, from, -1, func(m *Message) error {
 				stats.Messages.Add(1)
 				it, err := decode(m)
 				if err != nil {
@@ -161,11 +166,11 @@ func (c *Client) Follow(ctx context.Context, o FollowOptions, stats *FollowStats
 				select {
 				case items <- it:
 					return nil
-				case <-g.ctx.Done():
-					return g.ctx.Err()
+				case <-gctx.Done():
+					return gctx.Err()
 				}
 			}, nil)
-			if g.ctx.Err() != nil {
+			if gctx.Err() != nil {
 				return nil // ended by ctx or by another goroutine's error
 			}
 			return err
@@ -181,11 +186,11 @@ func (c *Client) Follow(ctx context.Context, o FollowOptions, stats *FollowStats
 		defer t.Stop()
 		for {
 			select {
-			case <-g.ctx.Done():
+			case <-gctx.Done():
 				return nil
 			case <-t.C:
 			}
-			now, err := c.Partitions(g.ctx, o.Topic)
+			now, err := c.Partitions(gctx, o.Topic)
 			if err != nil {
 				continue // reported by the readers if it lasts
 			}
@@ -212,11 +217,11 @@ loop:
 			if fnErr = fn(it); fnErr != nil {
 				break loop
 			}
-		case <-g.ctx.Done():
+		case <-gctx.Done():
 			break loop
 		}
 	}
-	g.cancel()
+	cancel()
 	werr := g.Wait()
 	switch {
 	case fnErr != nil:
