@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -75,8 +74,7 @@ type procCache struct {
 	done     chan struct{}
 	bootWall time.Time
 
-	hits, misses atomic.Uint64
-	buf          []byte
+	buf []byte
 
 	// forChildren remembers, per parent pid, the unshare/setns that gave
 	// its future children new pid or time namespaces, so that the creator
@@ -201,12 +199,6 @@ func (c *procCache) close() error {
 	unix.Close(c.wake)
 	unix.Close(c.kick)
 	return nil
-}
-
-func (c *procCache) stats() (uint64, uint64, int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.hits.Load(), c.misses.Load(), len(c.entries)
 }
 
 // watch marks entries dead as their processes exit.
@@ -401,7 +393,6 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 	if change == nil && e != nil && e.pidfd >= 0 && (ppid == 0 || e.ppid == ppid) {
 		if e.watched {
 			c.mu.Unlock()
-			c.hits.Add(1)
 			ev.NS, ev.Container, ev.NSSrc = e.ns, e.container, srcObserved
 			return
 		}
@@ -409,7 +400,6 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 		if !exited(e.pidfd) {
 			c.watchLocked(e)
 			c.mu.Unlock()
-			c.hits.Add(1)
 			ev.NS, ev.Container, ev.NSSrc = e.ns, e.container, srcObserved
 			return
 		}
@@ -420,7 +410,6 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 	} else {
 		c.mu.Unlock()
 	}
-	c.misses.Add(1)
 
 	op := ""
 	if change != nil {
