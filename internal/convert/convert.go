@@ -269,7 +269,7 @@ func recordType(name string) (uint16, error) {
 		return uint16(n), nil
 	}
 	t, err := auparse.GetAuditMessageType(name)
-	if err != nil || t > 0xffff {
+	if err != nil {
 		return 0, fmt.Errorf("unknown record type %q", name)
 	}
 	return uint16(t), nil
