@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -458,7 +459,7 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 			cp := *ns
 			for i, t := range event.NSTypes {
 				for _, ct := range change.Types {
-					if ct == t && !contains(change.ChildrenOnly, t) {
+					if ct == t && !slices.Contains(change.ChildrenOnly, t) {
 						*cp.At(i) = event.NSRef{}
 					}
 				}
@@ -980,11 +981,3 @@ func diffTypes(a, b *event.NS) []string {
 	return out
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
