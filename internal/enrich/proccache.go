@@ -980,4 +980,3 @@ func diffTypes(a, b *event.NS) []string {
 	}
 	return out
 }
-
