@@ -104,6 +104,23 @@ type FollowStats struct {
 	Messages, Duplicates, Undecodable, Filtered, Delivered atomic.Int64
 }
 
+// followFrom returns the offset of each partition to follow from: the
+// first message stamped at or after since, or, since zero, the end.
+func (c *Client) followFrom(ctx context.Context, topic string, parts []int, since time.Time) (map[int]int64, error) {
+	if !since.IsZero() {
+		return c.OffsetsAt(ctx, topic, parts, since)
+	}
+	b, err := c.Bounds(ctx, topic, parts)
+	if err != nil {
+		return nil, err
+	}
+	start := make(map[int]int64, len(b))
+	for p, x := range b {
+		start[p] = x.Last
+	}
+	return start, nil
+}
+
 // Follow reads every partition of the topic live and calls fn, from one
 // goroutine, for each event that passes the filter and was not seen
 // before, in arrival order (per partition: offset order). It returns when
@@ -123,17 +140,8 @@ func (c *Client) Follow(ctx context.Context, o FollowOptions, stats *FollowStats
 	if err != nil {
 		return err
 	}
-	var start map[int]int64
-	if o.Since.IsZero() {
-		b, err := c.Bounds(ctx, o.Topic, parts)
-		if err != nil {
-			return err
-		}
-		start = make(map[int]int64, len(b))
-		for p, x := range b {
-			start[p] = x.Last
-		}
-	} else if start, err = c.OffsetsAt(ctx, o.Topic, parts, o.Since); err != nil {
+	start, err := c.followFrom(ctx, o.Topic, parts, o.Since)
+	if err != nil {
 		return err
 	}
 
