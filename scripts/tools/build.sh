@@ -6,7 +6,7 @@
 #   scripts/tools/build.sh promtool   # promtool check rules (packaging/prometheus)
 #   scripts/tools/build.sh compose    # docker compose config (docker-compose.yml)
 #   scripts/tools/build.sh staticcheck  # staticcheck ./... (scripts/test.sh)
-#   scripts/tools/build.sh deadcode     # deadcode -test ./... (by hand)
+#   scripts/tools/build.sh deadcode     # deadcode -test ./... (scripts/test.sh)
 #
 # systemd-analyze comes from Debian's systemd package (.ci/run installs it).
 set -euo pipefail
