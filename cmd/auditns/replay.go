@@ -83,7 +83,7 @@ has run that long; a summary line at the end (-q: neither).`,
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		stderr := cmd.ErrOrStderr()
-		warn := func(s string) { fmt.Fprintln(stderr, "auditns replay:", string(render.Escape(nil, s))) }
+		warn := func(s string) { fmt.Fprintln(stderr, "auditns replay:", escapeTerm(s)) }
 		var extra []string
 		if outSpec.Kind == "kafka-topic" {
 			extra = append(extra, outSpec.Arg)

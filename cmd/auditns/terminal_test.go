@@ -7,11 +7,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/auditns/auditns/internal/netlink"
@@ -204,13 +206,16 @@ func runStatus(t *testing.T, tty *os.File, read func() string) []string {
 }
 
 // runTail follows a topic that carries an event whose exe, argv, title
-// and path are hostile.
+// and path are hostile, and a message that is not an event, which tail
+// warns about on stderr (the same terminal).
 func runTail(asJSON bool) func(t *testing.T, tty *os.File, read func() string) []string {
 	return func(t *testing.T, tty *os.File, read func() string) []string {
 		t.Setenv("NO_COLOR", "1") // colour is auditns's own escape sequences
 		brokers := kafkatest.Brokers(t)
 		topic := kafkatest.NewTopic(t, brokers, 1, false)
-		kafkatest.Produce(t, brokers, topic, kafkatest.EventMessage(hostile(kafkatest.Event(1, time.Now().Add(-time.Minute), 13)), 0))
+		kafkatest.Produce(t, brokers, topic,
+			kafka.Message{Value: []byte(`{"event":` + hostileText)},
+			kafkatest.EventMessage(hostile(kafkatest.Event(1, time.Now().Add(-time.Minute), 13)), 0))
 		args := []string{"--kafka-brokers", brokers, "--topic", topic, "--since", "10m"}
 		if asJSON {
 			args = append(args, "--json")
@@ -218,7 +223,7 @@ func runTail(asJSON bool) func(t *testing.T, tty *os.File, read func() string) [
 		cmd := tailCmd()
 		cmd.SetArgs(args)
 		cmd.SetOut(tty)
-		cmd.SetErr(io.Discard)
+		cmd.SetErr(tty)
 		ctx, cancel := context.WithCancel(context.Background())
 		r := &running{cancel: cancel, done: make(chan error, 1)}
 		t.Cleanup(cancel)
@@ -231,6 +236,17 @@ func runTail(asJSON bool) func(t *testing.T, tty *os.File, read func() string) [
 		r.cancel()
 		if err := r.wait(t); err != nil {
 			t.Fatal(err)
+		}
+		warned := containing(read(), "auditns tail: ")
+		warned = slices.DeleteFunc(warned, func(l string) bool { return strings.Contains(l, " following ") })
+		if len(warned) == 0 {
+			t.Fatalf("no warning on stderr:\n%s", read())
+		}
+		for _, l := range warned {
+			terminalSafe(t, l)
+			if !strings.Contains(l, "skipped") {
+				t.Errorf("warning not readable: %q", l)
+			}
 		}
 		return got
 	}
