@@ -18,19 +18,53 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 
-echo "== go generate (the committed BPF object and bindings are what the source builds)" >&2
-if command -v clang >/dev/null && [ -f /usr/include/bpf/bpf_helpers.h ]; then
-	go generate ./internal/subject
-	if ! git diff --quiet -- internal/subject; then
-		echo "go generate ./internal/subject changed the committed files: commit what it generates" >&2
-		git diff --stat -- internal/subject >&2
+echo "== staticcheck" >&2
+if sc=$(scripts/tools/build.sh staticcheck); then
+	"$sc" ./...
+elif [ "${AUDITNS_REQUIRE_TOOLS:-}" = 1 ]; then
+	echo "staticcheck did not build (scripts/tools/build.sh) and AUDITNS_REQUIRE_TOOLS=1" >&2
+	exit 1
+else
+	echo "staticcheck did not build: not run" >&2
+fi
+
+echo "== deadcode -test" >&2
+if dc=$(scripts/tools/build.sh deadcode); then
+	dead=$("$dc" -test ./... || true)
+	if [ -n "$dead" ]; then
+		echo "functions no program or test reaches: remove them" >&2
+		echo "$dead" >&2
 		exit 1
 	fi
+elif [ "${AUDITNS_REQUIRE_TOOLS:-}" = 1 ]; then
+	echo "deadcode did not build (scripts/tools/build.sh) and AUDITNS_REQUIRE_TOOLS=1" >&2
+	exit 1
+fi
+
+echo "== go mod tidy, go generate leave the tree unchanged" >&2
+if ! go mod tidy -diff >&2; then
+	echo "go mod tidy would change go.mod or go.sum (above): run it and commit" >&2
+	exit 1
+fi
+# The state of the tree, committed or not, so that a checkout with work in
+# progress is compared with itself.
+tree_state() { { git diff HEAD --binary; git ls-files --others --exclude-standard; } | sha256sum; }
+before=$(tree_state)
+if command -v clang >/dev/null && [ -f /usr/include/bpf/bpf_helpers.h ]; then
+	# The committed BPF object and bindings are what the source builds;
+	# the man pages and completions are what the commands define.
+	go generate ./...
 elif [ "${AUDITNS_REQUIRE_TOOLS:-}" = 1 ]; then
 	echo "clang and libbpf-dev are needed to check the BPF object and AUDITNS_REQUIRE_TOOLS=1" >&2
 	exit 1
 else
 	echo "no clang or libbpf-dev: not checking the committed BPF object" >&2
+	go generate ./cmd/...
+fi
+if [ "$(tree_state)" != "$before" ]; then
+	echo "go generate changed the tree: commit what it generates" >&2
+	git status --short >&2
+	exit 1
 fi
 
 started_kafka=0
@@ -51,6 +85,9 @@ cleanup() {
 	if [ "$started_kafka" = 1 ]; then scripts/kafka/stop.sh >&2 || true; fi
 }
 trap cleanup EXIT
+
+echo "== go test -race (the packages whose goroutines share state; each runs in seconds)" >&2
+go test -race -count=1 -p 1 -timeout 10m "$@" ./internal/consume ./internal/metrics ./internal/serial ./internal/subject ./internal/enrich
 
 echo "== go test" >&2
 # -p 1: packages one at a time. Tests that take the kernel's audit

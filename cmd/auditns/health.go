@@ -3,12 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/auditns/auditns/internal/metrics"
 )
 
 // healthCmd is the container health check: the image has no shell or
@@ -27,18 +26,11 @@ func healthCmd() *cobra.Command {
 			if c.Metrics.Listen == "" {
 				return badInput(errors.New("metrics.listen: expected the running daemon's metrics address (--metrics, AUDITNS_METRICS_LISTEN)"))
 			}
-			cl := http.Client{Timeout: 3 * time.Second}
-			resp, err := cl.Get("http://" + c.Metrics.Listen + "/healthz")
+			body, err := metrics.Health(c.Metrics.Listen, 3*time.Second)
 			if err != nil {
 				return fmt.Errorf("unhealthy: %w", err)
 			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			body := strings.TrimSpace(string(b))
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("unhealthy: /healthz %d: %s", resp.StatusCode, body)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), body)
+			fmt.Fprintln(cmd.OutOrStdout(), escapeTerm(body))
 			return nil
 		},
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -51,47 +52,46 @@ the key.`,
 	root.SetVersionTemplate("{{.Version}}")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return badInput(err) })
 	root.AddCommand(runCmd(), statusCmd(), nsCmd(), versionCmd(), tailCmd(), replayCmd(), configCmd(), healthCmd(), deadLetterCmd(), convertCmd())
+	argsAreUsage(root)
 	return root
 }
 
 func main() {
 	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "auditns:", oneLine(err.Error()))
+		msg, _, _ := strings.Cut(err.Error(), "\n")
+		fmt.Fprintln(os.Stderr, "auditns:", msg)
 		var u usageError
 		var in daemon.InputError
-		if errors.As(err, &u) || errors.As(err, &in) || isCobraUsage(err) {
+		if errors.As(err, &u) || errors.As(err, &in) {
 			os.Exit(2)
 		}
 		os.Exit(1)
 	}
 }
 
-func oneLine(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			return s[:i]
+// argsAreUsage makes the argument check of c and of every command below it
+// return a usageError. A command that only groups subcommands gets a check
+// naming an unknown subcommand and prints its help when run bare: cobra's
+// own check for that returns a plain error.
+func argsAreUsage(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		argsAreUsage(sub)
+	}
+	if !c.Runnable() && c.HasSubCommands() {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+			}
+			return nil
+		}
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return badInput(err)
+			}
+			return nil
 		}
 	}
-	return s
-}
-
-// isCobraUsage recognises cobra's own errors for unknown commands and
-// wrong argument counts.
-func isCobraUsage(err error) bool {
-	s := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "accepts ", "requires ", "invalid argument"} {
-		if len(s) >= len(p) && contains(s, p) {
-			return true
-		}
-	}
-	return false
-}
-
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
 }

@@ -3,7 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
+	"io"
 	"text/tabwriter"
 	"time"
 
@@ -29,17 +29,17 @@ func nsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
 				for i := range recs {
-					if err := enc.Encode(&recs[i]); err != nil {
+					if err := writeJSON(out, &recs[i]); err != nil {
 						return err
 					}
 				}
 				return nil
 			}
-			fmt.Printf("boot %s: %d namespaces\n", boot, len(recs))
-			w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintf(out, "boot %s: %d namespaces\n", escapeTerm(boot), len(recs))
+			w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(w, "SERIAL\tTYPE\tINUM\tNS_ID\tID_SRC\tOWNER\tPARENT\tCREATED BY\tFIRST SEEN\tLAST SEEN\tSTATE")
 			for _, r := range recs {
 				fmt.Fprintf(w, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Serial, r.Type, r.Inum, nsID(r.NsID), r.IDSrc,
@@ -95,3 +95,16 @@ func state(r serial.Record) string {
 // escapeTerm keeps control characters, terminal escape sequences and
 // bidirectional overrides in untrusted text off the terminal.
 func escapeTerm(s string) string { return string(render.Escape(nil, s)) }
+
+// writeJSON writes v as one line of JSON with every character a terminal
+// would act on \u-escaped: encoding/json passes C1 controls and bidi
+// overrides through, and the line may be read on a terminal. The JSON
+// value is the same.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(render.TerminalJSON(nil, b))
+	return err
+}

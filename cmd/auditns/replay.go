@@ -1,9 +1,9 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/auditns/auditns/internal/consume"
-	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/filter"
 	"github.com/auditns/auditns/internal/render"
 )
@@ -84,7 +83,7 @@ has run that long; a summary line at the end (-q: neither).`,
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		stderr := cmd.ErrOrStderr()
-		warn := func(s string) { fmt.Fprintln(stderr, "auditns replay:", string(render.Escape(nil, s))) }
+		warn := func(s string) { fmt.Fprintln(stderr, "auditns replay:", escapeTerm(s)) }
 		var extra []string
 		if outSpec.Kind == "kafka-topic" {
 			extra = append(extra, outSpec.Arg)
@@ -97,74 +96,38 @@ has run that long; a summary line at the end (-q: neither).`,
 
 		var reg *consume.Registry
 		if !noRegistry {
-			reg, err = cl.LoadRegistry(ctx, c.Kafka.NamespacesTopic)
-			switch {
-			case errors.Is(err, consume.ErrNoTopic):
-				warn(fmt.Sprintf("registry topic %s not found (kafka.namespaces_topic): events are not annotated", c.Kafka.NamespacesTopic))
-			case err != nil:
-				return fmt.Errorf("kafka.namespaces_topic: %w", err)
-			case reg.Bad > 0:
-				warn(fmt.Sprintf("registry topic %s: %d messages are not auditns.namespace/1 records (skipped)", c.Kafka.NamespacesTopic, reg.Bad))
-			}
-		}
-
-		var out consume.Output
-		switch outSpec.Kind {
-		case "stdout":
-			w := cmd.OutOrStdout()
-			out = consume.NewLineOutput(w, render.IsTerminal(w))
-		case "file":
-			fh, err := consume.OpenFile(outSpec.Arg)
-			if err != nil {
-				return badInput(err)
-			}
-			out = consume.NewLineOutput(fh, false)
-		case "kafka-topic":
-			out, err = cl.NewTopicOutput(ctx, consume.TopicOutputOptions{
-				Topic: outSpec.Arg, SourceTopic: c.Kafka.Topic, Create: c.Kafka.CreateTopics,
-				ReplicationFactor: c.Kafka.ReplicationFactor, Compression: c.Kafka.Compression,
-			})
-			if err != nil {
+			if reg, err = loadRegistry(ctx, cl, c.Kafka.NamespacesTopic, warn); err != nil {
 				return err
 			}
 		}
+		out, err := cl.OpenOutput(ctx, outSpec, cmd.OutOrStdout(), consume.TopicOutputOptions{
+			SourceTopic: c.Kafka.Topic, Create: c.Kafka.CreateTopics,
+			ReplicationFactor: c.Kafka.ReplicationFactor, Compression: c.Kafka.Compression,
+		})
+		if err != nil {
+			if outSpec.Kind == "file" {
+				return badInput(err)
+			}
+			return err
+		}
 
 		stats := &consume.ReplayStats{}
-		var unknownNS int64
-		quit, progressDone := make(chan struct{}), make(chan struct{})
+		stopProgress := func() {}
 		if !quiet {
-			go progress(stderr, stats, fromT, toT, quit, progressDone)
-		} else {
-			close(progressDone)
+			stopProgress = consume.ReportProgress(stderr, stats, fromT, toT)
 		}
-		var buf []byte
-		err = cl.Replay(ctx, consume.ReplayOptions{
+		unknownNS, err := cl.ReplayAnnotated(ctx, consume.ReplayOptions{
 			Topic: c.Kafka.Topic, From: fromT, To: toT, Window: window, ReadPast: readPast, Filter: flt,
-		}, stats, func(it *consume.Item) error {
-			var info *event.NSInfos
-			if reg != nil {
-				var missing int
-				if info, missing = reg.Annotate(it.Event); missing > 0 {
-					unknownNS++
-				}
-			}
-			buf = consume.AppendAnnotated(buf[:0], it.Msg.Value, it.Event, info)
-			return out.Write(it, buf)
-		})
-		interrupted := err != nil && ctx.Err() != nil
-		cerr := out.Close()
-		close(quit)
-		<-progressDone
+		}, reg, out, stats)
+		stopProgress()
 		if !quiet {
-			summary(stderr, stats, reg, unknownNS)
+			fmt.Fprintln(stderr, stats.Summary(reg, unknownNS))
 		}
-		switch {
-		case interrupted:
-			return fmt.Errorf("interrupted after %d events: the output is incomplete", stats.Emitted.Load())
-		case err != nil:
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
 			return topicErr("kafka.topic", err)
-		case cerr != nil:
-			return cerr
 		}
 		if l := stats.Late.Load(); l > 0 {
 			warn(fmt.Sprintf("%d events were out of time order by more than --window %v and were written late", l, window))
@@ -174,56 +137,18 @@ has run that long; a summary line at the end (-q: neither).`,
 	return cmd
 }
 
-// progress reports on w until quit is closed, then closes done: on a
-// terminal a line rewritten in place every 250 ms, otherwise a line every
-// 10 s (the first after 10 s).
-func progress(w io.Writer, s *consume.ReplayStats, from, to time.Time, quit <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	tty := render.IsTerminal(w)
-	every := 10 * time.Second
-	if tty {
-		every = 250 * time.Millisecond
+// loadRegistry reads the registry topic whole; a missing topic or records
+// that are not registry records are warnings, not errors.
+func loadRegistry(ctx context.Context, cl *consume.Client, topic string, warn func(string)) (*consume.Registry, error) {
+	reg, err := cl.LoadRegistry(ctx, topic)
+	switch {
+	case errors.Is(err, consume.ErrNoTopic):
+		warn(fmt.Sprintf("registry topic %s not found (kafka.namespaces_topic): events are not annotated", topic))
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("kafka.namespaces_topic: %w", err)
+	case reg.Bad > 0:
+		warn(fmt.Sprintf("registry topic %s: %d messages are not auditns.namespace/1 records (skipped)", topic, reg.Bad))
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-quit:
-			if tty {
-				fmt.Fprint(w, "\r\x1b[K")
-			}
-			return
-		case <-t.C:
-		}
-		if tty {
-			fmt.Fprintf(w, "\r\x1b[K%s", progressLine(s, from, to))
-		} else {
-			fmt.Fprintln(w, progressLine(s, from, to))
-		}
-	}
-}
-
-func progressLine(s *consume.ReplayStats, from, to time.Time) string {
-	pos := "-"
-	pct := 0.0
-	if ns := s.Position.Load(); ns != 0 {
-		p := time.Unix(0, ns)
-		pos = render.Time(p)
-		pct = 100 * float64(p.Sub(from)) / float64(to.Sub(from))
-	}
-	offs := 0.0
-	if total := s.OffsetsTotal.Load(); total > 0 {
-		offs = 100 * float64(s.OffsetsDone.Load()) / float64(total)
-	}
-	return fmt.Sprintf("replay: %d messages read, %d events written, %d duplicates; at %s: %.0f%% of the time range, %.0f%% of the messages",
-		s.Messages.Load(), s.Emitted.Load(), s.Duplicates.Load(), pos, pct, offs)
-}
-
-func summary(w io.Writer, s *consume.ReplayStats, reg *consume.Registry, unknownNS int64) {
-	fmt.Fprintf(w, "replay: %d events written from %d partitions; %d messages read, %d duplicates dropped, %d outside the range, %d filtered out, %d not events, %d late",
-		s.Emitted.Load(), s.Partitions.Load(), s.Messages.Load(), s.Duplicates.Load(), s.OutOfRange.Load(), s.Filtered.Load(), s.Undecodable.Load(), s.Late.Load())
-	if reg != nil {
-		fmt.Fprintf(w, "; registry: %d namespaces, %d events with a namespace it does not know", reg.Len(), unknownNS)
-	}
-	fmt.Fprintln(w)
+	return reg, nil
 }

@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
+	"maps"
 	"os"
-	"sort"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/auditns/auditns/internal/metrics"
 	"github.com/auditns/auditns/internal/netlink"
 )
 
@@ -33,13 +30,16 @@ func statusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			dv := daemonView(c.Metrics.Listen)
+			var dv *metrics.Status
+			if c.Metrics.Listen != "" {
+				dv = metrics.Scrape(c.Metrics.Listen, 2*time.Second)
+			}
 			if asJSON {
 				out := map[string]any{"kernel": ks}
 				if dv != nil {
 					out["daemon"] = dv
 				}
-				return json.NewEncoder(os.Stdout).Encode(out)
+				return writeJSON(cmd.OutOrStdout(), out)
 			}
 			enabled := map[uint32]string{0: "no", 1: "yes", 2: "yes (immutable until reboot)"}[ks.Enabled]
 			daemon := "none"
@@ -51,12 +51,13 @@ func statusCmd() *cobra.Command {
 			if ks.Rules < 0 {
 				rules = "unknown (needs CAP_AUDIT_CONTROL)"
 			}
-			fmt.Printf("kernel audit\n  enabled:            %s\n  audit daemon:       %s\n  rules loaded:       %s\n  lost:               %d\n  backlog:            %d of %d\n  rate limit:         %d/s\n  backlog wait time:  %d\n  failure mode:       %s\n",
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "kernel audit\n  enabled:            %s\n  audit daemon:       %s\n  rules loaded:       %s\n  lost:               %d\n  backlog:            %d of %d\n  rate limit:         %d/s\n  backlog wait time:  %d\n  failure mode:       %s\n",
 				enabled, daemon, rules, ks.Lost, ks.Backlog, ks.BacklogLimit, ks.RateLimit, ks.BacklogWaitTime, failure)
 			if dv != nil {
-				fmt.Printf("auditns daemon (%s)\n  health:             %s\n", dv.Endpoint, dv.Health)
-				for _, k := range sortedKeys(dv.Metrics) {
-					fmt.Printf("  %-34s %v\n", k+":", dv.Metrics[k])
+				fmt.Fprintf(w, "auditns daemon (%s)\n  health:             %s\n", escapeTerm(dv.Endpoint), escapeTerm(dv.Health))
+				for _, k := range slices.Sorted(maps.Keys(dv.Metrics)) {
+					fmt.Fprintf(w, "  %-34s %v\n", escapeTerm(k)+":", dv.Metrics[k])
 				}
 			}
 			return nil
@@ -68,58 +69,11 @@ func statusCmd() *cobra.Command {
 	return cmd
 }
 
-// daemonStatus is the running daemon's view, from its metrics endpoint.
-type daemonStatus struct {
-	Endpoint string             `json:"endpoint"`
-	Health   string             `json:"health"`
-	Metrics  map[string]float64 `json:"metrics,omitempty"`
-}
-
-func daemonView(addr string) *daemonStatus {
-	if addr == "" {
-		return nil
-	}
-	ds := &daemonStatus{Endpoint: addr}
-	cl := http.Client{Timeout: 2 * time.Second}
-	resp, err := cl.Get("http://" + addr + "/healthz")
-	if err != nil {
-		ds.Health = "not answering: " + err.Error()
-		return ds
-	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
-	ds.Health = strings.TrimSpace(string(b))
-	resp, err = cl.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return ds
-	}
-	defer resp.Body.Close()
-	ds.Metrics = map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 2 && strings.HasPrefix(f[0], "auditns_") && !strings.Contains(f[0], "{") && !strings.Contains(f[0], "_bucket") {
-			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
-				ds.Metrics[strings.TrimPrefix(f[0], "auditns_")] = v
-			}
-		}
-	}
-	return ds
-}
-
-func sortedKeys(m map[string]float64) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
+// comm is the name of pid's program, escaped: the program chose it.
 func comm(pid uint32) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	if err != nil {
 		return "not running"
 	}
-	return string(b[:len(b)-1])
+	return escapeTerm(strings.TrimSuffix(string(b), "\n"))
 }

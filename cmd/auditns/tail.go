@@ -99,7 +99,7 @@ all match; loss events always pass. Ctrl-C or SIGTERM ends with status 0.`,
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		stderr := cmd.ErrOrStderr()
-		warn := func(s string) { fmt.Fprintln(stderr, "auditns tail:", render.Escape(nil, s)) }
+		warn := func(s string) { fmt.Fprintln(stderr, "auditns tail:", escapeTerm(s)) }
 		c, f, cl, err := dialKafka(ctx, cmd, file, spec, warn)
 		if err != nil {
 			if ctx.Err() != nil {

@@ -89,8 +89,8 @@ func FromConfig(c config.Kafka) (Options, error) {
 type Client struct {
 	opts      Options
 	transport *kafka.Transport
-	kc        *kafka.Client
 	addr      net.Addr
+	kc        *kafka.Client
 }
 
 // Message is one Kafka message.
@@ -182,12 +182,6 @@ func (c *Client) Close() {
 
 // Brokers returns the bootstrap brokers.
 func (c *Client) Brokers() []string { return c.opts.Brokers }
-
-// Transport returns the Transport (TLS and SASL included), for a Writer.
-func (c *Client) Transport() *kafka.Transport { return c.transport }
-
-// Addr returns the bootstrap address.
-func (c *Client) Addr() net.Addr { return c.addr }
 
 // ErrNoTopic wraps the error of Partitions for a topic that does not exist.
 var ErrNoTopic = errors.New("topic does not exist")

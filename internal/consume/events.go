@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/filter"
@@ -103,6 +104,23 @@ type FollowStats struct {
 	Messages, Duplicates, Undecodable, Filtered, Delivered atomic.Int64
 }
 
+// followFrom returns the offset of each partition to follow from: the
+// first message stamped at or after since, or, since zero, the end.
+func (c *Client) followFrom(ctx context.Context, topic string, parts []int, since time.Time) (map[int]int64, error) {
+	if !since.IsZero() {
+		return c.OffsetsAt(ctx, topic, parts, since)
+	}
+	b, err := c.Bounds(ctx, topic, parts)
+	if err != nil {
+		return nil, err
+	}
+	start := make(map[int]int64, len(b))
+	for p, x := range b {
+		start[p] = x.Last
+	}
+	return start, nil
+}
+
 // Follow reads every partition of the topic live and calls fn, from one
 // goroutine, for each event that passes the filter and was not seen
 // before, in arrival order (per partition: offset order). It returns when
@@ -122,29 +140,24 @@ func (c *Client) Follow(ctx context.Context, o FollowOptions, stats *FollowStats
 	if err != nil {
 		return err
 	}
-	var start map[int]int64
-	if o.Since.IsZero() {
-		b, err := c.Bounds(ctx, o.Topic, parts)
-		if err != nil {
-			return err
-		}
-		start = make(map[int]int64, len(b))
-		for p, x := range b {
-			start[p] = x.Last
-		}
-	} else if start, err = c.OffsetsAt(ctx, o.Topic, parts, o.Since); err != nil {
+	start, err := c.followFrom(ctx, o.Topic, parts, o.Since)
+	if err != nil {
 		return err
 	}
 
 	if o.Started != nil {
 		o.Started(len(parts))
 	}
-	g := newGroup(ctx)
+	// cancel ends the readers when fn stops the loop; g cancels gctx on the
+	// first reader error.
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(gctx)
 	items := make(chan *Item, 1024)
 	undecodable := atomic.Bool{}
 	reader := func(p int, from int64) func() error {
 		return func() error {
-			err := c.readPartition(g.ctx, o.Topic, p, from, -1, func(m *Message) error {
+			err := c.readPartition(gctx, o.Topic, p, from, -1, func(m *Message) error {
 				stats.Messages.Add(1)
 				it, err := decode(m)
 				if err != nil {
@@ -161,11 +174,11 @@ func (c *Client) Follow(ctx context.Context, o FollowOptions, stats *FollowStats
 				select {
 				case items <- it:
 					return nil
-				case <-g.ctx.Done():
-					return g.ctx.Err()
+				case <-gctx.Done():
+					return gctx.Err()
 				}
 			}, nil)
-			if g.ctx.Err() != nil {
+			if gctx.Err() != nil {
 				return nil // ended by ctx or by another goroutine's error
 			}
 			return err
@@ -181,11 +194,11 @@ func (c *Client) Follow(ctx context.Context, o FollowOptions, stats *FollowStats
 		defer t.Stop()
 		for {
 			select {
-			case <-g.ctx.Done():
+			case <-gctx.Done():
 				return nil
 			case <-t.C:
 			}
-			now, err := c.Partitions(g.ctx, o.Topic)
+			now, err := c.Partitions(gctx, o.Topic)
 			if err != nil {
 				continue // reported by the readers if it lasts
 			}
@@ -212,11 +225,11 @@ loop:
 			if fnErr = fn(it); fnErr != nil {
 				break loop
 			}
-		case <-g.ctx.Done():
+		case <-gctx.Done():
 			break loop
 		}
 	}
-	g.cancel()
+	cancel()
 	werr := g.Wait()
 	switch {
 	case fnErr != nil:

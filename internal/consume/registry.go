@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/serial"
 )
@@ -50,8 +52,7 @@ func (c *Client) LoadRegistry(ctx context.Context, topic string) (*Registry, err
 	}
 	reg := &Registry{recs: make(map[string]*event.NSInfo)}
 	var mu sync.Mutex
-	g := newGroup(ctx)
-	gctx := g.ctx
+	g, gctx := errgroup.WithContext(ctx)
 	for _, p := range parts {
 		b := bounds[p]
 		if b.First >= b.Last {

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/auditns/auditns/internal/filter"
 )
 
@@ -114,7 +116,9 @@ func (c *Client) Replay(ctx context.Context, o ReplayOptions, stats *ReplayStats
 		return err
 	}
 
-	g := newGroup(ctx)
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(gctx)
 	var streams []*partStream
 	for _, p := range parts {
 		start, end := starts[p], ends[p]
@@ -128,7 +132,7 @@ func (c *Client) Replay(ctx context.Context, o ReplayOptions, stats *ReplayStats
 		g.Go(func() error {
 			defer close(s.ch)
 			done := start
-			err := c.readPartition(g.ctx, o.Topic, p, start, end, func(m *Message) error {
+			err := c.readPartition(gctx, o.Topic, p, start, end, func(m *Message) error {
 				stats.Messages.Add(1)
 				it, err := decode(m)
 				switch {
@@ -145,23 +149,23 @@ func (c *Client) Replay(ctx context.Context, o ReplayOptions, stats *ReplayStats
 				select {
 				case s.ch <- it:
 					return nil
-				case <-g.ctx.Done():
-					return g.ctx.Err()
+				case <-gctx.Done():
+					return gctx.Err()
 				}
 			}, func(next int64) {
 				stats.OffsetsDone.Add(min(next, end) - done)
 				done = min(next, end)
 			})
-			if err != nil && g.ctx.Err() == nil {
+			if err != nil && gctx.Err() == nil {
 				return fmt.Errorf("%s partition %d: %w", o.Topic, p, err)
 			}
 			return nil
 		})
 	}
 
-	err = merge(g.ctx, streams, o, stats, fn)
+	err = merge(gctx, streams, o, stats, fn)
 	if err != nil {
-		g.cancel()
+		cancel()
 	}
 	werr := g.Wait()
 	switch {

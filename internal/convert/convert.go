@@ -28,6 +28,7 @@ import (
 	"github.com/auditns/auditns/internal/enrich"
 	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/record"
+	"github.com/auditns/auditns/internal/render"
 )
 
 // Options configure Convert.
@@ -188,7 +189,8 @@ func (c *converter) emit(s *stream, recs []record.Record) {
 func (c *converter) malformed(line int, why string) {
 	c.stats.Malformed++
 	if c.stats.Malformed <= c.opts.MaxReports {
-		fmt.Fprintf(c.opts.Errors, "convert: line %d: %s\n", line, why)
+		// why may quote the line, which is untrusted text.
+		fmt.Fprintf(c.opts.Errors, "convert: line %d: %s\n", line, render.Escape(nil, why))
 	}
 }
 
@@ -269,7 +271,7 @@ func recordType(name string) (uint16, error) {
 		return uint16(n), nil
 	}
 	t, err := auparse.GetAuditMessageType(name)
-	if err != nil || t > 0xffff {
+	if err != nil {
 		return 0, fmt.Errorf("unknown record type %q", name)
 	}
 	return uint16(t), nil

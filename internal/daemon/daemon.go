@@ -341,9 +341,6 @@ func (d *Daemon) Metrics() *metrics.Server { return d.metrics }
 // Pipeline is the running pipeline (stats, tests).
 func (d *Daemon) Pipeline() *pipeline.Pipeline { return d.pipe }
 
-// Registry is the namespace registry, nil when namespaces are off.
-func (d *Daemon) Registry() *serial.Registry { return d.reg }
-
 // Run processes events until ctx is done, reopening a file sink on SIGHUP,
 // then shuts down: the kernel connection first (rules removed, audit pid
 // released), then the sink is flushed within shutdownTimeout.

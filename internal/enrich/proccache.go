@@ -6,9 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -74,8 +74,7 @@ type procCache struct {
 	done     chan struct{}
 	bootWall time.Time
 
-	hits, misses atomic.Uint64
-	buf          []byte
+	buf []byte
 
 	// forChildren remembers, per parent pid, the unshare/setns that gave
 	// its future children new pid or time namespaces, so that the creator
@@ -202,12 +201,6 @@ func (c *procCache) close() error {
 	return nil
 }
 
-func (c *procCache) stats() (uint64, uint64, int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.hits.Load(), c.misses.Load(), len(c.entries)
-}
-
 // annotate sets ev.NS, ev.NSSrc and ev.Container for the subject pid.
 func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSChange) {
 	if change != nil && change.Op == "clone" {
@@ -223,7 +216,6 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 	if change == nil && e != nil && e.pidfd >= 0 && (ppid == 0 || e.ppid == ppid) {
 		if e.watched {
 			c.mu.Unlock()
-			c.hits.Add(1)
 			ev.NS, ev.Container, ev.NSSrc = e.ns, e.container, srcObserved
 			return
 		}
@@ -231,7 +223,6 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 		if !exited(e.pidfd) {
 			c.watchLocked(e)
 			c.mu.Unlock()
-			c.hits.Add(1)
 			ev.NS, ev.Container, ev.NSSrc = e.ns, e.container, srcObserved
 			return
 		}
@@ -242,7 +233,6 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 	} else {
 		c.mu.Unlock()
 	}
-	c.misses.Add(1)
 
 	op := ""
 	if change != nil {
@@ -291,7 +281,7 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 			cp := *ns
 			for i, t := range event.NSTypes {
 				for _, ct := range change.Types {
-					if ct == t && !contains(change.ChildrenOnly, t) {
+					if ct == t && !slices.Contains(change.ChildrenOnly, t) {
 						*cp.At(i) = event.NSRef{}
 					}
 				}
@@ -556,13 +546,4 @@ func diffTypes(a, b *event.NS) []string {
 		}
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -250,9 +250,6 @@ func (c *Conn) Initial() libaudit.AuditStatus { return *c.initial }
 // RulesLoaded is how many rules Conn loaded (including its own).
 func (c *Conn) RulesLoaded() int { return len(c.added) }
 
-// Mode is the connection's mode.
-func (c *Conn) Mode() Mode { return c.opts.Mode }
-
 // Status asks the kernel for its audit status on a separate control socket,
 // so it is safe while the reader runs.
 func (c *Conn) Status() (*libaudit.AuditStatus, error) {

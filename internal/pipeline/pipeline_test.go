@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-
 	"bytes"
 	"context"
 	"encoding/json"

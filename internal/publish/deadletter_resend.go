@@ -114,9 +114,7 @@ func ResendDeadLetters(ctx context.Context, opts KafkaOptions) (ResendResult, er
 			for _, i := range from {
 				kept = append(kept, batch[i])
 			}
-			for _, line := range lines[start+len(batch):] {
-				kept = append(kept, line)
-			}
+			kept = append(kept, lines[start+len(batch):]...)
 			res.Kept = len(kept)
 			if werr := putBack(o.DeadLetterPath, work, kept); werr != nil {
 				return res, errors.Join(err, werr)

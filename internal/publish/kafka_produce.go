@@ -11,13 +11,13 @@ import (
 )
 
 // The sink produces with kafka-go's Client.Produce, one request per
-// topic-partition, instead of through a kafka.Writer: the Writer's
-// per-message metadata lookups, Message copies, and goroutine and timer per
-// batch cost more than the requests, and it sends a partition's batch only
-// with every other partition's of the same call, so one partition without a
-// leader would hold them all. The forwarder keeps one queue per partition
-// (see lane), and the records are encoded straight from the spool records
-// they alias.
+// topic-partition, so that a partition without a leader holds back only
+// its own messages, and so that the records are encoded straight from the
+// spool records they alias. kafka-go's Writer cannot do either: it sends a
+// partition's batch only with every other partition's of the same call,
+// and it copies each Message and looks up metadata, starts a goroutine and
+// a timer per batch. The forwarder keeps one queue per partition (see
+// lane).
 
 // Header keys, in the order they are sent.
 const (

@@ -262,30 +262,7 @@ func Line(dst []byte, e *event.Event, color bool) []byte {
 		l.word(e.Event.Action)
 	}
 	if p := e.Process; p != nil {
-		if p.Executable != "" {
-			l.kv("exe", p.Executable)
-		} else if p.Name != "" {
-			l.kv("comm", p.Name)
-		}
-		switch {
-		case len(p.Args) > 0:
-			l.sp()
-			l.b = append(l.b, "argv=["...)
-			for i, a := range p.Args {
-				if i > 0 {
-					l.b = append(l.b, ' ')
-				}
-				l.b = appendValue(l.b, a, true)
-			}
-			if p.ArgsCount > len(p.Args) {
-				l.b = append(l.b, " ...("...)
-				l.b = strconv.AppendInt(l.b, int64(p.ArgsCount-len(p.Args)), 10)
-				l.b = append(l.b, " more)"...)
-			}
-			l.b = append(l.b, ']')
-		case p.Title != "":
-			l.kv("title", p.Title)
-		}
+		l.program(p)
 	}
 	if f := e.File; f != nil && f.Path != "" {
 		l.kv("path", f.Path)
@@ -303,31 +280,69 @@ func Line(dst []byte, e *event.Event, color bool) []byte {
 		l.kv("msg", e.Message)
 	}
 	if o := e.Event.Outcome; o != "" {
-		l.sp()
-		switch o {
-		case "success":
-			l.on(sgrGreen)
-		case "failure":
-			l.on(sgrRed)
-		default:
-			l.on(sgrYellow)
-		}
-		l.b = Escape(l.b, o)
-		l.off()
+		l.outcome(o)
 	}
 	if len(e.Tags) > 0 {
-		l.sp()
-		l.on(sgrCyan)
-		l.b = append(l.b, "keys="...)
-		for i, t := range e.Tags {
-			if i > 0 {
-				l.b = append(l.b, ',')
-			}
-			l.b = appendValue(l.b, t, false)
-		}
-		l.off()
+		l.keys(e.Tags)
 	}
 	return l.end()
+}
+
+// program writes p's exe (or comm) and its argv (or title).
+func (l *line) program(p *event.Process) {
+	if p.Executable != "" {
+		l.kv("exe", p.Executable)
+	} else if p.Name != "" {
+		l.kv("comm", p.Name)
+	}
+	switch {
+	case len(p.Args) > 0:
+		l.sp()
+		l.b = append(l.b, "argv=["...)
+		for i, a := range p.Args {
+			if i > 0 {
+				l.b = append(l.b, ' ')
+			}
+			l.b = appendValue(l.b, a, true)
+		}
+		if p.ArgsCount > len(p.Args) {
+			l.b = append(l.b, " ...("...)
+			l.b = strconv.AppendInt(l.b, int64(p.ArgsCount-len(p.Args)), 10)
+			l.b = append(l.b, " more)"...)
+		}
+		l.b = append(l.b, ']')
+	case p.Title != "":
+		l.kv("title", p.Title)
+	}
+}
+
+// outcome writes o, coloured by what it says.
+func (l *line) outcome(o string) {
+	l.sp()
+	switch o {
+	case "success":
+		l.on(sgrGreen)
+	case "failure":
+		l.on(sgrRed)
+	default:
+		l.on(sgrYellow)
+	}
+	l.b = Escape(l.b, o)
+	l.off()
+}
+
+// keys writes the rule keys (tags).
+func (l *line) keys(tags []string) {
+	l.sp()
+	l.on(sgrCyan)
+	l.b = append(l.b, "keys="...)
+	for i, t := range tags {
+		if i > 0 {
+			l.b = append(l.b, ',')
+		}
+		l.b = appendValue(l.b, t, false)
+	}
+	l.off()
 }
 
 func (l *line) end() []byte { return append(l.b, '\n') }

@@ -176,16 +176,6 @@ func parseStartTime(b []byte) (uint64, error) {
 	return 0, errors.New("malformed stat")
 }
 
-// pidStartTime reads the start time of pid by path (slow path).
-func pidStartTime(procRoot string, pid int) (uint64, error) {
-	pfd, err := openPidDir(procRoot, pid)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(pfd)
-	return readStartTime(pfd)
-}
-
 // devString renders st_dev as "major:minor".
 func devString(dev uint64) string {
 	return strconv.FormatUint(uint64(unix.Major(dev)), 10) + ":" + strconv.FormatUint(uint64(unix.Minor(dev)), 10)

@@ -40,36 +40,7 @@ func (r *Registry) Observe(pid int, ev Cause) (Set, error) {
 	var keys [NumTypes]nsKey
 	var fds [NumTypes]int
 	var ents [NumTypes]*entry
-	var have TypeMask
-	var firstErr error
-	for _, t := range Types {
-		fds[t] = -1
-		if r.method == IDKernel {
-			fd, err := openNS(pfd, nsRel[t])
-			if err != nil {
-				firstErr = cmpErr(firstErr, err)
-				continue
-			}
-			id, err := nsID(fd)
-			if err != nil {
-				unix.Close(fd)
-				firstErr = cmpErr(firstErr, err)
-				continue
-			}
-			fds[t] = fd
-			keys[t] = nsKey{t, id, 0}
-		} else {
-			// The pin guarantees that a known inode is still the same
-			// namespace, so a readlink is enough to recognise it.
-			ino, err := readlinkNS(pfd, nsRel[t])
-			if err != nil {
-				firstErr = cmpErr(firstErr, err)
-				continue
-			}
-			keys[t] = nsKey{t, r.nsfsDev, ino}
-		}
-		have |= 1 << t
-	}
+	have, firstErr := r.readKeys(pfd, &keys, &fds)
 
 	// Phase 2, locked: look up.
 	misses := false
@@ -147,6 +118,42 @@ func (r *Registry) Observe(pid int, ev Cause) (Set, error) {
 	}
 
 	return r.finish(pid, &ents, misses, firstErr)
+}
+
+// readKeys reads the key of each namespace of the process whose /proc
+// directory is pfd into keys, and returns the types it could read and the
+// first error. With kernel ids the namespace's fd stays open in fds (the
+// slow path registers from it); fds is -1 elsewhere.
+func (r *Registry) readKeys(pfd int, keys *[NumTypes]nsKey, fds *[NumTypes]int) (have TypeMask, firstErr error) {
+	for _, t := range Types {
+		fds[t] = -1
+		if r.method == IDKernel {
+			fd, err := openNS(pfd, nsRel[t])
+			if err != nil {
+				firstErr = cmpErr(firstErr, err)
+				continue
+			}
+			id, err := nsID(fd)
+			if err != nil {
+				unix.Close(fd)
+				firstErr = cmpErr(firstErr, err)
+				continue
+			}
+			fds[t] = fd
+			keys[t] = nsKey{t, id, 0}
+		} else {
+			// The pin guarantees that a known inode is still the same
+			// namespace, so a readlink is enough to recognise it.
+			ino, err := readlinkNS(pfd, nsRel[t])
+			if err != nil {
+				firstErr = cmpErr(firstErr, err)
+				continue
+			}
+			keys[t] = nsKey{t, r.nsfsDev, ino}
+		}
+		have |= 1 << t
+	}
+	return have, firstErr
 }
 
 // finish waits until the records of ents are durable (and delivered, with

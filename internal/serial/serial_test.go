@@ -232,8 +232,7 @@ func TestOnRecordOrdering(t *testing.T) {
 	var mu sync.Mutex
 	delivered := map[uint64]bool{}
 	var bad []string
-	var r testReg
-	r = openReg(t, dir, "", func(o *Options) {
+	r := openReg(t, dir, "", func(o *Options) {
 		o.OnRecord = func(rec *Record) {
 			recs, err := LoadBoot(dir, rec.Host.BootID)
 			found := false

@@ -5,6 +5,8 @@
 #
 #   scripts/tools/build.sh promtool   # promtool check rules (packaging/prometheus)
 #   scripts/tools/build.sh compose    # docker compose config (docker-compose.yml)
+#   scripts/tools/build.sh staticcheck  # staticcheck ./... (scripts/test.sh)
+#   scripts/tools/build.sh deadcode     # deadcode -test ./... (scripts/test.sh)
 #
 # systemd-analyze comes from Debian's systemd package (.ci/run installs it).
 set -euo pipefail
@@ -13,6 +15,10 @@ cd "$(dirname "$0")/../.."
 # Prometheus tags its Go module v0.<minor>.<patch> for release 3.<minor>.<patch>.
 PROMETHEUS_MODULE_VERSION=v0.316.0
 COMPOSE_VERSION=v5.6.0
+# staticcheck's module version v0.8.2 is its release 2026.2.2; a release
+# reads the Go versions out when it was made, so it moves with go.mod's go line.
+STATICCHECK_VERSION=v0.8.2
+XTOOLS_VERSION=v0.52.0
 
 cache=${AUDITNS_TOOLS_DIR:-$PWD/.cache/tools}
 
@@ -43,8 +49,26 @@ compose)
 	fi
 	echo "$dir/docker-compose"
 	;;
+staticcheck)
+	dir=$cache/staticcheck-$STATICCHECK_VERSION
+	if [ ! -x "$dir/staticcheck" ]; then
+		echo "building staticcheck $STATICCHECK_VERSION into $dir (once)" >&2
+		mkdir -p "$dir"
+		GOFLAGS=-trimpath GOBIN="$dir" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" >&2
+	fi
+	echo "$dir/staticcheck"
+	;;
+deadcode)
+	dir=$cache/deadcode-$XTOOLS_VERSION
+	if [ ! -x "$dir/deadcode" ]; then
+		echo "building deadcode $XTOOLS_VERSION into $dir (once)" >&2
+		mkdir -p "$dir"
+		GOFLAGS=-trimpath GOBIN="$dir" go install "golang.org/x/tools/cmd/deadcode@$XTOOLS_VERSION" >&2
+	fi
+	echo "$dir/deadcode"
+	;;
 *)
-	echo "usage: $0 promtool|compose" >&2
+	echo "usage: $0 promtool|compose|staticcheck|deadcode" >&2
 	exit 2
 	;;
 esac
