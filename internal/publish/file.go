@@ -19,6 +19,7 @@ const (
 	LinesBufferBytes  = 8 << 20
 	LinesReserveBytes = 1 << 20
 	linesWriteAt      = 256 << 10 // a buffer this full is written at once
+	linesKeepBytes    = 2 << 20   // the buffer kept between writes, at most
 )
 
 // Lines writes one JSON object per line to a writer: standard output, or a
@@ -129,8 +130,11 @@ func (l *Lines) flushLocked() {
 	n, err := l.w.Write(l.buf)
 	if err == nil && n == len(l.buf) {
 		l.failing = nil
-		if cap(l.buf) > 2*linesWriteAt {
-			l.buf = nil // a backlog grew it; give the memory back
+		// A pipeline batch (up to 512 events) fills a few hundred KiB:
+		// keep what that needs, or every batch grows the buffer again; a
+		// backlog that grew it past keepBytes gives the memory back.
+		if cap(l.buf) > linesKeepBytes {
+			l.buf = nil
 		} else {
 			l.buf = l.buf[:0]
 		}
