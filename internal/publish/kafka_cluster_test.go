@@ -88,6 +88,19 @@ func (c *cluster) alive(node int) []string {
 
 // partitions reads topic's partitions from a live broker, without a cache.
 func (c *cluster) partitions(ctx context.Context, topic string, except int) ([]kafka.Partition, error) {
+	// A topic just created is not known to every broker at once: ask
+	// again for a while.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ps, err := c.partitionsOnce(ctx, topic, except)
+		if err == nil || time.Now().After(deadline) {
+			return ps, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (c *cluster) partitionsOnce(ctx context.Context, topic string, except int) ([]kafka.Partition, error) {
 	var last error
 	for _, b := range c.alive(except) {
 		conn, err := (&kafka.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", b)
