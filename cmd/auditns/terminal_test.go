@@ -71,7 +71,7 @@ func openPTY(t *testing.T) (*os.File, func() string) {
 	t.Helper()
 	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
+		testenv.Missing(t, testenv.RequireKernelVar, "no pseudo-terminal: "+err.Error())
 	}
 	fd := int(ptmx.Fd())
 	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
@@ -130,7 +130,7 @@ func runNS(asJSON bool) func(t *testing.T, tty *os.File, read func() string) []s
 		}
 		if reg.Method() != serial.IDKernel {
 			reg.Close()
-			t.Skip("the registry needs kernel namespace ids here (Linux >= 6.18) to register a namespace by id")
+			testenv.Missing(t, testenv.RequireKernelVar, "the registry needs kernel namespace ids (Linux >= 6.18) to register a namespace by id")
 		}
 		var k serial.KnownSet
 		k.NS[serial.UTS] = serial.Known{ID: 1 << 62, Inum: 4026599999}

@@ -284,16 +284,3 @@ func TestNoFalseGapsUnderStorms(t *testing.T) {
 		t.Fatalf("generated − delivered = %d, more than the loss events' %d", generated-len(ty.keyed), ty.lossSum)
 	}
 }
-
-func TestQuietHostOthersProbe(t *testing.T) {
-	if os.Getenv("AUDITNS_E2E_PROBE") == "" {
-		t.Skip("probe")
-	}
-	requireKernel(t)
-	dir := t.TempDir()
-	r := start(t, getppidRuleYAML(t, dir, "probe"))
-	time.Sleep(20 * time.Second)
-	r.stop(t)
-	ty := readTally(t, "probe", r.out)
-	t.Logf("others in 20 s: %v", ty.others)
-}
