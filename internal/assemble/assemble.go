@@ -23,6 +23,7 @@ package assemble
 import (
 	"bytes"
 	"log/slog"
+	"math/bits"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -92,7 +93,7 @@ type Assembler struct {
 	max           int
 	timeout       int64
 	track         seqTracker
-	awaitEOE      queue[awaiting] // events emitted on their PROCTITLE, whose EOE is due
+	awaiting      queue[awaiting] // emitted SYSCALL events whose PROCTITLE or EOE is still due
 	droppedEvents queue[droppedEvent]
 	report        func(from, to uint32)
 	first         uint32 // the first number pushed
@@ -184,7 +185,7 @@ func (a *Assembler) Push(typ uint16, data []byte) {
 		} else if a.track.isDropped(h.Seq) {
 			a.discard(h.Seq, kindEOE)
 		} else {
-			a.ended(h.Seq)
+			a.came(h.Seq, kindEOE)
 		}
 		a.cleanup()
 		return
@@ -387,7 +388,7 @@ func (a *Assembler) Flush() { a.FlushAt(a.now()) }
 func (a *Assembler) FlushAt(now time.Time) {
 	a.clock = int64(now.Sub(a.base))
 	a.cleanup()
-	a.expireEOE()
+	a.expireAwaiting()
 	a.expireDropped()
 	a.track.settle(a.clock, a.timeout, a.report)
 }
@@ -403,7 +404,7 @@ func (a *Assembler) Close() {
 		a.events = a.events[:len(a.events)-1]
 		a.done(p)
 	}
-	a.awaitEOE = queue[awaiting]{}
+	a.awaiting = queue[awaiting]{}
 	a.droppedEvents = queue[droppedEvent]{}
 	a.track.finish(a.report)
 }
@@ -459,7 +460,9 @@ func (a *Assembler) Drop(recs []DroppedRecord) {
 			a.discard(seq, kinds)
 			continue
 		}
-		if a.unawait(seq) || a.track.isSeen(seq) {
+		if a.track.isSeen(seq) {
+			// Its event was emitted: what it still awaited was not cut.
+			a.came(seq, kinds)
 			continue
 		}
 		a.track.markDropped(seq, a.clock, a.report)
@@ -580,35 +583,42 @@ func (a *Assembler) reportGap(from, to uint32) {
 	}
 }
 
-// awaiting is an event emitted on its PROCTITLE whose EOE is still due.
+// awaiting is an emitted SYSCALL event whose PROCTITLE or EOE has not
+// come: an event is emitted on its PROCTITLE before its EOE, and an event
+// held past the in-flight limit before the rest of its records, some of
+// which auditns's reader may have dropped (named in a marker that comes
+// with the next batch). What has neither come nor been named dropped
+// within a window was cut by the kernel.
 type awaiting struct {
-	seq    uint32
-	expire int64
+	seq     uint32
+	missing uint8 // kinds
+	expire  int64
 }
 
-// ended takes note of an EOE whose event was emitted already.
-func (a *Assembler) ended(seq uint32) { a.unawait(seq) }
-
-// unawait forgets seq's due EOE; it reports whether one was due. EOEs
-// follow their PROCTITLE at once: the search from the newest is short.
-func (a *Assembler) unawait(seq uint32) bool {
-	items := a.awaitEOE.items()
+// came takes note of records of kinds for seq, whose event was emitted
+// already: they came late, or auditns's reader dropped them; either way
+// the kernel did not cut them. Records of an emitted event come soon
+// after it: the search from the newest is short.
+func (a *Assembler) came(seq uint32, kinds uint8) {
+	items := a.awaiting.items()
 	for i := len(items) - 1; i >= 0; i-- {
-		if items[i].seq == seq {
-			copy(items[1:i+1], items[:i])
-			a.awaitEOE.popFront()
-			return true
+		if items[i].seq != seq {
+			continue
 		}
+		if items[i].missing &^= kinds; items[i].missing == 0 {
+			copy(items[1:i+1], items[:i])
+			a.awaiting.popFront()
+		}
+		return
 	}
-	return false
 }
 
-// expireEOE counts the EOEs that did not come within the window.
-func (a *Assembler) expireEOE() {
+// expireAwaiting counts the records that did not come within the window.
+func (a *Assembler) expireAwaiting() {
 	n := 0
-	for a.awaitEOE.len() > 0 && a.clock > a.awaitEOE.front().expire {
-		a.awaitEOE.popFront()
-		n++
+	for a.awaiting.len() > 0 && a.clock > a.awaiting.front().expire {
+		n += bits.OnesCount8(a.awaiting.front().missing)
+		a.awaiting.popFront()
 	}
 	a.partial(n)
 }
@@ -654,13 +664,11 @@ func (a *Assembler) done(p *pending) {
 	a.free = append(a.free, p)
 }
 
-// accountRecords counts the records the kernel cut from a SYSCALL event:
-// every one ends with a PROCTITLE and an EOE. An EOE due after a PROCTITLE
-// that completed the event is awaited for one window.
+// accountRecords notes the records a SYSCALL event was emitted without:
+// every one ends with a PROCTITLE and an EOE. What the event lacks and
+// auditns did not drop is awaited for one window before it is counted as
+// cut by the kernel (expireAwaiting).
 func (a *Assembler) accountRecords(p *pending) {
-	if p.late || p.recs[0].typ != typeSyscall {
-		return
-	}
 	kinds := p.dropped
 	for i := range p.recs {
 		kinds |= kindOf(p.recs[i].typ)
@@ -668,16 +676,13 @@ func (a *Assembler) accountRecords(p *pending) {
 	if p.ended {
 		kinds |= kindEOE
 	}
-	missing := 0
-	if kinds&kindTitle == 0 {
-		missing++
+	if p.late || p.recs[0].typ != typeSyscall {
+		// Records that came after their event left (or a record of an
+		// event that has no SYSCALL): none of them was cut.
+		a.came(p.seq, kinds)
+		return
 	}
-	if kinds&kindEOE == 0 {
-		if kinds&kindTitle != 0 && p.complete {
-			a.awaitEOE.pushBack(awaiting{seq: p.seq, expire: a.clock + a.timeout})
-		} else {
-			missing++
-		}
+	if missing := (kindTitle | kindEOE) &^ kinds; missing != 0 {
+		a.awaiting.pushBack(awaiting{seq: p.seq, missing: missing, expire: a.clock + a.timeout})
 	}
-	a.partial(missing)
 }

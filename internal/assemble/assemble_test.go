@@ -416,8 +416,8 @@ func TestDroppedRecordsCountEventsOnce(t *testing.T) {
 }
 
 // The records the kernel cut from SYSCALL events that arrived: a missing
-// PROCTITLE and EOE count 2, a missing EOE after the PROCTITLE counts 1
-// once the window has passed, a whole event 0.
+// PROCTITLE and EOE count 2, a missing EOE after the PROCTITLE counts 1,
+// each once a window has passed after the event left; a whole event 0.
 func TestPartialSyscallEventsCounted(t *testing.T) {
 	var partial int
 	a, _ := newCollect(Options{Timeout: time.Second, OnPartial: func(n int) { partial += n }})
@@ -429,13 +429,37 @@ func TestPartialSyscallEventsCounted(t *testing.T) {
 	push(a, 33, 1300, 1327) // EOE late, within the window
 	a.FlushAt(t0.Add(500 * time.Millisecond))
 	push(a, 33, 1320)
-	a.FlushAt(t0.Add(3 * time.Second)) // 31 and 32 leave: 2, and 32's EOE is due
-	if partial != 2 {
-		t.Fatalf("partial %d, want 2", partial)
+	a.FlushAt(t0.Add(3 * time.Second)) // 31 and 32 leave, their records due
+	if partial != 0 {
+		t.Fatalf("partial %d before the window after the events left, want 0", partial)
 	}
 	a.FlushAt(t0.Add(5 * time.Second))
 	if partial != 3 {
 		t.Fatalf("partial %d, want 3", partial)
+	}
+}
+
+// An event pushed out by the in-flight limit before the rest of its records
+// came: records that come later, or that the reader names dropped in the
+// next batch's marker, are not taken for records the kernel cut; only what
+// neither came nor was dropped within the window is.
+func TestEventLeftEarlyIsNotCountedCut(t *testing.T) {
+	var partial int
+	a, c := newCollect(Options{Timeout: time.Second, MaxInFlight: 2, OnPartial: func(n int) { partial += n }})
+	t0 := a.base.Add(time.Hour)
+	a.FlushAt(t0)
+	push(a, 40, 1300) // the reader dropped 40's tail
+	push(a, 41, 1300) // 41's PROCTITLE comes late; the kernel cut its EOE
+	push(a, 42, 1300) // the kernel cut 42's tail
+	push(a, 43, 1300) // three in flight: 40 leaves
+	push(a, 44, 1300) // 41 leaves
+	a.Drop([]DroppedRecord{{40, 1327}, {40, 1320}})
+	push(a, 41, 1327)
+	a.FlushAt(t0.Add(3 * time.Second)) // 42, 43 and 44 time out
+	a.FlushAt(t0.Add(5 * time.Second))
+	// 41: EOE; 42, 43, 44: PROCTITLE and EOE.
+	if partial != 7 {
+		t.Fatalf("partial %d, want 7 (events %d)", partial, len(c.events))
 	}
 }
 
