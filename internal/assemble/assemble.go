@@ -30,13 +30,20 @@ import (
 	"github.com/auditns/auditns/internal/record"
 )
 
+// Defaults of Options (and of the configuration keys audit.max_in_flight and
+// audit.reassembly_timeout). auditd's own reassembly timeout is 2s too.
+const (
+	DefaultMaxInFlight = 1024
+	DefaultTimeout     = 2 * time.Second
+)
+
 // Options configure an Assembler.
 type Options struct {
 	// MaxInFlight is how many incomplete events are held at once; past it
-	// the oldest is emitted as it is. Default 1024.
+	// the oldest is emitted as it is. Default DefaultMaxInFlight.
 	MaxInFlight int
 	// Timeout is how long an event waits for its end (EOE) before it is
-	// emitted as it is. Default 2s (auditd's own is 2s too).
+	// emitted as it is. Default DefaultTimeout.
 	Timeout time.Duration
 	// Logger receives malformed-record warnings (rate-limited by count).
 	Logger *slog.Logger
@@ -144,10 +151,10 @@ type pendingRec struct {
 // their fields belong to the Assembler: they are valid until emit returns.
 func New(opts Options, emit func(recs []record.Record), gap func(Gap)) *Assembler {
 	if opts.MaxInFlight <= 0 {
-		opts.MaxInFlight = 1024
+		opts.MaxInFlight = DefaultMaxInFlight
 	}
 	if opts.Timeout <= 0 {
-		opts.Timeout = 2 * time.Second
+		opts.Timeout = DefaultTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
