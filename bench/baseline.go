@@ -21,6 +21,8 @@ import (
 	"github.com/elastic/go-libaudit/v2/rule"
 	"github.com/elastic/go-libaudit/v2/rule/flags"
 	"golang.org/x/sys/unix"
+
+	"github.com/auditns/auditns/internal/netlink"
 )
 
 var benchKeyField = []byte(` key="` + benchKey + `"`)
@@ -36,7 +38,7 @@ type baselineResult struct {
 }
 
 // runBaseline is the ceiling: a plain go-libaudit consumer. It becomes the
-// audit daemon (SetPID), sets backlog_limit 16384 and the bench's
+// audit daemon (SetPID), sets auditns's default backlog_limit and the bench's
 // backlog_wait_time (-wait, the same value auditns gets), enables auditing, adds one rule and counts what it
 // receives: no assembly, no enrichment, no encoding, no output. It prints
 // READY when the rule is loaded, "PROGRESS records events" every 100 ms,
@@ -49,7 +51,7 @@ func runBaseline(args []string) {
 	var ruleTexts ruleList
 	fs.Var(&ruleTexts, "rule", "an audit rule, auditctl syntax (repeatable)")
 	recordTo := fs.String("record", "", "also write every record received to this file, one a line as \"TYPE text\" (for micro-benchmarks over real records)")
-	rcvbuf := fs.Int("rcvbuf", 8<<20, "socket receive buffer in bytes (auditns's audit.receive_buffer default); 0 = go-libaudit's default")
+	rcvbuf := fs.Int("rcvbuf", netlink.DefaultReceiveBuffer, "socket receive buffer in bytes (auditns's audit.receive_buffer default); 0 = go-libaudit's default")
 	wait := fs.Int("wait", 0, "backlog_wait_time in jiffies (the bench passes the same to auditns)")
 	latency := fs.Bool("latency", false, "record receive time - a1 (the generator's clock) per SYSCALL record")
 	_ = fs.Parse(args)
@@ -119,7 +121,7 @@ func runBaseline(args []string) {
 		}
 		return nil
 	})
-	step("set backlog_limit", func() error { return c.SetBacklogLimit(16384, libaudit.WaitForReply) }, func() error {
+	step("set backlog_limit", func() error { return c.SetBacklogLimit(netlink.DefaultBacklogLimit, libaudit.WaitForReply) }, func() error {
 		return ctl.SetBacklogLimit(initial.BacklogLimit, libaudit.WaitForReply)
 	})
 	step("set backlog_wait_time", func() error { return c.SetBacklogWaitTime(int32(*wait), libaudit.WaitForReply) }, func() error {

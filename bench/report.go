@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/auditns/auditns/internal/netlink"
 )
 
 const (
@@ -525,8 +527,8 @@ func (b *bench) writeDoc(m machine, trows [][]string) error {
 			fmt.Fprintf(&w, " with uncommitted changes in %s", m.Dirty)
 		}
 	}
-	fmt.Fprintf(&w, "\n- Storms: syscall %d getppid calls at full speed; syscall-paced %s for %v; exec %d fork+exec; %d round(s). Latency: %.0f ev/s for %v, %d run(s) each\n- Kernel: backlog_limit 16384 and backlog_wait_time %d jiffies for every consumer, the ceiling included (`-backlog-wait`)\n\n",
-		b.o.syscalls, rateText(b.o.pacedRate), b.o.pacedDur, b.o.execs, b.o.repeat, b.o.rate, b.o.latencyDur, b.o.latencyRepeat, b.o.backlogWait)
+	fmt.Fprintf(&w, "\n- Storms: syscall %d getppid calls at full speed; syscall-paced %s for %v; exec %d fork+exec; %d round(s). Latency: %.0f ev/s for %v, %d run(s) each\n- Kernel: backlog_limit %d and backlog_wait_time %d jiffies for every consumer, the ceiling included (`-backlog-wait`)\n\n",
+		b.o.syscalls, rateText(b.o.pacedRate), b.o.pacedDur, b.o.execs, b.o.repeat, b.o.rate, b.o.latencyDur, b.o.latencyRepeat, netlink.DefaultBacklogLimit, b.o.backlogWait)
 	fmt.Fprintf(&w, "### Storms\n\n")
 	mdTable(&w, b.stormRows(), 2)
 	fmt.Fprintf(&w, "\nRuns were interleaved (ceiling, file, Kafka; one workload after the other) in %d round(s). Delivered, kernel lost and dropped are totals over the runs (the kernel counts lost *records*: an event is 3 records in the syscall storms, 7 in the exec storm); rates and CPU are the median run (min–max); ratios are medians against the ceiling of the same workload. CPU is utime+stime of the consumer process (/proc/PID/stat, 10 ms ticks) from the generator's \"go\" to \"all delivered\", start-up excluded, per event delivered.\n\n", b.o.repeat)

@@ -31,13 +31,20 @@ import (
 	"github.com/auditns/auditns/internal/record"
 )
 
+// Defaults of Options (and of the configuration keys audit.max_in_flight and
+// audit.reassembly_timeout). auditd's own reassembly timeout is 2s too.
+const (
+	DefaultMaxInFlight = 1024
+	DefaultTimeout     = 2 * time.Second
+)
+
 // Options configure an Assembler.
 type Options struct {
 	// MaxInFlight is how many incomplete events are held at once; past it
-	// the oldest is emitted as it is. Default 1024.
+	// the oldest is emitted as it is. Default DefaultMaxInFlight.
 	MaxInFlight int
 	// Timeout is how long an event waits for its end (EOE) before it is
-	// emitted as it is. Default 2s (auditd's own is 2s too).
+	// emitted as it is. Default DefaultTimeout.
 	Timeout time.Duration
 	// Logger receives malformed-record warnings (rate-limited by count).
 	Logger *slog.Logger
@@ -109,7 +116,6 @@ type Assembler struct {
 
 	lastHdr []byte        // the last header parsed, ')' included
 	lastH   record.Header // and what it parsed to
-	memo    fieldMemo
 
 	events []*pending // in flight, in sequence order
 	free   []*pending
@@ -145,10 +151,10 @@ type pendingRec struct {
 // their fields belong to the Assembler: they are valid until emit returns.
 func New(opts Options, emit func(recs []record.Record), gap func(Gap)) *Assembler {
 	if opts.MaxInFlight <= 0 {
-		opts.MaxInFlight = 1024
+		opts.MaxInFlight = DefaultMaxInFlight
 	}
 	if opts.Timeout <= 0 {
-		opts.Timeout = 2 * time.Second
+		opts.Timeout = DefaultTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -288,75 +294,10 @@ func (a *Assembler) add(p *pending, typ uint16, text []byte, h record.Header) {
 			hi += start + h.Body
 		}
 		r.body = record.Span{Start: uint32(lo), End: uint32(hi)}
-		off := -1 // the header's end in the body, when the body holds it
-		if !rewritten {
-			off = h.End + 1 - h.Body
-		}
-		p.fields = a.tokenize(typ, p.buf[lo:hi], off, p.fields)
+		p.fields = record.Tokenize(p.buf[lo:hi], p.fields)
 	}
 	r.fieldHi = len(p.fields)
 	p.recs = append(p.recs, r)
-}
-
-// fieldMemo is the last SYSCALL record tokenized, from the byte after its
-// header on, and its fields (spans of that tail): a process that makes the
-// same call again and again sends records that differ in their headers
-// only, and the fields of the same bytes are the same.
-type fieldMemo struct {
-	tail   []byte
-	fields []record.Field
-	misses int // lookups missed since the last hit
-}
-
-// keep reports whether a record that missed the memo is to be kept in it:
-// when records keep missing (the calls' arguments differ), copying each
-// costs more than it saves, and only one in 64 is kept.
-func (m *fieldMemo) keep() bool {
-	m.misses++
-	return m.misses <= 2 || m.misses%64 == 0
-}
-
-// tokenize appends the fields of body to fields (record.Tokenize). The
-// header, body[:off], ends with ')' and holds no '=': no field starts in
-// it or crosses its end, so the fields are the tail's, shifted by off, and
-// come from the memo when the tail is the last SYSCALL record's.
-func (a *Assembler) tokenize(typ uint16, body []byte, off int, fields []record.Field) []record.Field {
-	if typ != typeSyscall || off <= 0 || off > len(body) || len(body)-off > 4096 ||
-		body[off-1] != ')' || bytes.IndexByte(body[:off], '=') >= 0 {
-		return record.Tokenize(body, fields)
-	}
-	m := &a.memo
-	tail := body[off:]
-	if m.tail != nil && bytes.Equal(m.tail, tail) {
-		m.misses = 0
-		n := len(fields)
-		fields = append(fields, m.fields...)
-		shift(fields[n:], off)
-		return fields
-	}
-	n := len(fields)
-	fields = record.Tokenize(body, fields)
-	if !m.keep() {
-		return fields
-	}
-	m.tail = append(m.tail[:0], tail...)
-	m.fields = append(m.fields[:0], fields[n:]...)
-	shift(m.fields, -off)
-	return fields
-}
-
-// shift moves the spans of fields by d bytes.
-func shift(fields []record.Field, d int) {
-	u := uint32(d)
-	for i := range fields {
-		f := &fields[i]
-		f.Key.Start += u
-		f.Key.End += u
-		f.Orig.Start += u
-		f.Orig.End += u
-		f.Val.Start += u
-		f.Val.End += u
-	}
 }
 
 // cleanup emits the events at the head of the sequence that are complete,

@@ -17,7 +17,13 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/auditns/auditns/internal/assemble"
+	"github.com/auditns/auditns/internal/enrich"
 	"github.com/auditns/auditns/internal/kafkaauth"
+	"github.com/auditns/auditns/internal/netlink"
+	"github.com/auditns/auditns/internal/pipeline"
+	"github.com/auditns/auditns/internal/publish"
+	"github.com/auditns/auditns/internal/serial"
 )
 
 // Config is the validated configuration.
@@ -131,47 +137,49 @@ type Metrics struct {
 }
 
 // defaults lists every key with its default; a key not here is unknown.
+// A default that the package using the value also applies (to a zero
+// option) is that package's constant, so that the two cannot disagree.
 var defaults = map[string]any{
-	"mode":                                   "unicast",
+	"mode":                                   string(netlink.Unicast),
 	"output.sink":                            "",
 	"output.raw":                             false,
-	"output.flush_interval":                  "10ms",
-	"state_dir":                              "/var/lib/auditns",
+	"output.flush_interval":                  durationText(publish.DefaultFlushInterval),
+	"state_dir":                              serial.DefaultDir,
 	"host_name":                              "",
 	"max_procs":                              1,
 	"log.level":                              "info",
 	"log.format":                             "text",
 	"audit.rules_file":                       "",
-	"audit.backlog_limit":                    16384,
+	"audit.backlog_limit":                    netlink.DefaultBacklogLimit,
 	"audit.rate_limit":                       0,
 	"audit.backlog_wait_time":                0,
 	"audit.failure_mode":                     "printk",
 	"audit.immutable":                        false,
 	"audit.exclude_self":                     true,
-	"audit.receive_buffer":                   8 << 20,
-	"audit.status_interval":                  "1s",
-	"audit.queue_size":                       256,
-	"audit.reassembly_timeout":               "2s",
-	"audit.max_in_flight":                    1024,
+	"audit.receive_buffer":                   netlink.DefaultReceiveBuffer,
+	"audit.status_interval":                  durationText(pipeline.DefaultStatusInterval),
+	"audit.queue_size":                       pipeline.DefaultQueueSize,
+	"audit.reassembly_timeout":               durationText(assemble.DefaultTimeout),
+	"audit.max_in_flight":                    assemble.DefaultMaxInFlight,
 	"enrich.namespaces":                      true,
 	"enrich.ns_rules":                        true,
-	"enrich.process_cache":                   8192,
+	"enrich.process_cache":                   enrich.DefaultCacheSize,
 	"enrich.id_method":                       "",
 	"enrich.source":                          "auto",
 	"kafka.brokers":                          []string{},
-	"kafka.topic":                            "auditns.events",
-	"kafka.namespaces_topic":                 "auditns.namespaces",
+	"kafka.topic":                            publish.DefaultKafkaEventsTopic,
+	"kafka.namespaces_topic":                 publish.DefaultKafkaNamespacesTopic,
 	"kafka.key":                              "host",
-	"kafka.compression":                      "lz4",
+	"kafka.compression":                      publish.DefaultKafkaCompression,
 	"kafka.create_topics":                    true,
-	"kafka.partitions":                       3,
-	"kafka.replication_factor":               0,
-	"kafka.topic_config.retention":           "2160h",
+	"kafka.partitions":                       publish.DefaultKafkaPartitions,
+	"kafka.replication_factor":               publish.DefaultKafkaReplicationFactor,
+	"kafka.topic_config.retention":           durationText(publish.DefaultKafkaRetention),
 	"kafka.topic_config.min_insync_replicas": 0,
-	"kafka.batch_timeout":                    "10ms",
-	"kafka.batch_size":                       1000,
-	"kafka.batch_bytes":                      1 << 20,
-	"kafka.write_timeout":                    "10s",
+	"kafka.batch_timeout":                    durationText(publish.DefaultKafkaBatchTimeout),
+	"kafka.batch_size":                       publish.DefaultKafkaBatchSize,
+	"kafka.batch_bytes":                      publish.DefaultKafkaBatchBytes,
+	"kafka.write_timeout":                    durationText(publish.DefaultKafkaWriteTimeout),
 	"kafka.tls.enabled":                      false,
 	"kafka.tls.ca_file":                      "",
 	"kafka.tls.cert_file":                    "",
@@ -183,13 +191,26 @@ var defaults = map[string]any{
 	"kafka.sasl.password":                    "",
 	"kafka.sasl.password_file":               "",
 	"kafka.spool.dir":                        "",
-	"kafka.spool.max_bytes":                  int64(1 << 30),
-	"kafka.spool.segment_bytes":              int64(64 << 20),
-	"kafka.spool.full_policy":                "drop_newest",
-	"kafka.spool.sync_interval":              "50ms",
+	"kafka.spool.max_bytes":                  int64(publish.DefaultSpoolMaxBytes),
+	"kafka.spool.segment_bytes":              int64(publish.DefaultSpoolSegmentBytes),
+	"kafka.spool.full_policy":                string(publish.FullDropNewest),
+	"kafka.spool.sync_interval":              durationText(publish.DefaultSpoolSyncInterval),
 	"kafka.dead_letter":                      "",
-	"kafka.dead_letter_max_bytes":            int64(256 << 20),
+	"kafka.dead_letter_max_bytes":            int64(publish.DefaultDeadLetterMaxBytes),
 	"metrics.listen":                         "",
+}
+
+// durationText writes d as configs/auditns.yaml does (2160h, not
+// 2160h0m0s), for `auditns config show`.
+func durationText(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // Keys returns every configuration key, sorted.

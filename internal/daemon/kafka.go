@@ -38,11 +38,8 @@ func KafkaOptions(cfg *config.Config, log *slog.Logger) publish.KafkaOptions {
 		SegmentBytes: k.Spool.SegmentBytes,
 		Full:         publish.FullPolicy(k.Spool.FullPolicy),
 		SyncInterval: k.Spool.SyncInterval,
-		// The in-memory tail saves disk reads while Kafka keeps up; at
-		// 10 ms batches a few MiB hold seconds of a busy host's events,
-		// and every MiB here is resident memory of the daemon.
-		MemoryBytes: 4 << 20,
-		Logger:      log,
+		MemoryBytes:  publish.DefaultSpoolMemoryBytes,
+		Logger:       log,
 	}
 	o.DeadLetterPath = k.DeadLetter
 	o.DeadLetterMaxBytes = k.DeadLetterMax

@@ -49,7 +49,7 @@ type Options struct {
 	// ProcRoot is where procfs is mounted; default /proc.
 	ProcRoot string
 	// CacheSize bounds the per-process cache (and the pidfds it holds);
-	// default 8192.
+	// default DefaultCacheSize.
 	CacheSize int
 	// Logger receives warnings.
 	Logger *slog.Logger

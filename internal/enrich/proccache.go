@@ -302,9 +302,8 @@ func (c *procCache) annotate(ev *event.Event, pid, ppid int, change *event.NSCha
 // the cgroup id by PIDFD_GET_INFO) is the pidfd's process by construction.
 // What is read by /proc/<pid> path may belong to a newer process if the one
 // of the pidfd exited and its pid was reused meanwhile: such reads are
-// trusted only if the pidfd's process is still alive after them. (Hence
-// one function of ~125 lines: the reads and the check that validates them
-// stay in one order on one pidfd.)
+// trusted only if the pidfd's process is still alive after them, so the
+// reads stay here, in order, before that check.
 func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []string) *procEntry {
 	r, _, errno := unix.RawSyscall(unix.SYS_PIDFD_OPEN, uintptr(pid), 0, 0)
 	if errno != 0 {
@@ -340,22 +339,7 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 			return nil // not worth the registry's opens and ioctls
 		}
 		byPath, asked = true, true
-		cause := c.cause(ev, op)
-		cause.Types = serial.MaskOfNames(types)
-		if op == "" {
-			c.mu.Lock()
-			if pc, ok := c.forChildren[ppid]; ok {
-				// The first child after its parent's unshare(CLONE_NEWPID)
-				// is where the new pid namespace appears.
-				cause = pc
-			}
-			c.mu.Unlock()
-		}
-		set, err := c.obs.Observe(pid, cause)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			c.log.Debug("read namespaces", "pid", pid, "error", err)
-		}
-		e.ns = set.NS()
+		e.ns = c.askRegistry(ev, pid, ppid, op, types)
 	}
 	learn := false // the container is cgroup cgid's, to cache once proven the process's
 	if ct, ok := c.cgroups.Get(cgid, haveCG); ok {
@@ -384,6 +368,37 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 	if e.ns == nil && c.obs != nil {
 		return nil
 	}
+	keep = true
+	c.store(pid, e, asked)
+	return e
+}
+
+// askRegistry has the namespace registry read pid's namespaces, naming
+// what made them (the event's syscall, or, for the first child after its
+// parent's unshare(CLONE_NEWPID), the parent's, which is where the new pid
+// namespace appears).
+func (c *procCache) askRegistry(ev *event.Event, pid, ppid int, op string, types []string) *event.NS {
+	cause := c.cause(ev, op)
+	cause.Types = serial.MaskOfNames(types)
+	if op == "" {
+		c.mu.Lock()
+		if pc, ok := c.forChildren[ppid]; ok {
+			cause = pc
+		}
+		c.mu.Unlock()
+	}
+	set, err := c.obs.Observe(pid, cause)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		c.log.Debug("read namespaces", "pid", pid, "error", err)
+	}
+	return set.NS()
+}
+
+// store caches e, which holds pid's pidfd from now on, and watches for the
+// process's exit: in the epoll set when the registry was asked (it wants
+// to hear of the exit at once), else lazily, by polling in batches.
+func (c *procCache) store(pid int, e *procEntry, asked bool) {
+	pidfd := e.pidfd
 	c.mu.Lock()
 	if old := c.entries[pid]; old != nil && old.pidfd >= 0 {
 		delete(c.byFD, old.pidfd)
@@ -396,7 +411,6 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 	}
 	c.entries[pid] = e
 	c.byFD[pidfd] = pid
-	keep = true
 	if !asked {
 		now := time.Now()
 		if len(c.lazy) == 0 {
@@ -414,7 +428,7 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 			unix.Write(c.kick, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 		}
 		c.tellExited(gone, now)
-		return e
+		return
 	}
 	e.watched = true
 	c.mu.Unlock()
@@ -429,7 +443,6 @@ func (c *procCache) observe(ev *event.Event, pid, ppid int, op string, types []s
 		}
 		c.mu.Unlock()
 	}
-	return e
 }
 
 // The syscalls of observing a new process that never block (pidfd_open,

@@ -31,13 +31,17 @@ func NewProcSubjects(opts Options) (Subjects, error) {
 	return newProcCache(opts.ProcRoot, opts.CacheSize, opts.Namespaces, opts.Logger)
 }
 
+// DefaultCacheSize is Options.CacheSize's default (and the configuration key
+// enrich.process_cache's).
+const DefaultCacheSize = 8192
+
 // setDefaults fills what New and NewProcSubjects default.
 func (o *Options) setDefaults() {
 	if o.ProcRoot == "" {
 		o.ProcRoot = "/proc"
 	}
 	if o.CacheSize <= 0 {
-		o.CacheSize = 8192
+		o.CacheSize = DefaultCacheSize
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

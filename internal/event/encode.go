@@ -398,7 +398,8 @@ func agentBytes() []byte {
 // AppendJSON appends e as one JSON object (no trailing newline).
 func (e *Event) AppendJSON(b []byte) []byte { return e.appendJSON(b, nil) }
 
-// appendJSON is AppendJSON, with c's memos when c is not nil.
+// appendJSON is AppendJSON, with c's memos when c is not nil. The objects
+// are written in EventFields' order.
 func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 	b = append(b, `{"@timestamp":`...)
 	if !e.Timestamp.IsZero() {
@@ -408,6 +409,36 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 	}
 	b = append(b, `,"ecs":{"version":"`+ECSVersion+`"}`...)
 	b = append(b, agentBytes()...)
+	b = e.appendEventObject(b)
+	b = appendHost(b, &e.Host)
+
+	b = kstrsOpt(b, `,"tags":`, e.Tags)
+	b = kstrOpt(b, `,"message":`, e.Message)
+
+	var procIDs, userObj, ownIDs []byte
+	if c != nil {
+		procIDs, userObj, ownIDs = c.users.ids(e)
+	}
+	b = e.appendProcessAndUser(b, c != nil, procIDs, userObj)
+	if c := e.Container; c != nil {
+		b = kstr(b, `,"container":{"id":`, c.ID)
+		b = kstrOpt(b, `,"runtime":`, c.Runtime)
+		b = append(b, '}')
+	}
+	if e.File != nil {
+		b = appendFile(b, e.File)
+	}
+	b = endpoint(b, `,"source":`, e.Source)
+	b = endpoint(b, `,"destination":`, e.Dest)
+	if e.Auditd != nil {
+		b = appendAuditd(b, e.Auditd)
+	}
+	b = e.appendAuditnsObject(b, c != nil, ownIDs)
+	return append(b, '}')
+}
+
+// appendEventObject appends ECS's event object.
+func (e *Event) appendEventObject(b []byte) []byte {
 	b = kstr(b, `,"event":{"id":`, e.Event.ID)
 	b = kuint(b, `,"sequence":`, uint64(e.Event.Sequence))
 	b = timeOpt(b, `,"created":`, e.Event.Created)
@@ -434,16 +465,13 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 		}
 		b = append(b, '"')
 	}
-	b = append(b, '}')
-	b = appendHost(b, &e.Host)
+	return append(b, '}')
+}
 
-	b = kstrsOpt(b, `,"tags":`, e.Tags)
-	b = kstrOpt(b, `,"message":`, e.Message)
-
-	var procIDs, userObj, ownIDs []byte
-	if c != nil {
-		procIDs, userObj, ownIDs = c.users.ids(e)
-	}
+// appendProcessAndUser appends the process object and the user object.
+// With memo (an Encoder's), the ids are procIDs and userObj, which the
+// Encoder's memo of the last ids written made.
+func (e *Event) appendProcessAndUser(b []byte, memo bool, procIDs, userObj []byte) []byte {
 	if p := e.Process; p != nil || e.User != nil || e.Group != nil {
 		start := len(b)
 		b = append(b, `,"process":`...)
@@ -451,7 +479,7 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 		if p != nil {
 			b = appendProcessFields(b, p)
 		}
-		if c != nil {
+		if memo {
 			b = append(b, procIDs...)
 		} else {
 			b = appendProcIDs(b, e.User, e.Group)
@@ -462,27 +490,16 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 			b = openAt(b, m)
 		}
 	}
-	if c != nil {
-		b = append(b, userObj...)
-	} else {
-		b = appendUserObject(b, e.User, e.Group)
+	if memo {
+		return append(b, userObj...)
 	}
-	if c := e.Container; c != nil {
-		b = kstr(b, `,"container":{"id":`, c.ID)
-		b = kstrOpt(b, `,"runtime":`, c.Runtime)
-		b = append(b, '}')
-	}
-	if e.File != nil {
-		b = appendFile(b, e.File)
-	}
-	b = endpoint(b, `,"source":`, e.Source)
-	b = endpoint(b, `,"destination":`, e.Dest)
-	if e.Auditd != nil {
-		b = appendAuditd(b, e.Auditd)
-	}
+	return appendUserObject(b, e.User, e.Group)
+}
 
-	// auditns's own fields, last: replay adds ns_info at the end of this
-	// object.
+// appendAuditnsObject appends auditns's own fields, last in the event:
+// replay adds ns_info at the end of this object. With memo, ownIDs are the
+// auditns.user and auditns.group members the Encoder's memo made.
+func (e *Event) appendAuditnsObject(b []byte, memo bool, ownIDs []byte) []byte {
 	if e.Schema == Schema {
 		b = append(b, `,"auditns":{"schema":"`+Schema+`"`...)
 	} else {
@@ -501,7 +518,7 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 	if e.Syscall != nil {
 		b = appendSyscall(b, e.Syscall)
 	}
-	if c != nil {
+	if memo {
 		b = append(b, ownIDs...)
 	} else {
 		b = appendOwnIDs(b, e.User, e.Group)
@@ -517,7 +534,7 @@ func (e *Event) appendJSON(b []byte, c *Encoder) []byte {
 		b = append(b, `,"ns_info":`...)
 		b = e.NSInfo.AppendJSON(b)
 	}
-	return append(b, '}', '}')
+	return append(b, '}')
 }
 
 // appendProcessFields appends the members of the process object that
@@ -674,63 +691,6 @@ func appendStringBody(b []byte, s string) []byte {
 	b = AppendString(b, s)
 	n := copy(b[start:], b[start+1:len(b)-1])
 	return b[:start+n]
-}
-
-// TTYDevice returns the character device of the terminal the kernel
-// names name in audit records (pts3, tty1, ttyS0, console), for ECS's
-// process.tty.char_device; ok is false for another name.
-func TTYDevice(name string) (major, minor int, ok bool) {
-	num := func(s string) (int, bool) {
-		if s == "" || len(s) > 6 || len(s) > 1 && s[0] == '0' {
-			return 0, false
-		}
-		n := 0
-		for i := 0; i < len(s); i++ {
-			if s[i] < '0' || s[i] > '9' {
-				return 0, false
-			}
-			n = n*10 + int(s[i]-'0')
-		}
-		return n, true
-	}
-	switch {
-	case strings.HasPrefix(name, "pts"):
-		// Unix98 pty slaves: majors 136-143, 256 minors each.
-		if n, ok := num(name[3:]); ok && n < 2048 {
-			return 136 + n>>8, n & 0xff, true
-		}
-	case strings.HasPrefix(name, "ttyS"):
-		if n, ok := num(name[4:]); ok && n < 192 {
-			return 4, 64 + n, true
-		}
-	case strings.HasPrefix(name, "tty"):
-		if name == "tty" {
-			return 5, 0, true
-		}
-		if n, ok := num(name[3:]); ok && n < 64 {
-			return 4, n, true
-		}
-	case name == "console":
-		return 5, 1, true
-	}
-	return 0, 0, false
-}
-
-// TTYName is TTYDevice's inverse ("" for another device).
-func TTYName(major, minor int) string {
-	switch {
-	case major >= 136 && major <= 143 && minor >= 0 && minor < 256:
-		return "pts" + strconv.Itoa((major-136)<<8|minor)
-	case major == 4 && minor >= 64 && minor < 256:
-		return "ttyS" + strconv.Itoa(minor-64)
-	case major == 4 && minor >= 0 && minor < 64:
-		return "tty" + strconv.Itoa(minor)
-	case major == 5 && minor == 0:
-		return "tty"
-	case major == 5 && minor == 1:
-		return "console"
-	}
-	return ""
 }
 
 // AppendJSON appends n as the JSON object of ns_info.

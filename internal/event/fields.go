@@ -41,6 +41,9 @@ var (
 var NSSources = []string{"kernel", "observed", "cached", "inherited", "unknown"}
 
 // EventFields is every field of auditns.event/2, in the encoder's order.
+// It is one table, a line per field, however long: read top to bottom it
+// is the schema, in the order the encoder writes it and the schema test
+// checks it; split into functions it would be read in pieces.
 var EventFields = func() []Field {
 	f := []Field{
 		{Name: "@timestamp", Type: "date", ECS: true, Required: true, Doc: "When the kernel recorded the event (the records' audit(SECONDS.MILLIS:SEQ) time); for an event auditns writes about itself, when it wrote it."},

@@ -42,12 +42,22 @@ const (
 	FailurePanic  FailureMode = 2
 )
 
+// Defaults of Options (and of the configuration keys audit.backlog_limit and
+// audit.receive_buffer).
+const (
+	// DefaultBacklogLimit: bursts of exec storms overflow the kernel's own
+	// default of 64.
+	DefaultBacklogLimit = 16384
+	// DefaultReceiveBuffer absorbs a burst while the pipeline catches up.
+	DefaultReceiveBuffer = 8 << 20
+)
+
 // Options configure a Conn. The zero value of each field means its default.
 type Options struct {
 	// Mode is Unicast (default) or Multicast.
 	Mode Mode
 	// BacklogLimit is the kernel's queue of records not yet read (auditctl
-	// -b). Default 16384: bursts of exec storms overflow the kernel's 64.
+	// -b). Default DefaultBacklogLimit.
 	BacklogLimit uint32
 	// RateLimit caps records per second in the kernel (auditctl -r); 0 (the
 	// default) is no limit.
@@ -73,8 +83,8 @@ type Options struct {
 	// auditns's own syscalls, which would otherwise feed back into the
 	// stream. Default true through config.
 	ExcludeSelf bool
-	// ReceiveBuffer is the socket receive buffer in bytes; default 8 MiB so
-	// a burst is absorbed while the pipeline catches up.
+	// ReceiveBuffer is the socket receive buffer in bytes; default
+	// DefaultReceiveBuffer.
 	ReceiveBuffer int
 	// SettingsFile, when set (unicast), is where the kernel settings Open
 	// found are saved before it changes them, so that an instance that
@@ -90,10 +100,10 @@ func (o *Options) defaults() {
 		o.Mode = Unicast
 	}
 	if o.BacklogLimit == 0 {
-		o.BacklogLimit = 16384
+		o.BacklogLimit = DefaultBacklogLimit
 	}
 	if o.ReceiveBuffer == 0 {
-		o.ReceiveBuffer = 8 << 20
+		o.ReceiveBuffer = DefaultReceiveBuffer
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -26,6 +26,16 @@ import (
 	"github.com/auditns/auditns/internal/record"
 )
 
+// Defaults of Options (and of the configuration keys audit.queue_size and
+// audit.status_interval).
+const (
+	// DefaultQueueSize batches of up to 128 records hold about 32,000
+	// records, some 10 MiB at most: a burst of several seconds at a busy
+	// host's rate, without the memory of a deeper queue.
+	DefaultQueueSize      = 256
+	DefaultStatusInterval = time.Second
+)
+
 // Options configure a Pipeline.
 type Options struct {
 	Conn     *netlink.Conn
@@ -33,10 +43,10 @@ type Options struct {
 	Sink     publish.Sink
 	Assemble assemble.Options
 	// QueueSize is how many record batches wait between the reader and
-	// the processing goroutine; default 4096.
+	// the processing goroutine; default DefaultQueueSize.
 	QueueSize int
 	// StatusInterval is how often the kernel's lost counter is polled;
-	// default 1s.
+	// default DefaultStatusInterval.
 	StatusInterval time.Duration
 	// Key chooses the Kafka message key: "host" (default), "pidns",
 	// "event" or "none".
@@ -121,10 +131,10 @@ type Pipeline struct {
 // New returns a Pipeline; call Run.
 func New(o Options) *Pipeline {
 	if o.QueueSize <= 0 {
-		o.QueueSize = 4096
+		o.QueueSize = DefaultQueueSize
 	}
 	if o.StatusInterval <= 0 {
-		o.StatusInterval = time.Second
+		o.StatusInterval = DefaultStatusInterval
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -61,12 +61,16 @@ func NewWriter(w io.Writer, name string) *Lines {
 	return &Lines{w: w, name: name, eager: true, maxBytes: LinesBufferBytes}
 }
 
+// DefaultFlushInterval is NewFile's flushInterval when it is not positive
+// (and the configuration key output.flush_interval's default).
+const DefaultFlushInterval = 10 * time.Millisecond
+
 // NewFile opens path for appending (creating it 0600) and writes the buffer
-// at least every flushInterval (default 10ms, as in the configuration).
+// at least every flushInterval (default DefaultFlushInterval).
 // Reopen reopens the path, for logrotate.
 func NewFile(path string, flushInterval time.Duration) (*Lines, error) {
 	if flushInterval <= 0 {
-		flushInterval = 10 * time.Millisecond
+		flushInterval = DefaultFlushInterval
 	}
 	f, err := openAppend(path)
 	if err != nil {

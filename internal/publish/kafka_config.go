@@ -48,14 +48,14 @@ type KafkaOptions struct {
 	Brokers []string
 
 	// EventsTopic receives auditns.event/2 messages (kafka.topic).
-	// Default "auditns.events".
+	// Default DefaultKafkaEventsTopic.
 	EventsTopic string
 
 	// NamespacesTopic receives auditns.namespace/1 registry records, keyed
 	// by "<boot_id>/<serial>" (kafka.namespaces_topic). It is created with
 	// cleanup.policy=compact; an existing topic that is not compacted gets a
-	// warning in the log. Default "auditns.namespaces". Must differ from
-	// EventsTopic.
+	// warning in the log. Default DefaultKafkaNamespacesTopic. Must differ
+	// from EventsTopic.
 	NamespacesTopic string
 
 	// CreateTopics creates EventsTopic and NamespacesTopic when they do not
@@ -68,7 +68,7 @@ type KafkaOptions struct {
 	CreateTopics bool
 
 	// Partitions is the partition count of topics the sink creates
-	// (kafka.partitions). Default 3.
+	// (kafka.partitions). Default DefaultKafkaPartitions.
 	Partitions int
 
 	// ReplicationFactor is the replication factor of topics the sink
@@ -78,8 +78,8 @@ type KafkaOptions struct {
 
 	// Retention is the events topic's retention.ms when the sink creates
 	// it (kafka.topic_config.retention): how far back a replay can go.
-	// Negative: kept forever (-1). Default 90 days. The namespaces topic
-	// is compacted and never expires.
+	// Negative: kept forever (-1). Default DefaultKafkaRetention. The
+	// namespaces topic is compacted and never expires.
 	Retention time.Duration
 
 	// MinInsyncReplicas is min.insync.replicas of the topics the sink
@@ -89,31 +89,32 @@ type KafkaOptions struct {
 	MinInsyncReplicas int
 
 	// Compression codec of produced batches (kafka.compression): none, gzip,
-	// snappy, lz4 or zstd. Default lz4.
+	// snappy, lz4 or zstd. Default DefaultKafkaCompression.
 	Compression string
 
 	// BatchTimeout is the longest a partial batch waits before it is sent
-	// (kafka.batch_timeout). Default 10ms (kafka-go's own default of 1s is
-	// far too slow for a live audit stream). A produce round that does not
-	// start with BatchSize messages or BatchBytes waits this long from its
-	// first message, then takes everything spooled meanwhile (up to those
-	// limits): lower it (e.g. 2ms) for lower latency at the price of more,
-	// smaller requests.
+	// (kafka.batch_timeout). Default DefaultKafkaBatchTimeout (kafka-go's
+	// own default of 1s is far too slow for a live audit stream). A produce
+	// round that does not start with BatchSize messages or BatchBytes waits
+	// this long from its first message, then takes everything spooled
+	// meanwhile (up to those limits): lower it (e.g. 2ms) for lower latency
+	// at the price of more, smaller requests.
 	BatchTimeout time.Duration
 
 	// BatchSize is the most messages sent in one produce round
-	// (kafka.batch_size). Default 1000.
+	// (kafka.batch_size). Default DefaultKafkaBatchSize.
 	BatchSize int
 
 	// BatchBytes is the most bytes (kafka-go's message size estimate) sent
 	// in one produce round (kafka.batch_bytes). It is also the largest
 	// message the sink sends: a bigger one goes to the dead-letter file. It
 	// should not exceed the broker's message.max.bytes (default 1048588).
-	// Default 1 MiB (1048576).
+	// Default DefaultKafkaBatchBytes.
 	BatchBytes int64
 
 	// WriteTimeout bounds one produce request, acknowledgement by all
-	// in-sync replicas included (kafka.write_timeout). Default 10s.
+	// in-sync replicas included (kafka.write_timeout). Default
+	// DefaultKafkaWriteTimeout.
 	// RequiredAcks is always "all" and is not configurable.
 	WriteTimeout time.Duration
 
@@ -126,18 +127,19 @@ type KafkaOptions struct {
 	// Spool configures the durable on-disk spool every message goes through
 	// (kafka.spool.*). Spool.Dir is required. A nil Spool.Logger gets
 	// Logger. Note that a zero Spool.SyncInterval makes every Write fsync;
-	// DefaultKafkaOptions sets DefaultSpoolSyncInterval (50ms).
+	// DefaultKafkaOptions sets DefaultSpoolSyncInterval.
 	Spool SpoolOptions
 
 	// DeadLetterPath is the JSON-lines file (mode 0600) that receives
 	// messages the broker refuses for good, with the reason
-	// (kafka.dead_letter). Default "<Spool.Dir>/deadletter.jsonl".
+	// (kafka.dead_letter). Default DefaultDeadLetterName in Spool.Dir.
 	DeadLetterPath string
 
 	// DeadLetterMaxBytes caps the dead-letter file
 	// (kafka.dead_letter_max_bytes). Messages refused past it are lost,
-	// and reported as a loss with their count. Default 256 MiB; `auditns
-	// deadletter resend` empties the file.
+	// and reported as a loss with their count. Default
+	// DefaultDeadLetterMaxBytes; `auditns deadletter resend` empties the
+	// file.
 	DeadLetterMaxBytes int64
 
 	// Logger receives the sink's log lines: one per change of delivery

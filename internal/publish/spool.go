@@ -69,8 +69,11 @@ const (
 	DefaultSpoolSegmentBytes = 64 << 20
 	// DefaultSpoolMaxBytes is the default SpoolOptions.MaxBytes.
 	DefaultSpoolMaxBytes = 1 << 30
-	// DefaultSpoolMemoryBytes is the default SpoolOptions.MemoryBytes.
-	DefaultSpoolMemoryBytes = 16 << 20
+	// DefaultSpoolMemoryBytes is the default SpoolOptions.MemoryBytes. The
+	// in-memory tail saves disk reads while Kafka keeps up; at 10 ms
+	// batches a few MiB hold seconds of a busy host's events, and every MiB
+	// here is resident memory of the daemon.
+	DefaultSpoolMemoryBytes = 4 << 20
 	// DefaultSpoolSyncInterval is the group-fsync interval the daemon should
 	// configure (SpoolOptions.SyncInterval's zero value means "fsync every
 	// Append").
@@ -154,7 +157,8 @@ type SpoolOptions struct {
 	// MemoryBytes is the size of the in-memory copy of the most recently
 	// appended records, from which Next reads while the forwarder keeps up
 	// (it reads the segment files only when it falls further behind).
-	// Default 16 MiB; negative disables the copy (Next always reads disk).
+	// Default DefaultSpoolMemoryBytes; negative disables the copy (Next
+	// always reads disk).
 	MemoryBytes int64
 
 	// CheckpointInterval is the least time between two checkpoint writes

@@ -1118,7 +1118,7 @@ func TestSpoolOptionsValidation(t *testing.T) {
 		}
 	}
 	o, err := SpoolOptions{Dir: dir}.withDefaults()
-	if err != nil || o.SegmentBytes != 64<<20 || o.MaxBytes != 1<<30 || o.Full != FullDropNewest || o.MemoryBytes != 16<<20 || o.Logger == nil {
+	if err != nil || o.SegmentBytes != 64<<20 || o.MaxBytes != 1<<30 || o.Full != FullDropNewest || o.MemoryBytes != 4<<20 || o.Logger == nil {
 		t.Fatalf("defaults: %+v %v", o, err)
 	}
 }

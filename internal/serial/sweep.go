@@ -75,7 +75,8 @@ func (r *Registry) sweeper() {
 
 // sweep checks the candidates (all live namespaces with full) and retires
 // those that nothing holds. It reports whether candidates wait for a
-// confirming sweep.
+// confirming sweep. The /proc scan runs without the lock: what Observe
+// sees meanwhile is told apart by the sweep's generation.
 func (r *Registry) sweep(full bool) bool {
 	r.mu.Lock()
 	if r.closed {
@@ -84,22 +85,7 @@ func (r *Registry) sweep(full bool) bool {
 	}
 	r.gen++
 	gen := r.gen
-	var cands []*entry
-	if full {
-		for _, e := range r.entries {
-			if e != nil && !e.rec.IsInit && e.rec.Gone == nil {
-				cands = append(cands, e)
-			}
-		}
-	} else {
-		for e := range r.candidates {
-			if e.rec.IsInit || e.rec.Gone != nil {
-				delete(r.candidates, e)
-				continue
-			}
-			cands = append(cands, e)
-		}
-	}
+	cands := r.sweepCandidatesLocked(full)
 	if len(cands) == 0 && !full {
 		r.mu.Unlock()
 		return false
@@ -120,6 +106,43 @@ func (r *Registry) sweep(full bool) bool {
 		r.mu.Unlock()
 		return false
 	}
+	r.holdUnreadableLocked(held, unreadable)
+	again, release, need := r.judgeLocked(cands, gen, held, r.referencedLocked(), now)
+	if full && r.forgetExitedLocked(gen, live) {
+		again = true
+	}
+	r.mu.Unlock()
+	r.releaseWhenDurable(release, need)
+	r.deliver()
+	return again
+}
+
+// sweepCandidatesLocked returns the entries a sweep checks: every live
+// namespace but the initial ones with full, else the candidates (from
+// which it removes those retired meanwhile).
+func (r *Registry) sweepCandidatesLocked(full bool) []*entry {
+	var cands []*entry
+	if full {
+		for _, e := range r.entries {
+			if e != nil && !e.rec.IsInit && e.rec.Gone == nil {
+				cands = append(cands, e)
+			}
+		}
+		return cands
+	}
+	for e := range r.candidates {
+		if e.rec.IsInit || e.rec.Gone != nil {
+			delete(r.candidates, e)
+			continue
+		}
+		cands = append(cands, e)
+	}
+	return cands
+}
+
+// referencedLocked returns the serials a live record names as its owner
+// or parent: those namespaces are held by their children.
+func (r *Registry) referencedLocked() map[uint64]bool {
 	ref := map[uint64]bool{}
 	for _, e := range r.entries {
 		if e != nil && e.rec.Gone == nil {
@@ -131,8 +154,13 @@ func (r *Registry) sweep(full bool) bool {
 			}
 		}
 	}
-	// A tracked member whose links the scan could not read (EACCES) still
-	// holds its namespaces as far as we know.
+	return ref
+}
+
+// holdUnreadableLocked adds to held the namespaces of tracked members whose
+// links the scan could not read (EACCES): they still hold them as far as
+// the registry knows.
+func (r *Registry) holdUnreadableLocked(held map[inoKey]bool, unreadable map[int]bool) {
 	for pid := range unreadable {
 		if ps, ok := r.pids[pid]; ok {
 			for _, e := range ps.ents {
@@ -142,9 +170,14 @@ func (r *Registry) sweep(full bool) bool {
 			}
 		}
 	}
-	again := false
-	var release []int
-	var need uint64
+}
+
+// judgeLocked decides each candidate of the sweep of generation gen: alive
+// (observed during the scan, held, or referenced), unheld once (checked
+// again), or unheld twice and retired. It returns whether a confirming
+// sweep is due, the pinned fds of the retired namespaces and the sequence
+// of the last record that retired one.
+func (r *Registry) judgeLocked(cands []*entry, gen uint64, held map[inoKey]bool, ref map[uint64]bool, now time.Time) (again bool, release []int, need uint64) {
 	for _, e := range cands {
 		if e.rec.Gone != nil {
 			delete(r.candidates, e)
@@ -180,34 +213,44 @@ func (r *Registry) sweep(full bool) bool {
 		need = max(need, seq)
 		again = true // owners and parents may follow
 	}
-	if full {
-		for pid, ps := range r.pids {
-			if ps.gen < gen && !live[pid] {
-				delete(r.pids, pid)
-				for _, e := range ps.ents {
-					if e != nil && r.leaveLocked(e, time.Time{}) {
-						again = true
-					}
+	return again, release, need
+}
+
+// forgetExitedLocked drops the tracked processes a full sweep of
+// generation gen found gone, and reports whether a namespace lost its last
+// known member (a candidate for the next sweep).
+func (r *Registry) forgetExitedLocked(gen uint64, live map[int]bool) bool {
+	again := false
+	for pid, ps := range r.pids {
+		if ps.gen < gen && !live[pid] {
+			delete(r.pids, pid)
+			for _, e := range ps.ents {
+				if e != nil && r.leaveLocked(e, time.Time{}) {
+					again = true
 				}
 			}
 		}
 	}
-	r.mu.Unlock()
-	// The pin is released only once "gone" is on disk: until then a restart
-	// could not know the inode is free for reuse.
-	if len(release) > 0 {
-		if err := r.waitDurable(need); err != nil {
-			r.mu.Lock()
-			r.orphanFDs = append(r.orphanFDs, release...)
-			r.mu.Unlock()
-		} else {
-			for _, fd := range release {
-				unix.Close(fd)
-			}
-		}
-	}
-	r.deliver()
 	return again
+}
+
+// releaseWhenDurable closes the pins of retired namespaces once the record
+// of sequence need, which says they are gone, is on disk: until then a
+// restart could not know the inodes are free for reuse. If it cannot be
+// made durable the fds are kept, as orphans, until Close.
+func (r *Registry) releaseWhenDurable(release []int, need uint64) {
+	if len(release) == 0 {
+		return
+	}
+	if err := r.waitDurable(need); err != nil {
+		r.mu.Lock()
+		r.orphanFDs = append(r.orphanFDs, release...)
+		r.mu.Unlock()
+		return
+	}
+	for _, fd := range release {
+		unix.Close(fd)
+	}
 }
 
 // retireLocked marks e gone and returns its pinned fd (to close once the
