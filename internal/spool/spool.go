@@ -18,23 +18,23 @@
 //	record: u32 length | u32 crc | u64 append time | data[length]
 //
 // All integers are little endian. The append time is Unix nanoseconds (the same
-// for every record of one Append call; it feeds SpoolStats.OldestUnacked). crc
+// for every record of one Append call; it feeds Stats.OldestUnacked). crc
 // is the CRC-32C (Castagnoli) of the 8 time bytes followed by the data, so a
 // damaged length, time or payload is detected. A Pos is the byte offset just
 // after a record in its segment; positions order like (Segment, Offset).
 //
 // The checkpoint is 28 bytes: "ANSCKPT1" | u64 segment | u64 offset |
 // u32 CRC-32C of the preceding 24 bytes. It holds the last acknowledged Pos.
-// The first checkpoint after OpenSpool replaces the file through
+// The first checkpoint after Open replaces the file through
 // checkpoint.tmp; later ones overwrite it in place (see writeCheckpoint).
 //
-// Recovery (OpenSpool) deletes segments that are wholly acknowledged, checks
+// Recovery (Open) deletes segments that are wholly acknowledged, checks
 // every other record's length and CRC, and truncates a segment at its first
 // bad record with one slog.Warn line (a torn tail after a crash or power loss).
 // Appends after a reopen always go to a new segment, so a recovered segment is
 // never written again.
 
-package publish
+package spool
 
 import (
 	"context"
@@ -50,52 +50,54 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/auditns/auditns/internal/fifo"
 )
 
 const (
-	spoolSegHeaderSize   = 16
-	spoolFrameHeaderSize = 16
-	spoolSegMagic        = "ANSSPOOL"
-	spoolVersion         = 1
-	spoolCkptMagic       = "ANSCKPT1"
-	spoolCkptSize        = 28
-	spoolCkptName        = "checkpoint"
-	spoolCkptTmpName     = "checkpoint.tmp"
-	spoolLockName        = "LOCK"
-	spoolSegSuffix       = ".seg"
-	spoolSegNameDigits   = 20
+	segHeaderSize   = 16
+	frameHeaderSize = 16
+	segMagic        = "ANSSPOOL"
+	formatVersion   = 1
+	ckptMagic       = "ANSCKPT1"
+	ckptSize        = 28
+	ckptName        = "checkpoint"
+	ckptTmpName     = "checkpoint.tmp"
+	lockName        = "LOCK"
+	segSuffix       = ".seg"
+	segNameDigits   = 20
 
-	// DefaultSpoolSegmentBytes is the default SpoolOptions.SegmentBytes.
-	DefaultSpoolSegmentBytes = 64 << 20
-	// DefaultSpoolMaxBytes is the default SpoolOptions.MaxBytes.
-	DefaultSpoolMaxBytes = 1 << 30
-	// DefaultSpoolMemoryBytes is the default SpoolOptions.MemoryBytes.
-	DefaultSpoolMemoryBytes = 16 << 20
-	// DefaultSpoolSyncInterval is the group-fsync interval the daemon should
-	// configure (SpoolOptions.SyncInterval's zero value means "fsync every
+	// DefaultSegmentBytes is the default Options.SegmentBytes.
+	DefaultSegmentBytes = 64 << 20
+	// DefaultMaxBytes is the default Options.MaxBytes.
+	DefaultMaxBytes = 1 << 30
+	// DefaultMemoryBytes is the default Options.MemoryBytes.
+	DefaultMemoryBytes = 16 << 20
+	// DefaultSyncInterval is the group-fsync interval the daemon should
+	// configure (Options.SyncInterval's zero value means "fsync every
 	// Append").
-	DefaultSpoolSyncInterval = 50 * time.Millisecond
-	// DefaultSpoolCheckpointInterval is the default
-	// SpoolOptions.CheckpointInterval.
+	DefaultSyncInterval = 50 * time.Millisecond
+	// DefaultCheckpointInterval is the default
+	// Options.CheckpointInterval.
 	// A checkpoint write is a write and an fdatasync (see writeCheckpoint);
 	// every 10ms, with a rename and a directory fsync each time, they were
 	// half the Kafka sink's CPU at 10,000 events/s.
-	DefaultSpoolCheckpointInterval = 100 * time.Millisecond
-	// DefaultSpoolNextBytes is the byte limit Next applies when called with
+	DefaultCheckpointInterval = 100 * time.Millisecond
+	// DefaultNextBytes is the byte limit Next applies when called with
 	// maxBytes <= 0.
-	DefaultSpoolNextBytes = 1 << 20
+	DefaultNextBytes = 1 << 20
 
-	minSpoolSegmentBytes = 64
+	minSegmentBytes = 64
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// ErrSpoolClosed is returned by Spool methods called after Close, and by a
+// ErrClosed is returned by Spool methods called after Close, and by a
 // Next that was waiting when Close was called.
-var ErrSpoolClosed = errors.New("spool: closed")
+var ErrClosed = errors.New("spool: closed")
 
 // FullPolicy says what Append does when the unacknowledged bytes on disk
-// would exceed SpoolOptions.MaxBytes.
+// would exceed Options.MaxBytes.
 type FullPolicy string
 
 const (
@@ -108,8 +110,8 @@ const (
 	FullDropOldest FullPolicy = "drop_oldest"
 )
 
-// SpoolOptions configures OpenSpool. Zero values select the defaults noted.
-type SpoolOptions struct {
+// Options configures Open. Zero values select the defaults noted.
+type Options struct {
 	// Dir is the spool directory (required). It is created with mode 0700
 	// if missing; files in it are created 0600. One Spool at a time may use
 	// a directory (enforced with flock on Dir/LOCK).
@@ -144,10 +146,10 @@ type SpoolOptions struct {
 	// makes it durable against power loss (group commit, done by a
 	// background goroutine, never by Append). The zero value fsyncs inside
 	// every Append call instead: durable on return, but Append then waits for
-	// the disk. The daemon's configured default is DefaultSpoolSyncInterval
+	// the disk. The daemon's configured default is DefaultSyncInterval
 	// (50ms). A process crash (kill -9) loses nothing that Append returned,
 	// whatever this setting: the data is in the page cache. fsync errors
-	// are logged, counted in SpoolStats.SyncErrors and returned by Sync.
+	// are logged, counted in Stats.SyncErrors and returned by Sync.
 	// Negative is invalid.
 	SyncInterval time.Duration
 
@@ -169,31 +171,31 @@ type SpoolOptions struct {
 	Logger *slog.Logger
 }
 
-func (o SpoolOptions) withDefaults() (SpoolOptions, error) {
+func (o Options) withDefaults() (Options, error) {
 	if o.Dir == "" {
-		return o, errors.New("spool: SpoolOptions.Dir is required")
+		return o, errors.New("spool: Options.Dir is required")
 	}
 	switch {
 	case o.SegmentBytes == 0:
-		o.SegmentBytes = DefaultSpoolSegmentBytes
-	case o.SegmentBytes < minSpoolSegmentBytes:
-		return o, fmt.Errorf("spool: SpoolOptions.SegmentBytes must be at least %d, got %d", minSpoolSegmentBytes, o.SegmentBytes)
+		o.SegmentBytes = DefaultSegmentBytes
+	case o.SegmentBytes < minSegmentBytes:
+		return o, fmt.Errorf("spool: Options.SegmentBytes must be at least %d, got %d", minSegmentBytes, o.SegmentBytes)
 	}
 	switch {
 	case o.MaxBytes == 0:
-		o.MaxBytes = DefaultSpoolMaxBytes
+		o.MaxBytes = DefaultMaxBytes
 	case o.MaxBytes < 0:
-		return o, fmt.Errorf("spool: SpoolOptions.MaxBytes must be positive, got %d", o.MaxBytes)
+		return o, fmt.Errorf("spool: Options.MaxBytes must be positive, got %d", o.MaxBytes)
 	}
 	switch o.Full {
 	case "":
 		o.Full = FullDropNewest
 	case FullDropNewest, FullDropOldest:
 	default:
-		return o, fmt.Errorf("spool: SpoolOptions.Full must be %q or %q, got %q", FullDropNewest, FullDropOldest, o.Full)
+		return o, fmt.Errorf("spool: Options.Full must be %q or %q, got %q", FullDropNewest, FullDropOldest, o.Full)
 	}
 	if o.SyncInterval < 0 {
-		return o, fmt.Errorf("spool: SpoolOptions.SyncInterval must not be negative, got %v", o.SyncInterval)
+		return o, fmt.Errorf("spool: Options.SyncInterval must not be negative, got %v", o.SyncInterval)
 	}
 	switch {
 	case o.ReserveBytes == 0:
@@ -201,16 +203,16 @@ func (o SpoolOptions) withDefaults() (SpoolOptions, error) {
 	case o.ReserveBytes < 0:
 		o.ReserveBytes = 0
 	case o.ReserveBytes >= o.MaxBytes:
-		return o, fmt.Errorf("spool: SpoolOptions.ReserveBytes must be less than MaxBytes (%d), got %d", o.MaxBytes, o.ReserveBytes)
+		return o, fmt.Errorf("spool: Options.ReserveBytes must be less than MaxBytes (%d), got %d", o.MaxBytes, o.ReserveBytes)
 	}
 	if o.MemoryBytes == 0 {
-		o.MemoryBytes = DefaultSpoolMemoryBytes
+		o.MemoryBytes = DefaultMemoryBytes
 	}
 	switch {
 	case o.CheckpointInterval == 0:
-		o.CheckpointInterval = DefaultSpoolCheckpointInterval
+		o.CheckpointInterval = DefaultCheckpointInterval
 	case o.CheckpointInterval < 0:
-		return o, fmt.Errorf("spool: SpoolOptions.CheckpointInterval must not be negative, got %v", o.CheckpointInterval)
+		return o, fmt.Errorf("spool: Options.CheckpointInterval must not be negative, got %v", o.CheckpointInterval)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -241,8 +243,8 @@ type Record struct {
 	Data []byte
 }
 
-// SpoolStats is a snapshot for metrics and loss accounting.
-type SpoolStats struct {
+// Stats is a snapshot for metrics and loss accounting.
+type Stats struct {
 	// Bytes is the unacknowledged bytes on disk, framing included (the
 	// quantity MaxBytes caps).
 	Bytes int64
@@ -257,19 +259,19 @@ type SpoolStats struct {
 	// OldestUnacked is the append time of the oldest unacknowledged record;
 	// zero when nothing is unacknowledged.
 	OldestUnacked time.Time
-	// Dropped is the total number of records not stored since OpenSpool:
+	// Dropped is the total number of records not stored since Open:
 	// refused or deleted by the full policy, and batches whose write failed.
 	Dropped int64
 	// Segments is the number of live segment files.
 	Segments int
 	// CorruptBytes counts bytes cut on recovery or skipped as corrupt by
-	// Next since OpenSpool (their records are lost).
+	// Next since Open (their records are lost).
 	CorruptBytes int64
-	// SyncErrors counts failed fsync(2) calls since OpenSpool.
+	// SyncErrors counts failed fsync(2) calls since Open.
 	SyncErrors int64
 }
 
-type spoolSeg struct {
+type segment struct {
 	seq    uint64
 	end    int64 // bytes of valid, published records (file offset)
 	n      int64 // records in the segment
@@ -284,45 +286,13 @@ type memBlock struct {
 	at         int   // offset in the arena
 }
 
-// queue is a FIFO on a reused slice.
-type queue[T any] struct {
-	buf  []T
-	head int
-}
-
-func (q *queue[T]) len() int     { return len(q.buf) - q.head }
-func (q *queue[T]) at(i int) *T  { return &q.buf[q.head+i] }
-func (q *queue[T]) front() *T    { return &q.buf[q.head] }
-func (q *queue[T]) back() *T     { return &q.buf[len(q.buf)-1] }
-func (q *queue[T]) reset()       { q.buf, q.head = q.buf[:0], 0 }
-func (q *queue[T]) items() []T   { return q.buf[q.head:] }
-func (q *queue[T]) pushBack(v T) { q.compact(); q.buf = append(q.buf, v) }
-func (q *queue[T]) popFront() {
-	var zero T
-	q.buf[q.head] = zero // no reference kept to what was popped
-	q.head++
-	q.compactEmpty()
-}
-func (q *queue[T]) compactEmpty() {
-	if q.head == len(q.buf) {
-		q.reset()
-	}
-}
-func (q *queue[T]) compact() {
-	if q.head > 0 && len(q.buf) == cap(q.buf) {
-		n := copy(q.buf, q.buf[q.head:])
-		clear(q.buf[n:])
-		q.buf, q.head = q.buf[:n], 0
-	}
-}
-
 // Spool is a durable, ordered, size-capped write-ahead log of messages. One
 // goroutine appends (Append); one other goroutine reads (Next, Rewind) and
 // one acknowledges (Ack), which may be the reader or a third one (the Kafka
 // sink reads in one goroutine and acknowledges in another); Stats and Sync
 // may be called from any goroutine. See the format notes at the top of spool.go.
 type Spool struct {
-	opts SpoolOptions
+	opts Options
 	log  *slog.Logger
 	dir  *os.File // for fsync of the directory
 	lock *os.File // flock'ed
@@ -344,23 +314,23 @@ type Spool struct {
 
 	mu         sync.Mutex
 	closed     bool
-	segs       []*spoolSeg // live segments, ascending; the last is active when active != nil
+	segs       []*segment // live segments, ascending; the last is active when active != nil
 	active     *os.File
 	activeSeq  uint64
 	ack        Pos
 	ackN       int64 // records acknowledged in segs[0] when segs[0].seq == ack.Segment
 	readPos    Pos
-	readGen    uint64     // bumped by Rewind, Ack past the reader and drops
-	inflight   queue[Pos] // positions of records returned by Next, not yet acknowledged
-	segBytes   int64      // Σ (end - header) over segs
-	segRecords int64      // Σ n over segs
+	readGen    uint64          // bumped by Rewind, Ack past the reader and drops
+	inflight   fifo.Queue[Pos] // positions of records returned by Next, not yet acknowledged
+	segBytes   int64           // Σ (end - header) over segs
+	segRecords int64           // Σ n over segs
 	dropped    int64
 	corrupt    int64
 	syncErrs   int64
 	syncErr    error // first fsync error since the last Sync
 
 	arena  []byte
-	blocks queue[memBlock]
+	blocks fifo.Queue[memBlock]
 
 	dirty      bool
 	dirtySince time.Time
@@ -390,10 +360,10 @@ func (s *Spool) segPath(seq uint64) string {
 }
 
 func segName(seq uint64) string {
-	return fmt.Sprintf("%0*d%s", spoolSegNameDigits, seq, spoolSegSuffix)
+	return fmt.Sprintf("%0*d%s", segNameDigits, seq, segSuffix)
 }
 
-func frameSize(data []byte) int64 { return spoolFrameHeaderSize + int64(len(data)) }
+func frameSize(data []byte) int64 { return frameHeaderSize + int64(len(data)) }
 
 // appendFrame appends one record's framing and data to b.
 func appendFrame(b []byte, data []byte, ts int64) []byte {
@@ -417,7 +387,7 @@ func (s *Spool) signal(ch chan struct{}) {
 func (s *Spool) unackedLocked() int64 {
 	u := s.segBytes
 	if len(s.segs) > 0 && s.segs[0].seq == s.ack.Segment {
-		u -= s.ack.Offset - spoolSegHeaderSize
+		u -= s.ack.Offset - segHeaderSize
 	}
 	return u
 }
@@ -435,7 +405,7 @@ func (s *Spool) unackedRecordsLocked() int64 {
 
 // segIndexLocked returns the index of the first live segment with seq >= seq.
 func (s *Spool) segIndexLocked(seq uint64) int {
-	i, _ := slices.BinarySearchFunc(s.segs, seq, func(g *spoolSeg, t uint64) int {
+	i, _ := slices.BinarySearchFunc(s.segs, seq, func(g *segment, t uint64) int {
 		switch {
 		case g.seq < t:
 			return -1
@@ -491,7 +461,7 @@ func (s *Spool) AppendReserved(recs [][]byte, reserved []bool) (dropped int, err
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return len(recs), ErrSpoolClosed
+		return len(recs), ErrClosed
 	}
 	if s.opts.Full == FullDropOldest {
 		// Keep the newest records that fit in MaxBytes, then make room for
@@ -558,7 +528,7 @@ func (s *Spool) AppendReserved(recs [][]byte, reserved []bool) (dropped int, err
 		return dropped, nil
 	}
 
-	if s.active == nil || (s.wEnd > spoolSegHeaderSize && s.wEnd+int64(len(buf)) > s.opts.SegmentBytes) {
+	if s.active == nil || (s.wEnd > segHeaderSize && s.wEnd+int64(len(buf)) > s.opts.SegmentBytes) {
 		if err := s.roll(); err != nil {
 			return failed(), fmt.Errorf("spool: new segment: %w", err)
 		}
@@ -585,7 +555,7 @@ func (s *Spool) AppendReserved(recs [][]byte, reserved []bool) (dropped int, err
 
 	if s.opts.SyncInterval == 0 {
 		// The batch is stored either way: an fsync error is logged and
-		// counted (SpoolStats.SyncErrors), as with group fsync.
+		// counted (Stats.SyncErrors), as with group fsync.
 		s.flush(true, false)
 	}
 	return dropped, nil
@@ -626,9 +596,9 @@ func (s *Spool) roll() error {
 	if err != nil {
 		return err
 	}
-	var hdr [spoolSegHeaderSize]byte
-	copy(hdr[:], spoolSegMagic)
-	binary.LittleEndian.PutUint32(hdr[8:], spoolVersion)
+	var hdr [segHeaderSize]byte
+	copy(hdr[:], segMagic)
+	binary.LittleEndian.PutUint32(hdr[8:], formatVersion)
 	if _, err := f.WriteAt(hdr[:], 0); err != nil {
 		f.Close()
 		os.Remove(path)
@@ -637,8 +607,8 @@ func (s *Spool) roll() error {
 	s.nextSeq++
 	s.mu.Lock()
 	s.sealActiveLocked()
-	s.active, s.activeSeq, s.wEnd = f, seq, spoolSegHeaderSize
-	s.segs = append(s.segs, &spoolSeg{seq: seq, end: spoolSegHeaderSize})
+	s.active, s.activeSeq, s.wEnd = f, seq, segHeaderSize
+	s.segs = append(s.segs, &segment{seq: seq, end: segHeaderSize})
 	s.dirDirty = true
 	s.markDirtyLocked()
 	s.gcLocked() // the sealed segment may be wholly acknowledged already
@@ -647,14 +617,14 @@ func (s *Spool) roll() error {
 }
 
 // removeFrontLocked forgets segs[0]; its file is deleted by the flusher.
-func (s *Spool) removeFrontLocked() *spoolSeg {
+func (s *Spool) removeFrontLocked() *segment {
 	g := s.segs[0]
 	s.segs[0] = nil
 	s.segs = s.segs[1:]
 	if len(s.segs) == 0 {
 		s.segs = s.segs[:0:0]
 	}
-	s.segBytes -= g.end - spoolSegHeaderSize
+	s.segBytes -= g.end - segHeaderSize
 	s.segRecords -= g.n
 	if g.seq == s.ack.Segment {
 		s.ackN = 0
@@ -700,7 +670,7 @@ func (s *Spool) evictLocked(need int64) int {
 		if s.readPos.Less(s.ack) {
 			s.readPos = s.ack
 			s.readGen++
-			s.inflight.reset()
+			s.inflight.Reset()
 		}
 	}
 	return int(dropped)
@@ -715,21 +685,21 @@ func (s *Spool) memPutLocked(seq uint64, start, end int64, frames []byte) {
 	}
 	n := len(frames)
 	if n > len(s.arena) {
-		s.blocks.reset() // the copy must stay a contiguous tail of the log
+		s.blocks.Reset() // the copy must stay a contiguous tail of the log
 		return
 	}
 	at := s.memAllocLocked(n)
 	copy(s.arena[at:at+n], frames)
-	s.blocks.pushBack(memBlock{seq: seq, start: start, end: end, at: at})
+	s.blocks.PushBack(memBlock{seq: seq, start: start, end: end, at: at})
 }
 
 // memAllocLocked returns where n bytes fit in the arena, evicting the oldest
 // blocks as needed.
 func (s *Spool) memAllocLocked(n int) int {
 	size := len(s.arena)
-	for s.blocks.len() > 0 {
-		oldest := s.blocks.front().at
-		nb := s.blocks.back()
+	for s.blocks.Len() > 0 {
+		oldest := s.blocks.Front().at
+		nb := s.blocks.Back()
 		head := nb.at + int(nb.end-nb.start)
 		if nb.at >= oldest { // free: [head, size) and [0, oldest)
 			if head+n <= size {
@@ -741,22 +711,22 @@ func (s *Spool) memAllocLocked(n int) int {
 		} else if head+n <= oldest { // wrapped: free [head, oldest)
 			return head
 		}
-		s.blocks.popFront()
+		s.blocks.PopFront()
 	}
 	return 0
 }
 
 // memDropThroughLocked forgets blocks of segments <= seq.
 func (s *Spool) memDropThroughLocked(seq uint64) {
-	for s.blocks.len() > 0 && s.blocks.front().seq <= seq {
-		s.blocks.popFront()
+	for s.blocks.Len() > 0 && s.blocks.Front().seq <= seq {
+		s.blocks.PopFront()
 	}
 }
 
 // memFindLocked returns the index of the block holding the record that starts
 // at p, or -1.
 func (s *Spool) memFindLocked(p Pos) int {
-	bl := s.blocks.items()
+	bl := s.blocks.Items()
 	if len(bl) == 0 || p.Less(Pos{bl[0].seq, bl[0].start}) {
 		return -1
 	}
@@ -780,7 +750,7 @@ func (s *Spool) memReadLocked(maxRecs, maxBytes int) (recs []Record, ok bool) {
 	if i < 0 {
 		return nil, false
 	}
-	bl := s.blocks.items()
+	bl := s.blocks.Items()
 	seq := s.readPos.Segment
 	// Pass 1: count.
 	count, total := 0, 0
@@ -796,7 +766,7 @@ scan:
 			}
 			count++
 			total += l
-			off += spoolFrameHeaderSize + int64(l)
+			off += frameHeaderSize + int64(l)
 		}
 		bi++
 		if bi < len(bl) && (bl[bi].seq != seq || bl[bi].start != b.end) {
@@ -813,8 +783,8 @@ scan:
 		for off < b.end && len(recs) < count {
 			at := b.at + int(off-b.start)
 			l := int(binary.LittleEndian.Uint32(s.arena[at:]))
-			copy(data[d:d+l], s.arena[at+spoolFrameHeaderSize:])
-			off += spoolFrameHeaderSize + int64(l)
+			copy(data[d:d+l], s.arena[at+frameHeaderSize:])
+			off += frameHeaderSize + int64(l)
 			recs = append(recs, Record{Pos: Pos{seq, off}, Data: data[d : d+l : d+l]})
 			d += l
 		}
@@ -830,7 +800,7 @@ func (s *Spool) memTSLocked(p Pos) (int64, bool) {
 	if i < 0 {
 		return 0, false
 	}
-	b := s.blocks.at(i)
+	b := s.blocks.At(i)
 	at := b.at + int(p.Offset-b.start)
 	return int64(binary.LittleEndian.Uint64(s.arena[at+8:])), true
 }
@@ -840,11 +810,11 @@ func (s *Spool) memTSLocked(p Pos) (int64, bool) {
 // normReadLocked moves the read position past sealed segment ends and
 // deleted segments, and returns the segment it is in and whether a record is
 // available there.
-func (s *Spool) normReadLocked() (*spoolSeg, bool) {
+func (s *Spool) normReadLocked() (*segment, bool) {
 	for i := s.segIndexLocked(s.readPos.Segment); i < len(s.segs); i++ {
 		g := s.segs[i]
-		if g.seq != s.readPos.Segment || s.readPos.Offset < spoolSegHeaderSize {
-			s.readPos = Pos{g.seq, spoolSegHeaderSize}
+		if g.seq != s.readPos.Segment || s.readPos.Offset < segHeaderSize {
+			s.readPos = Pos{g.seq, segHeaderSize}
 		}
 		if s.readPos.Offset < g.end {
 			return g, true
@@ -859,9 +829,9 @@ func (s *Spool) normReadLocked() (*spoolSeg, bool) {
 // Next returns up to maxRecs records (and, beyond the first, at most maxBytes
 // bytes of data) following the read position, blocking until at least one
 // is available, ctx is done (ctx.Err()) or the spool is closed
-// (ErrSpoolClosed). If records are available they are returned even when ctx
+// (ErrClosed). If records are available they are returned even when ctx
 // is already done, so a canceled ctx polls. maxRecs < 1 means 1; maxBytes < 1
-// means DefaultSpoolNextBytes. One call returns records of one segment only.
+// means DefaultNextBytes. One call returns records of one segment only.
 //
 // The records stay in the spool until acknowledged (Ack); the next Next
 // continues after them. Next and Rewind are meant for one goroutine; Ack
@@ -871,7 +841,7 @@ func (s *Spool) Next(ctx context.Context, maxRecs int, maxBytes int) ([]Record, 
 		maxRecs = 1
 	}
 	if maxBytes < 1 {
-		maxBytes = DefaultSpoolNextBytes
+		maxBytes = DefaultNextBytes
 	}
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
@@ -879,7 +849,7 @@ func (s *Spool) Next(ctx context.Context, maxRecs int, maxBytes int) ([]Record, 
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			return nil, ErrSpoolClosed
+			return nil, ErrClosed
 		}
 		g, ok := s.normReadLocked()
 		if ok {
@@ -932,7 +902,7 @@ func (s *Spool) Next(ctx context.Context, maxRecs int, maxBytes int) ([]Record, 
 func (s *Spool) readDoneLocked(recs []Record) {
 	s.readPos = recs[len(recs)-1].Pos
 	for i := range recs {
-		s.inflight.pushBack(recs[i].Pos)
+		s.inflight.PushBack(recs[i].Pos)
 	}
 }
 
@@ -964,7 +934,7 @@ func (s *Spool) readDisk(seq uint64, off, end int64, maxRecs, maxBytes int) ([]R
 		}
 		s.rf, s.rfSeq = f, seq
 	}
-	want := min(end-off, int64(maxBytes)+min(int64(maxRecs), 4096)*spoolFrameHeaderSize)
+	want := min(end-off, int64(maxBytes)+min(int64(maxRecs), 4096)*frameHeaderSize)
 	buf := make([]byte, want)
 	if n, err := s.rf.ReadAt(buf, off); n < len(buf) {
 		return nil, &corruptError{off, fmt.Sprintf("short read (%d of %d bytes): %v", n, len(buf), err)}
@@ -972,9 +942,9 @@ func (s *Spool) readDisk(seq uint64, off, end int64, maxRecs, maxBytes int) ([]R
 	recs := make([]Record, 0, min(maxRecs, 256))
 	total := 0
 	p := 0
-	for len(recs) < maxRecs && p+spoolFrameHeaderSize <= len(buf) {
+	for len(recs) < maxRecs && p+frameHeaderSize <= len(buf) {
 		l := int(binary.LittleEndian.Uint32(buf[p:]))
-		if int64(l) > end-off-int64(p)-spoolFrameHeaderSize {
+		if int64(l) > end-off-int64(p)-frameHeaderSize {
 			if len(recs) > 0 {
 				break // return the good records; the next call reports this
 			}
@@ -983,25 +953,25 @@ func (s *Spool) readDisk(seq uint64, off, end int64, maxRecs, maxBytes int) ([]R
 		if len(recs) > 0 && total+l > maxBytes {
 			break
 		}
-		if p+spoolFrameHeaderSize+l > len(buf) {
+		if p+frameHeaderSize+l > len(buf) {
 			if len(recs) > 0 {
 				break
 			}
 			// One record larger than the read: read exactly it.
-			buf = make([]byte, spoolFrameHeaderSize+l)
+			buf = make([]byte, frameHeaderSize+l)
 			if n, err := s.rf.ReadAt(buf, off); n < len(buf) {
 				return nil, &corruptError{off, fmt.Sprintf("short read (%d of %d bytes): %v", n, len(buf), err)}
 			}
 			p = 0
 		}
 		crc := binary.LittleEndian.Uint32(buf[p+4:])
-		if crc32.Update(0, castagnoli, buf[p+8:p+spoolFrameHeaderSize+l]) != crc {
+		if crc32.Update(0, castagnoli, buf[p+8:p+frameHeaderSize+l]) != crc {
 			if len(recs) > 0 {
 				break // return the good records; the next call reports this
 			}
 			return nil, &corruptError{off + int64(p), "CRC mismatch"}
 		}
-		d := p + spoolFrameHeaderSize
+		d := p + frameHeaderSize
 		p = d + l
 		recs = append(recs, Record{Pos: Pos{seq, off + int64(p)}, Data: buf[d:p:p]})
 		total += l
@@ -1020,7 +990,7 @@ func (s *Spool) Rewind() {
 	s.mu.Lock()
 	s.readPos = s.ack
 	s.readGen++
-	s.inflight.reset()
+	s.inflight.Reset()
 	s.mu.Unlock()
 }
 
@@ -1033,7 +1003,7 @@ func (s *Spool) Ack(pos Pos) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrSpoolClosed
+		return ErrClosed
 	}
 	if !s.ack.Less(pos) {
 		return nil
@@ -1045,23 +1015,23 @@ func (s *Spool) Ack(pos Pos) error {
 		return fmt.Errorf("spool: ack %v is past the written data (%v)", pos, Pos{last.seq, last.end})
 	}
 	if i := s.segIndexLocked(pos.Segment); i < len(s.segs) && s.segs[i].seq == pos.Segment &&
-		(pos.Offset > s.segs[i].end || pos.Offset < spoolSegHeaderSize) {
+		(pos.Offset > s.segs[i].end || pos.Offset < segHeaderSize) {
 		return fmt.Errorf("spool: ack %v is outside segment %d", pos, pos.Segment)
 	}
 	if pos.Segment != s.ack.Segment {
 		s.ackN = 0
 	}
 	s.ack = pos
-	for s.inflight.len() > 0 && !pos.Less(*s.inflight.front()) {
-		if s.inflight.front().Segment == pos.Segment {
+	for s.inflight.Len() > 0 && !pos.Less(*s.inflight.Front()) {
+		if s.inflight.Front().Segment == pos.Segment {
 			s.ackN++
 		}
-		s.inflight.popFront()
+		s.inflight.PopFront()
 	}
 	if s.readPos.Less(pos) {
 		s.readPos = pos
 		s.readGen++
-		s.inflight.reset()
+		s.inflight.Reset()
 	}
 	s.gcLocked()
 	if !s.ackKicked { // else the flusher's timer is armed for it
@@ -1073,7 +1043,7 @@ func (s *Spool) Ack(pos Pos) error {
 
 // Stats returns a snapshot. It may read one record header from disk (for
 // OldestUnacked) and is safe to call from any goroutine.
-func (s *Spool) Stats() SpoolStats {
+func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	st := s.statsLocked()
 	if st.Bytes == 0 {
@@ -1103,8 +1073,8 @@ func (s *Spool) Stats() SpoolStats {
 	return st
 }
 
-func (s *Spool) statsLocked() SpoolStats {
-	st := SpoolStats{
+func (s *Spool) statsLocked() Stats {
+	st := Stats{
 		Bytes:        s.unackedLocked(),
 		Records:      s.unackedRecordsLocked(),
 		Dropped:      s.dropped,
@@ -1121,7 +1091,7 @@ func (s *Spool) statsLocked() SpoolStats {
 // firstUnackedLocked is where the oldest unacknowledged record starts.
 func (s *Spool) firstUnackedLocked() Pos {
 	for _, g := range s.segs {
-		p := Pos{g.seq, spoolSegHeaderSize}
+		p := Pos{g.seq, segHeaderSize}
 		if g.seq == s.ack.Segment {
 			p.Offset = s.ack.Offset
 		}
@@ -1138,7 +1108,7 @@ func (s *Spool) diskTS(p Pos) (int64, bool) {
 		return 0, false
 	}
 	defer f.Close()
-	var h [spoolFrameHeaderSize]byte
+	var h [frameHeaderSize]byte
 	if _, err := f.ReadAt(h[:], p.Offset); err != nil {
 		return 0, false
 	}
@@ -1155,7 +1125,7 @@ func (s *Spool) Sync() error {
 	closed := s.closed
 	s.mu.Unlock()
 	if closed {
-		return ErrSpoolClosed
+		return ErrClosed
 	}
 	err := s.flush(true, true)
 	s.mu.Lock()
@@ -1284,7 +1254,7 @@ func (s *Spool) flushWait(forceData, forceCkpt bool) (time.Duration, error) {
 }
 
 // writeCheckpoint durably stores pos in the checkpoint file. The first
-// write after OpenSpool (or after a failed write) replaces the file
+// write after Open (or after a failed write) replaces the file
 // atomically: a new file, fsync'd, renamed over the old one, and the
 // directory fsync'd (dirSynced); that repairs a damaged checkpoint. Later
 // writes overwrite its 28 bytes in place and fdatasync the file: one fsync
@@ -1293,12 +1263,12 @@ func (s *Spool) flushWait(forceData, forceCkpt bool) (time.Duration, error) {
 // checkpoint whose CRC fails, and recovery then delivers the spool again
 // from its oldest segment: duplicates, never a loss.
 func (s *Spool) writeCheckpoint(pos Pos) (dirSynced bool, err error) {
-	var b [spoolCkptSize]byte
-	copy(b[:], spoolCkptMagic)
+	var b [ckptSize]byte
+	copy(b[:], ckptMagic)
 	binary.LittleEndian.PutUint64(b[8:], pos.Segment)
 	binary.LittleEndian.PutUint64(b[16:], uint64(pos.Offset))
 	binary.LittleEndian.PutUint32(b[24:], crc32.Checksum(b[:24], castagnoli))
-	path := filepath.Join(s.opts.Dir, spoolCkptName)
+	path := filepath.Join(s.opts.Dir, ckptName)
 	if f := s.ckptFile; f != nil {
 		_, err := f.WriteAt(b[:], 0)
 		if err == nil {
@@ -1312,7 +1282,7 @@ func (s *Spool) writeCheckpoint(pos Pos) (dirSynced bool, err error) {
 		s.ckptFile = nil
 		return false, err
 	}
-	tmp := filepath.Join(s.opts.Dir, spoolCkptTmpName)
+	tmp := filepath.Join(s.opts.Dir, ckptTmpName)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return false, err
@@ -1361,7 +1331,7 @@ func (s *Spool) background() {
 
 // Close fsyncs the segments, writes the latest acknowledged position to the
 // checkpoint and closes the files. A Next waiting in another goroutine
-// returns ErrSpoolClosed. Closing twice is a no-op.
+// returns ErrClosed. Closing twice is a no-op.
 func (s *Spool) Close() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()

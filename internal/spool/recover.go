@@ -1,4 +1,4 @@
-package publish
+package spool
 
 import (
 	"bufio"
@@ -16,14 +16,14 @@ import (
 	"syscall"
 )
 
-// OpenSpool opens (creating if needed) the spool in opts.Dir and recovers it:
+// Open opens (creating if needed) the spool in opts.Dir and recovers it:
 // segments wholly acknowledged by the checkpoint are deleted; every record of
 // the others is checked (length and CRC-32C) and a segment is truncated at its
 // first bad record with one slog.Warn line naming the segment, the offset and
 // the bytes cut; a missing or corrupt checkpoint means delivering again from
 // the oldest segment (at-least-once). Garbage never makes it fail or panic;
 // only I/O errors (and a directory in use by another Spool) do.
-func OpenSpool(opts SpoolOptions) (*Spool, error) {
+func Open(opts Options) (*Spool, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
@@ -31,7 +31,7 @@ func OpenSpool(opts SpoolOptions) (*Spool, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	lock, err := os.OpenFile(filepath.Join(opts.Dir, spoolLockName), os.O_RDWR|os.O_CREATE, 0o600)
+	lock, err := os.OpenFile(filepath.Join(opts.Dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
@@ -81,9 +81,9 @@ func readCheckpoint(path string) (pos Pos, found bool, bad string, err error) {
 		return Pos{}, true, "", err
 	}
 	switch {
-	case len(b) != spoolCkptSize:
-		return Pos{}, true, fmt.Sprintf("size %d, want %d", len(b), spoolCkptSize), nil
-	case string(b[:8]) != spoolCkptMagic:
+	case len(b) != ckptSize:
+		return Pos{}, true, fmt.Sprintf("size %d, want %d", len(b), ckptSize), nil
+	case string(b[:8]) != ckptMagic:
 		return Pos{}, true, "bad magic", nil
 	case crc32.Checksum(b[:24], castagnoli) != binary.LittleEndian.Uint32(b[24:]):
 		return Pos{}, true, "CRC mismatch", nil
@@ -115,22 +115,22 @@ func scanSegment(f *os.File, br *bufio.Reader, scratch []byte, ackOff int64) (se
 	}
 	r.size = fi.Size()
 	br.Reset(io.NewSectionReader(f, 0, r.size))
-	var h [spoolFrameHeaderSize]byte
-	if r.size < spoolSegHeaderSize {
+	var h [frameHeaderSize]byte
+	if r.size < segHeaderSize {
 		r.reason = "short segment header"
 		return r, nil
 	}
-	if _, err := io.ReadFull(br, h[:spoolSegHeaderSize]); err != nil {
+	if _, err := io.ReadFull(br, h[:segHeaderSize]); err != nil {
 		return r, err
 	}
-	if string(h[:8]) != spoolSegMagic || binary.LittleEndian.Uint32(h[8:]) != spoolVersion {
+	if string(h[:8]) != segMagic || binary.LittleEndian.Uint32(h[8:]) != formatVersion {
 		r.reason = "bad segment header"
 		return r, nil
 	}
-	off := int64(spoolSegHeaderSize)
+	off := int64(segHeaderSize)
 	r.valid, r.ackBound = off, off
 	for off < r.size {
-		if r.size-off < spoolFrameHeaderSize {
+		if r.size-off < frameHeaderSize {
 			r.reason = "torn record header"
 			break
 		}
@@ -138,7 +138,7 @@ func scanSegment(f *os.File, br *bufio.Reader, scratch []byte, ackOff int64) (se
 			return r, err
 		}
 		l := int64(binary.LittleEndian.Uint32(h[:]))
-		if l > r.size-off-spoolFrameHeaderSize {
+		if l > r.size-off-frameHeaderSize {
 			r.reason = fmt.Sprintf("record length %d runs past the end of the file", l)
 			break
 		}
@@ -155,7 +155,7 @@ func scanSegment(f *os.File, br *bufio.Reader, scratch []byte, ackOff int64) (se
 			r.reason = "CRC mismatch"
 			break
 		}
-		off += spoolFrameHeaderSize + l
+		off += frameHeaderSize + l
 		r.n++
 		r.valid = off
 		if off <= ackOff {
@@ -168,16 +168,16 @@ func scanSegment(f *os.File, br *bufio.Reader, scratch []byte, ackOff int64) (se
 // recover rebuilds the spool's state from Dir.
 func (s *Spool) recover() error {
 	dir := s.opts.Dir
-	if err := os.Remove(filepath.Join(dir, spoolCkptTmpName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(filepath.Join(dir, ckptTmpName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("spool: %w", err)
 	}
-	ack, found, bad, err := readCheckpoint(filepath.Join(dir, spoolCkptName))
+	ack, found, bad, err := readCheckpoint(filepath.Join(dir, ckptName))
 	if err != nil {
 		return fmt.Errorf("spool: read checkpoint: %w", err)
 	}
 	if bad != "" {
 		s.log.Warn("spool: checkpoint unusable; delivering again from the oldest segment (at-least-once)",
-			"file", filepath.Join(dir, spoolCkptName), "reason", bad)
+			"file", filepath.Join(dir, ckptName), "reason", bad)
 	}
 	diskAck := ack
 
@@ -188,10 +188,10 @@ func (s *Spool) recover() error {
 	var seqs []uint64
 	for _, e := range ents {
 		name := e.Name()
-		if len(name) != spoolSegNameDigits+len(spoolSegSuffix) || !strings.HasSuffix(name, spoolSegSuffix) || !e.Type().IsRegular() {
+		if len(name) != segNameDigits+len(segSuffix) || !strings.HasSuffix(name, segSuffix) || !e.Type().IsRegular() {
 			continue
 		}
-		seq, err := strconv.ParseUint(name[:spoolSegNameDigits], 10, 64)
+		seq, err := strconv.ParseUint(name[:segNameDigits], 10, 64)
 		if err != nil || seq == 0 {
 			continue
 		}
@@ -259,7 +259,7 @@ func (s *Spool) recover() error {
 			}
 		}
 		f.Close()
-		g := &spoolSeg{seq: seq, end: r.valid, n: r.n, sealed: true}
+		g := &segment{seq: seq, end: r.valid, n: r.n, sealed: true}
 		if seq == ack.Segment {
 			switch {
 			case ack.Offset > r.valid:
@@ -275,8 +275,8 @@ func (s *Spool) recover() error {
 			default:
 				s.ackN = r.ackN
 			}
-			if ack.Offset < spoolSegHeaderSize {
-				ack.Offset = spoolSegHeaderSize
+			if ack.Offset < segHeaderSize {
+				ack.Offset = segHeaderSize
 			}
 		}
 		if r.n == 0 || (seq == ack.Segment && ack.Offset >= r.valid) {
@@ -289,7 +289,7 @@ func (s *Spool) recover() error {
 			continue
 		}
 		s.segs = append(s.segs, g)
-		s.segBytes += g.end - spoolSegHeaderSize
+		s.segBytes += g.end - segHeaderSize
 		s.segRecords += g.n
 	}
 	if removed {
