@@ -165,25 +165,68 @@ func scanSegment(f *os.File, br *bufio.Reader, scratch []byte, ackOff int64) (se
 	return r, nil
 }
 
-// recover rebuilds the spool's state from Dir.
+// recover rebuilds the spool's state from Dir: the checkpoint, then every
+// segment file in sequence order.
 func (s *Spool) recover() error {
 	dir := s.opts.Dir
-	if err := os.Remove(filepath.Join(dir, ckptTmpName)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("spool: %w", err)
-	}
-	ack, found, bad, err := readCheckpoint(filepath.Join(dir, ckptName))
+	ack, found, bad, err := s.recoverCheckpoint()
 	if err != nil {
-		return fmt.Errorf("spool: read checkpoint: %w", err)
+		return err
+	}
+	diskAck := ack
+	seqs, err := s.listSegments(ack)
+	if err != nil {
+		return err
+	}
+	rs := recoverScan{br: bufio.NewReaderSize(nil, 1<<20), scratch: make([]byte, 64<<10)}
+	for _, seq := range seqs {
+		if err := s.recoverSegment(&rs, seq, &ack); err != nil {
+			return err
+		}
+	}
+	if rs.removed {
+		if err := s.dir.Sync(); err != nil {
+			return fmt.Errorf("spool: fsync %s: %w", dir, err)
+		}
+	}
+	if !found && len(s.segs) > 0 {
+		s.log.Info("spool: no checkpoint; delivering from the oldest segment", "dir", dir)
+	}
+	s.ack = ack
+	s.readPos = ack
+	s.ckptPos = diskAck
+	if bad != "" {
+		s.ckptPos = Pos{math.MaxUint64, 0} // rewrite it at the first flush
+	}
+	return nil
+}
+
+// recoverCheckpoint removes a checkpoint.tmp left by a crash and reads the
+// checkpoint: the acknowledged position, whether the file exists, and why
+// it is unusable ("" if it is not), which is logged here.
+func (s *Spool) recoverCheckpoint() (ack Pos, found bool, bad string, err error) {
+	dir := s.opts.Dir
+	if err := os.Remove(filepath.Join(dir, ckptTmpName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return Pos{}, false, "", fmt.Errorf("spool: %w", err)
+	}
+	ack, found, bad, err = readCheckpoint(filepath.Join(dir, ckptName))
+	if err != nil {
+		return Pos{}, false, "", fmt.Errorf("spool: read checkpoint: %w", err)
 	}
 	if bad != "" {
 		s.log.Warn("spool: checkpoint unusable; delivering again from the oldest segment (at-least-once)",
 			"file", filepath.Join(dir, ckptName), "reason", bad)
 	}
-	diskAck := ack
+	return ack, found, bad, nil
+}
 
+// listSegments returns the sequence numbers of the segment files in Dir,
+// ascending, and sets the next one to use past them and past ack's.
+func (s *Spool) listSegments(ack Pos) ([]uint64, error) {
+	dir := s.opts.Dir
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("spool: %w", err)
+		return nil, fmt.Errorf("spool: %w", err)
 	}
 	var seqs []uint64
 	for _, e := range ents {
@@ -203,108 +246,116 @@ func (s *Spool) recover() error {
 		maxSeq = max(maxSeq, seqs[len(seqs)-1])
 	}
 	if maxSeq == math.MaxUint64 {
-		return fmt.Errorf("spool: segment sequence exhausted in %s", dir)
+		return nil, fmt.Errorf("spool: segment sequence exhausted in %s", dir)
 	}
 	s.nextSeq = maxSeq + 1
+	return seqs, nil
+}
 
-	br := bufio.NewReaderSize(nil, 1<<20)
-	scratch := make([]byte, 64<<10)
-	removed := false
-	remove := func(seq uint64) error {
-		removed = true
-		if err := os.Remove(s.segPath(seq)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("spool: %w", err)
-		}
-		return nil
-	}
-	for _, seq := range seqs {
-		if seq < ack.Segment {
-			if err := remove(seq); err != nil { // wholly acknowledged
-				return err
-			}
-			continue
-		}
-		path := s.segPath(seq)
-		f, err := os.OpenFile(path, os.O_RDWR, 0)
-		if err != nil {
-			return fmt.Errorf("spool: %w", err)
-		}
-		ackOff := int64(-1)
-		if seq == ack.Segment {
-			ackOff = ack.Offset
-		}
-		r, err := scanSegment(f, br, scratch, ackOff)
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("spool: read %s: %w", path, err)
-		}
-		if r.valid < r.size {
-			cut := r.size - r.valid
-			s.corrupt += cut
-			if r.valid == 0 && r.size == 0 {
-				s.log.Info("spool: removing an empty segment (crash while it was created)", "segment", path)
-			} else {
-				s.log.Warn("spool: truncating torn or corrupt segment tail", "segment", path,
-					"offset", r.valid, "bytes_cut", cut, "records_kept", r.n, "reason", r.reason)
-			}
-			if r.valid > 0 {
-				if err := f.Truncate(r.valid); err != nil {
-					f.Close()
-					return fmt.Errorf("spool: truncate %s: %w", path, err)
-				}
-				if err := f.Sync(); err != nil {
-					f.Close()
-					return fmt.Errorf("spool: fsync %s: %w", path, err)
-				}
-			}
-		}
-		f.Close()
-		g := &segment{seq: seq, end: r.valid, n: r.n, sealed: true}
-		if seq == ack.Segment {
-			switch {
-			case ack.Offset > r.valid:
-				// Acknowledged records were cut (data fsync lagged the
-				// checkpoint): they were delivered, the rest is gone.
-				ack.Offset = r.valid
-				s.ackN = r.n
-			case ack.Offset != r.ackBound:
-				s.log.Warn("spool: checkpoint is not at a record boundary; delivering again from the record before it (at-least-once)",
-					"segment", path, "checkpoint_offset", ack.Offset, "restart_offset", r.ackBound)
-				ack.Offset = r.ackBound
-				s.ackN = r.ackN
-			default:
-				s.ackN = r.ackN
-			}
-			if ack.Offset < segHeaderSize {
-				ack.Offset = segHeaderSize
-			}
-		}
-		if r.n == 0 || (seq == ack.Segment && ack.Offset >= r.valid) {
-			if err := remove(seq); err != nil {
-				return err
-			}
-			if seq == ack.Segment {
-				s.ackN = 0
-			}
-			continue
-		}
-		s.segs = append(s.segs, g)
-		s.segBytes += g.end - segHeaderSize
-		s.segRecords += g.n
-	}
-	if removed {
-		if err := s.dir.Sync(); err != nil {
-			return fmt.Errorf("spool: fsync %s: %w", dir, err)
-		}
-	}
-	if !found && len(s.segs) > 0 {
-		s.log.Info("spool: no checkpoint; delivering from the oldest segment", "dir", dir)
-	}
-	s.ack = ack
-	s.readPos = ack
-	s.ckptPos = diskAck
-	if bad != "" {
-		s.ckptPos = Pos{math.MaxUint64, 0} // rewrite it at the first flush
+// recoverScan is what the segments' recovery shares: the read buffers, and
+// whether a file was deleted (then the directory is fsync'd once at the end).
+type recoverScan struct {
+	br      *bufio.Reader
+	scratch []byte
+	removed bool
+}
+
+func (s *Spool) removeSegment(rs *recoverScan, seq uint64) error {
+	rs.removed = true
+	if err := os.Remove(s.segPath(seq)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("spool: %w", err)
 	}
 	return nil
+}
+
+// recoverSegment checks segment seq, cuts its bad tail, moves *ack to a
+// record boundary if the checkpoint is in it, and keeps the segment unless
+// nothing of it is left to deliver.
+func (s *Spool) recoverSegment(rs *recoverScan, seq uint64, ack *Pos) error {
+	if seq < ack.Segment {
+		return s.removeSegment(rs, seq) // wholly acknowledged
+	}
+	path := s.segPath(seq)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	ackOff := int64(-1)
+	if seq == ack.Segment {
+		ackOff = ack.Offset
+	}
+	r, err := scanSegment(f, rs.br, rs.scratch, ackOff)
+	if err != nil {
+		err = fmt.Errorf("spool: read %s: %w", path, err)
+	} else {
+		err = s.cutBadTail(f, r)
+	}
+	f.Close()
+	if err != nil {
+		return err
+	}
+	if seq == ack.Segment {
+		s.alignAck(ack, r, path)
+	}
+	if r.n == 0 || (seq == ack.Segment && ack.Offset >= r.valid) {
+		if seq == ack.Segment {
+			s.ackN = 0
+		}
+		return s.removeSegment(rs, seq)
+	}
+	g := &segment{seq: seq, end: r.valid, n: r.n, sealed: true}
+	s.segs = append(s.segs, g)
+	s.segBytes += g.end - segHeaderSize
+	s.segRecords += g.n
+	return nil
+}
+
+// cutBadTail truncates f after its last good record (scanned as r), with
+// one log line, and counts the bytes cut as corrupt.
+func (s *Spool) cutBadTail(f *os.File, r segScan) error {
+	if r.valid >= r.size {
+		return nil
+	}
+	path := f.Name()
+	cut := r.size - r.valid
+	s.corrupt += cut
+	if r.valid == 0 && r.size == 0 {
+		s.log.Info("spool: removing an empty segment (crash while it was created)", "segment", path)
+	} else {
+		s.log.Warn("spool: truncating torn or corrupt segment tail", "segment", path,
+			"offset", r.valid, "bytes_cut", cut, "records_kept", r.n, "reason", r.reason)
+	}
+	if r.valid == 0 {
+		return nil // no valid header: the segment is removed
+	}
+	if err := f.Truncate(r.valid); err != nil {
+		return fmt.Errorf("spool: truncate %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("spool: fsync %s: %w", path, err)
+	}
+	return nil
+}
+
+// alignAck moves the checkpoint's position in its segment (scanned as r) to
+// a record boundary the segment still has, and sets the count of records
+// acknowledged in it.
+func (s *Spool) alignAck(ack *Pos, r segScan, path string) {
+	switch {
+	case ack.Offset > r.valid:
+		// Acknowledged records were cut (data fsync lagged the
+		// checkpoint): they were delivered, the rest is gone.
+		ack.Offset = r.valid
+		s.ackN = r.n
+	case ack.Offset != r.ackBound:
+		s.log.Warn("spool: checkpoint is not at a record boundary; delivering again from the record before it (at-least-once)",
+			"segment", path, "checkpoint_offset", ack.Offset, "restart_offset", r.ackBound)
+		ack.Offset = r.ackBound
+		s.ackN = r.ackN
+	default:
+		s.ackN = r.ackN
+	}
+	if ack.Offset < segHeaderSize {
+		ack.Offset = segHeaderSize
+	}
 }
