@@ -5,16 +5,18 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"time"
 )
 
 // Append stores recs, in order, with one write(2), and returns how many of
 // them were dropped by the full policy (their data is not stored: the caller
-// turns the count into a loss event). With FullDropOldest the count is the
-// number of unacknowledged records deleted to make room (some of them may
-// already be in flight and still be delivered: the count errs high, never
-// low). On error nothing of the batch is stored and dropped counts all of
-// recs (plus any records deleted by drop_oldest first).
+// turns the count into a loss event). With FullDropOldest the count also
+// holds, exactly, the unacknowledged records deleted to make room (see
+// evictLocked: never reserved ones, never ones the reader has taken). On
+// error nothing of the batch is stored and dropped counts all of recs (plus
+// the records drop_oldest deleted first, and the reserved ones it was
+// carrying into the batch).
 //
 // Append never waits for the reader or for fsync (unless SyncInterval is
 // zero); it holds the spool's lock only to publish the batch. It does not
@@ -23,9 +25,10 @@ func (s *Spool) Append(recs [][]byte) (dropped int, err error) {
 	return s.AppendReserved(recs, nil)
 }
 
-// AppendReserved is Append where reserved[i] marks recs[i] as one that may
-// use the room ReserveBytes keeps (reserved nil: none). Refusals and
-// failures count as in Append.
+// AppendReserved is Append where reserved[i] marks recs[i] as reserved
+// (reserved nil: none): a record that may use the room ReserveBytes keeps,
+// and that drop_oldest never deletes. Refusals and failures count as in
+// Append.
 func (s *Spool) AppendReserved(recs [][]byte, reserved []bool) (dropped int, err error) {
 	if len(recs) == 0 {
 		return 0, nil
@@ -33,101 +36,111 @@ func (s *Spool) AppendReserved(recs [][]byte, reserved []bool) (dropped int, err
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 
-	maxBytes := s.opts.MaxBytes
-	first := 0   // records before first are dropped (drop_oldest, batch > MaxBytes)
-	evicted := 0 // unacknowledged records deleted (drop_oldest)
-
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return len(recs), ErrClosed
 	}
+	first := 0 // records before first are dropped (drop_oldest, batch > MaxBytes)
+	var ev eviction
 	if s.opts.Full == FullDropOldest {
-		// Keep the newest records that fit in MaxBytes, then make room for
-		// them by deleting the oldest segments.
-		var need int64
-		first = len(recs)
-		for i := len(recs) - 1; i >= 0; i-- {
-			fs := frameSize(recs[i])
-			if fs > maxBytes || len(recs[i]) > math.MaxUint32 {
-				continue
-			}
-			if need+fs > maxBytes {
-				break
-			}
-			need += fs
-			first = i
-		}
-		evicted = s.evictLocked(need)
+		first, ev = s.makeRoomLocked(recs)
 	}
-	room := maxBytes - s.unackedLocked()
+	room := s.opts.MaxBytes - s.unackedLocked()
 	s.mu.Unlock()
-	if evicted > 0 {
-		s.log.Warn("spool: full; deleted the oldest unacknowledged records (drop_oldest)", "records", evicted, "max_bytes", maxBytes)
-	}
-	// failed accounts for a batch that could not be written.
-	failed := func() int {
-		n := evicted + len(recs)
-		s.mu.Lock()
-		s.dropped += int64(n)
-		s.mu.Unlock()
-		return n
+	if ev.dropped > 0 || ev.carried > 0 {
+		s.log.Warn("spool: full; deleted the oldest unread records (drop_oldest), keeping the reserved ones",
+			"records", ev.dropped, "reserved_kept", ev.carried, "max_bytes", s.opts.MaxBytes)
 	}
 
-	now := time.Now().UnixNano()
-	buf := s.wbuf[:0]
-	dropped = evicted + first
-	kept := 0
-	reserve := s.opts.ReserveBytes
-	if s.opts.Full == FullDropOldest {
-		reserve = 0 // room is made by evicting
-	}
-	for i, r := range recs[first:] {
-		fs := frameSize(r)
-		limit := room - reserve
-		if reserved != nil && reserved[first+i] {
-			limit = room
-		}
-		if fs > limit || len(r) > math.MaxUint32 {
-			dropped++
-			continue
-		}
-		room -= fs
-		buf = appendFrame(buf, r, now)
-		kept++
-	}
-	s.wbuf = buf
-	if cap(s.wbuf) > 8<<20 {
-		s.wbuf = nil // do not pin one huge batch's buffer
-	}
-	if kept == 0 {
+	b := s.frameBatch(recs, reserved, first, room, ev)
+	dropped = ev.dropped + first + b.refused
+	if b.records == 0 {
 		s.mu.Lock()
 		s.dropped += int64(dropped)
 		s.mu.Unlock()
 		return dropped, nil
 	}
+	if err := s.writeBatch(&b, dropped); err != nil {
+		dropped = ev.dropped + len(recs) + int(ev.carried)
+		s.mu.Lock()
+		s.dropped += int64(dropped)
+		s.mu.Unlock()
+		return dropped, err
+	}
+	return dropped, nil
+}
 
-	if s.active == nil || (s.wEnd > segHeaderSize && s.wEnd+int64(len(buf)) > s.opts.SegmentBytes) {
-		if err := s.roll(); err != nil {
-			return failed(), fmt.Errorf("spool: new segment: %w", err)
+// appendBatch is one Append's frames, written with one write(2).
+type appendBatch struct {
+	buf      []byte
+	records  int64 // frames in buf
+	reserved int64 // of them, reserved
+	refused  int   // records the room did not take
+}
+
+// frameBatch frames recs[first:] behind the reserved records ev carries,
+// refusing the records that do not fit in room (ordinary ones: in room less
+// ReserveBytes, under drop_newest).
+func (s *Spool) frameBatch(recs [][]byte, reserved []bool, first int, room int64, ev eviction) appendBatch {
+	b := appendBatch{buf: append(s.wbuf[:0], ev.carry...), records: ev.carried, reserved: ev.carried}
+	room -= int64(len(ev.carry))
+	reserve := s.opts.ReserveBytes
+	if s.opts.Full == FullDropOldest {
+		reserve = 0 // room is made by evicting
+	}
+	now := time.Now().UnixNano()
+	for i := first; i < len(recs); i++ {
+		r := recs[i]
+		res := reserved != nil && reserved[i]
+		fs := frameSize(r)
+		limit := room - reserve
+		if res {
+			limit = room
+		}
+		if fs > limit || len(r) > math.MaxUint32 {
+			b.refused++
+			continue
+		}
+		room -= fs
+		b.buf = appendFrame(b.buf, r, now, res)
+		b.records++
+		if res {
+			b.reserved++
 		}
 	}
+	s.wbuf = b.buf
+	if cap(s.wbuf) > 8<<20 {
+		s.wbuf = nil // do not pin one huge batch's buffer
+	}
+	return b
+}
 
-	if n, err := s.active.WriteAt(buf, s.wEnd); err != nil {
+// writeBatch writes b to the active segment (a new one if it would
+// overflow) and publishes it to the reader; dropped is added to the
+// spool's count in the same step.
+func (s *Spool) writeBatch(b *appendBatch, dropped int) error {
+	if s.active == nil || (s.wEnd > segHeaderSize && s.wEnd+int64(len(b.buf)) > s.opts.SegmentBytes) {
+		if err := s.roll(); err != nil {
+			return fmt.Errorf("spool: new segment: %w", err)
+		}
+	}
+	if n, err := s.active.WriteAt(b.buf, s.wEnd); err != nil {
 		s.writeFailed(n)
-		return failed(), fmt.Errorf("spool: write segment %d: %w", s.activeSeq, err)
+		return fmt.Errorf("spool: write segment %d: %w", s.activeSeq, err)
 	}
 
 	s.mu.Lock()
 	seg := s.segs[len(s.segs)-1]
 	start := s.wEnd
-	s.wEnd += int64(len(buf))
+	s.wEnd += int64(len(b.buf))
 	seg.end = s.wEnd
-	seg.n += int64(kept)
-	s.segBytes += int64(len(buf))
-	s.segRecords += int64(kept)
+	seg.n += b.records
+	seg.reserved += b.reserved
+	s.segBytes += int64(len(b.buf))
+	s.segRecords += b.records
 	s.dropped += int64(dropped)
-	s.memPutLocked(seg.seq, start, s.wEnd, buf)
+	s.memPutLocked(seg.seq, start, s.wEnd, b.buf)
 	s.markDirtyLocked()
 	s.mu.Unlock()
 	s.signal(s.dataCh)
@@ -137,7 +150,7 @@ func (s *Spool) AppendReserved(recs [][]byte, reserved []bool) (dropped int, err
 		// counted (Stats.SyncErrors), as with group fsync.
 		s.flush(true, false)
 	}
-	return dropped, nil
+	return nil
 }
 
 // writeFailed handles a failed write of n bytes: it cuts a partial write
@@ -195,13 +208,17 @@ func (s *Spool) roll() error {
 	return nil
 }
 
-// removeFrontLocked forgets segs[0]; its file is deleted by the flusher.
-func (s *Spool) removeFrontLocked() *segment {
-	g := s.segs[0]
-	s.segs[0] = nil
-	s.segs = s.segs[1:]
-	if len(s.segs) == 0 {
-		s.segs = s.segs[:0:0]
+// removeSegLocked forgets segs[i]; its file is deleted by the flusher.
+func (s *Spool) removeSegLocked(i int) {
+	g := s.segs[i]
+	if i == 0 {
+		s.segs[0] = nil
+		s.segs = s.segs[1:]
+		if len(s.segs) == 0 {
+			s.segs = s.segs[:0:0]
+		}
+	} else {
+		s.segs = slices.Delete(s.segs, i, i+1)
 	}
 	s.segBytes -= g.end - segHeaderSize
 	s.segRecords -= g.n
@@ -214,7 +231,6 @@ func (s *Spool) removeFrontLocked() *segment {
 	}
 	s.toUnlink = append(s.toUnlink, g.seq)
 	s.memDropThroughLocked(g.seq)
-	return g
 }
 
 // gcLocked deletes the segments that are wholly acknowledged.
@@ -222,35 +238,9 @@ func (s *Spool) gcLocked() {
 	for len(s.segs) > 0 {
 		g := s.segs[0]
 		if g.seq < s.ack.Segment || (g.seq == s.ack.Segment && g.sealed && s.ack.Offset >= g.end) {
-			s.removeFrontLocked()
+			s.removeSegLocked(0)
 			continue
 		}
 		return
 	}
-}
-
-// evictLocked deletes the oldest segments (drop_oldest) until need more bytes
-// fit under MaxBytes, and returns the number of unacknowledged records
-// deleted.
-func (s *Spool) evictLocked(need int64) int {
-	dropped := int64(0)
-	for len(s.segs) > 0 && s.unackedLocked()+need > s.opts.MaxBytes {
-		n := s.segs[0].n
-		if s.segs[0].seq == s.ack.Segment {
-			n -= s.ackN
-		}
-		g := s.removeFrontLocked()
-		dropped += max(n, 0)
-		if s.ack.Less(Pos{g.seq, g.end}) {
-			// Nothing of this segment will be delivered any more: treat it
-			// as acknowledged (a late Ack for it is a no-op).
-			s.ack, s.ackN = Pos{g.seq, g.end}, 0
-		}
-		if s.readPos.Less(s.ack) {
-			s.readPos = s.ack
-			s.readGen++
-			s.inflight.Reset()
-		}
-	}
-	return int(dropped)
 }

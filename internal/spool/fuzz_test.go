@@ -14,7 +14,7 @@ import (
 func fuzzSegment(recs ...string) []byte {
 	b := append([]byte(segMagic), 1, 0, 0, 0, 0, 0, 0, 0)
 	for i, r := range recs {
-		b = appendFrame(b, []byte(r), int64(i)*1e9)
+		b = appendFrame(b, []byte(r), int64(i)*1e9, false)
 	}
 	return b
 }

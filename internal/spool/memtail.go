@@ -140,5 +140,5 @@ func (s *Spool) memTSLocked(p Pos) (int64, bool) {
 	}
 	b := s.blocks.At(i)
 	at := b.at + int(p.Offset-b.start)
-	return int64(binary.LittleEndian.Uint64(s.arena[at+8:])), true
+	return appendTime(s.arena[at+8:]), true
 }

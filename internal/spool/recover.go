@@ -100,6 +100,7 @@ type segScan struct {
 	size     int64  // file size
 	valid    int64  // end of the last good record; 0: no valid header
 	n        int64  // good records
+	reserved int64  // of them, marked reserved
 	reason   string // why the scan stopped before size
 	ackBound int64  // last record boundary <= ackOff
 	ackN     int64  // records ending at or before ackBound
@@ -157,6 +158,9 @@ func scanSegment(f *os.File, br *bufio.Reader, scratch []byte, ackOff int64) (se
 		}
 		off += frameHeaderSize + l
 		r.n++
+		if binary.LittleEndian.Uint64(h[8:])&reservedBit != 0 {
+			r.reserved++
+		}
 		r.valid = off
 		if off <= ackOff {
 			r.ackBound, r.ackN = off, r.n
@@ -303,7 +307,7 @@ func (s *Spool) recoverSegment(rs *recoverScan, seq uint64, ack *Pos) error {
 		}
 		return s.removeSegment(rs, seq)
 	}
-	g := &segment{seq: seq, end: r.valid, n: r.n, sealed: true}
+	g := &segment{seq: seq, end: r.valid, n: r.n, reserved: r.reserved, sealed: true}
 	s.segs = append(s.segs, g)
 	s.segBytes += g.end - segHeaderSize
 	s.segRecords += g.n

@@ -16,12 +16,14 @@
 // A segment starts with a 16-byte header, then records back to back:
 //
 //	header: "ANSSPOOL" | u32 version (1) | u32 reserved (0)
-//	record: u32 length | u32 crc | u64 append time | data[length]
+//	record: u32 length | u32 crc | u64 mark and append time | data[length]
 //
-// All integers are little endian. The append time is Unix nanoseconds (the same
-// for every record of one Append call; it feeds Stats.OldestUnacked). crc
-// is the CRC-32C (Castagnoli) of the 8 time bytes followed by the data, so a
-// damaged length, time or payload is detected. A Pos is the byte offset just
+// All integers are little endian. The append time is Unix nanoseconds in the
+// low 63 bits (the same for every record of one Append call; it feeds
+// Stats.OldestUnacked); the top bit marks a reserved record (AppendReserved),
+// which drop_oldest must not delete, after a restart too. crc is the CRC-32C
+// (Castagnoli) of those 8 bytes followed by the data, so a damaged length,
+// mark, time or payload is detected. A Pos is the byte offset just
 // after a record in its segment; positions order like (Segment, Offset).
 //
 // The checkpoint is 28 bytes: "ANSCKPT1" | u64 segment | u64 offset |
@@ -87,6 +89,10 @@ const (
 	minSegmentBytes = 64
 )
 
+// reservedBit, in a record's time word, marks a reserved record. Append
+// times are positive, so the bit is free.
+const reservedBit = 1 << 63
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ErrClosed is returned by Spool methods called after Close, and by a
@@ -102,8 +108,11 @@ const (
 	// keeps everything already spooled. Append reports how many it refused.
 	FullDropNewest FullPolicy = "drop_newest"
 	// FullDropOldest deletes whole segments, oldest first, including
-	// unacknowledged records, until the new records fit. Append reports how
-	// many unacknowledged records were deleted.
+	// unacknowledged records, until the new records fit. It keeps the
+	// segments the reader has begun to take (their records are being
+	// delivered) and carries the reserved records of the segments it
+	// deletes into the new batch, so a loss event is never deleted. Append
+	// reports exactly how many records it deleted.
 	FullDropOldest FullPolicy = "drop_oldest"
 )
 
@@ -124,7 +133,8 @@ type Options struct {
 	// included). When an Append would exceed it, Full decides. The disk
 	// may hold up to one further segment's worth of acknowledged bytes (the
 	// partly acknowledged oldest segment). A record larger than MaxBytes is
-	// always dropped. Default 1 GiB.
+	// always dropped. The reserved records FullDropOldest carries forward
+	// are written even when they alone would exceed it. Default 1 GiB.
 	MaxBytes int64
 
 	// Full is the policy when MaxBytes is reached: FullDropNewest (the
@@ -269,10 +279,13 @@ type Stats struct {
 }
 
 type segment struct {
-	seq    uint64
-	end    int64 // bytes of valid, published records (file offset)
-	n      int64 // records in the segment
-	sealed bool  // no more appends: the writer moved on
+	seq uint64
+	end int64 // bytes of valid, published records (file offset)
+	n   int64 // records in the segment
+	// reserved is how many of them are reserved: drop_oldest reads the
+	// segment for them before deleting it only when there are some.
+	reserved int64
+	sealed   bool // no more appends: the writer moved on
 }
 
 // Spool is a durable, ordered, size-capped write-ahead log of messages. One
@@ -355,11 +368,15 @@ func segName(seq uint64) string {
 func frameSize(data []byte) int64 { return frameHeaderSize + int64(len(data)) }
 
 // appendFrame appends one record's framing and data to b.
-func appendFrame(b []byte, data []byte, ts int64) []byte {
+func appendFrame(b []byte, data []byte, ts int64, reserved bool) []byte {
 	off := len(b)
+	word := uint64(ts)
+	if reserved {
+		word |= reservedBit
+	}
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(data)))
 	b = binary.LittleEndian.AppendUint32(b, 0)
-	b = binary.LittleEndian.AppendUint64(b, uint64(ts))
+	b = binary.LittleEndian.AppendUint64(b, word)
 	b = append(b, data...)
 	binary.LittleEndian.PutUint32(b[off+4:], crc32.Update(0, castagnoli, b[off+8:]))
 	return b
@@ -416,4 +433,9 @@ func (s *Spool) markDirtyLocked() {
 			s.signal(s.kick)
 		}
 	}
+}
+
+// appendTime is the append time in a record's time word.
+func appendTime(word []byte) int64 {
+	return int64(binary.LittleEndian.Uint64(word) &^ reservedBit)
 }

@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"encoding/binary"
 	"os"
 	"time"
 )
@@ -56,11 +55,7 @@ func (s *Spool) statsLocked() Stats {
 // firstUnackedLocked is where the oldest unacknowledged record starts.
 func (s *Spool) firstUnackedLocked() Pos {
 	for _, g := range s.segs {
-		p := Pos{g.seq, segHeaderSize}
-		if g.seq == s.ack.Segment {
-			p.Offset = s.ack.Offset
-		}
-		if p.Offset < g.end {
+		if p := s.unackedFromLocked(g); p.Offset < g.end {
 			return p
 		}
 	}
@@ -77,5 +72,5 @@ func (s *Spool) diskTS(p Pos) (int64, bool) {
 	if _, err := f.ReadAt(h[:], p.Offset); err != nil {
 		return 0, false
 	}
-	return int64(binary.LittleEndian.Uint64(h[8:])), true
+	return appendTime(h[8:]), true
 }
