@@ -55,20 +55,21 @@ func (s *Spool) AppendReserved(recs [][]byte, reserved []bool) (dropped int, err
 
 	b := s.frameBatch(recs, reserved, first, room, ev)
 	dropped = ev.dropped + first + b.refused
-	if b.records == 0 {
-		s.mu.Lock()
-		s.dropped += int64(dropped)
-		s.mu.Unlock()
-		return dropped, nil
+	if b.records > 0 {
+		if err = s.writeBatch(&b); err != nil {
+			dropped = ev.dropped + len(recs) + int(ev.carried)
+		}
 	}
-	if err := s.writeBatch(&b, dropped); err != nil {
-		dropped = ev.dropped + len(recs) + int(ev.carried)
-		s.mu.Lock()
-		s.dropped += int64(dropped)
-		s.mu.Unlock()
-		return dropped, err
+	s.mu.Lock()
+	s.dropped += int64(dropped)
+	s.toUnlink = append(s.toUnlink, ev.unlink...)
+	s.mu.Unlock()
+	if b.records > 0 && err == nil && s.opts.SyncInterval == 0 {
+		// The batch is stored either way: an fsync error is logged and
+		// counted (Stats.SyncErrors), as with group fsync.
+		s.flush(true, false)
 	}
-	return dropped, nil
+	return dropped, err
 }
 
 // appendBatch is one Append's frames, written with one write(2).
@@ -117,9 +118,8 @@ func (s *Spool) frameBatch(recs [][]byte, reserved []bool, first int, room int64
 }
 
 // writeBatch writes b to the active segment (a new one if it would
-// overflow) and publishes it to the reader; dropped is added to the
-// spool's count in the same step.
-func (s *Spool) writeBatch(b *appendBatch, dropped int) error {
+// overflow) and publishes it to the reader.
+func (s *Spool) writeBatch(b *appendBatch) error {
 	if s.active == nil || (s.wEnd > segHeaderSize && s.wEnd+int64(len(b.buf)) > s.opts.SegmentBytes) {
 		if err := s.roll(); err != nil {
 			return fmt.Errorf("spool: new segment: %w", err)
@@ -139,17 +139,10 @@ func (s *Spool) writeBatch(b *appendBatch, dropped int) error {
 	seg.reserved += b.reserved
 	s.segBytes += int64(len(b.buf))
 	s.segRecords += b.records
-	s.dropped += int64(dropped)
 	s.memPutLocked(seg.seq, start, s.wEnd, b.buf)
 	s.markDirtyLocked()
 	s.mu.Unlock()
 	s.signal(s.dataCh)
-
-	if s.opts.SyncInterval == 0 {
-		// The batch is stored either way: an fsync error is logged and
-		// counted (Stats.SyncErrors), as with group fsync.
-		s.flush(true, false)
-	}
 	return nil
 }
 
@@ -208,8 +201,9 @@ func (s *Spool) roll() error {
 	return nil
 }
 
-// removeSegLocked forgets segs[i]; its file is deleted by the flusher.
-func (s *Spool) removeSegLocked(i int) {
+// removeSegLocked forgets segs[i] and returns its sequence number: the
+// caller queues its file for the flusher to delete (toUnlink).
+func (s *Spool) removeSegLocked(i int) uint64 {
 	g := s.segs[i]
 	if i == 0 {
 		s.segs[0] = nil
@@ -229,8 +223,8 @@ func (s *Spool) removeSegLocked(i int) {
 		s.toClose = append(s.toClose, s.active)
 		s.active = nil
 	}
-	s.toUnlink = append(s.toUnlink, g.seq)
 	s.memDropThroughLocked(g.seq)
+	return g.seq
 }
 
 // gcLocked deletes the segments that are wholly acknowledged.
@@ -238,7 +232,7 @@ func (s *Spool) gcLocked() {
 	for len(s.segs) > 0 {
 		g := s.segs[0]
 		if g.seq < s.ack.Segment || (g.seq == s.ack.Segment && g.sealed && s.ack.Offset >= g.end) {
-			s.removeSegLocked(0)
+			s.toUnlink = append(s.toUnlink, s.removeSegLocked(0))
 			continue
 		}
 		return

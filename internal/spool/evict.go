@@ -16,6 +16,10 @@ type eviction struct {
 	dropped int    // ordinary unacknowledged records deleted
 	carry   []byte // the reserved records of the deleted segments, as frames, oldest first
 	carried int64  // records in carry
+	// unlink is the deleted segments, whose files go only once the batch
+	// carrying their reserved records is written: a crash in between
+	// delivers them twice, never not at all.
+	unlink []uint64
 }
 
 // makeRoomLocked (drop_oldest) picks the newest records of recs that fit in
@@ -70,17 +74,8 @@ func (s *Spool) evictLocked(need int64) eviction {
 		}
 		ev.carry, ev.carried = carry, ev.carried+n
 		ev.dropped += int(max(unacked-n, 0))
-		s.removeSegLocked(i)
-		if i == 0 && s.ack.Less(Pos{g.seq, g.end}) {
-			// Nothing of this segment will be delivered any more: treat it
-			// as acknowledged (the checkpoint moves past it).
-			s.ack, s.ackN = Pos{g.seq, g.end}, 0
-		}
-		if s.readPos.Less(s.ack) {
-			s.readPos = s.ack
-			s.readGen++
-			s.inflight.Reset()
-		} else if s.readPos.Segment == g.seq {
+		ev.unlink = append(ev.unlink, s.removeSegLocked(i))
+		if s.readPos.Segment == g.seq {
 			s.readGen++ // a read of the segment under way starts again
 		}
 	}
