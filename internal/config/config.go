@@ -24,6 +24,7 @@ import (
 	"github.com/auditns/auditns/internal/pipeline"
 	"github.com/auditns/auditns/internal/publish"
 	"github.com/auditns/auditns/internal/serial"
+	"github.com/auditns/auditns/internal/spool"
 )
 
 // Config is the validated configuration.
@@ -191,10 +192,10 @@ var defaults = map[string]any{
 	"kafka.sasl.password":                    "",
 	"kafka.sasl.password_file":               "",
 	"kafka.spool.dir":                        "",
-	"kafka.spool.max_bytes":                  int64(publish.DefaultSpoolMaxBytes),
-	"kafka.spool.segment_bytes":              int64(publish.DefaultSpoolSegmentBytes),
-	"kafka.spool.full_policy":                string(publish.FullDropNewest),
-	"kafka.spool.sync_interval":              durationText(publish.DefaultSpoolSyncInterval),
+	"kafka.spool.max_bytes":                  int64(spool.DefaultMaxBytes),
+	"kafka.spool.segment_bytes":              int64(spool.DefaultSegmentBytes),
+	"kafka.spool.full_policy":                string(spool.FullDropNewest),
+	"kafka.spool.sync_interval":              durationText(spool.DefaultSyncInterval),
 	"kafka.dead_letter":                      "",
 	"kafka.dead_letter_max_bytes":            int64(publish.DefaultDeadLetterMaxBytes),
 	"metrics.listen":                         "",

@@ -10,6 +10,7 @@ import (
 	"github.com/auditns/auditns/internal/pipeline"
 	"github.com/auditns/auditns/internal/publish"
 	"github.com/auditns/auditns/internal/serial"
+	"github.com/auditns/auditns/internal/spool"
 )
 
 // Every configuration default that a package also applies to a zero option
@@ -49,9 +50,9 @@ func TestDefaultsAreThePackagesConstants(t *testing.T) {
 		{"kafka.batch_size", c.Kafka.BatchSize, d.BatchSize},
 		{"kafka.batch_bytes", c.Kafka.BatchBytes, d.BatchBytes},
 		{"kafka.write_timeout", c.Kafka.WriteTimeout, d.WriteTimeout},
-		{"kafka.spool.max_bytes", c.Kafka.Spool.MaxBytes, int64(publish.DefaultSpoolMaxBytes)},
-		{"kafka.spool.segment_bytes", c.Kafka.Spool.SegmentBytes, int64(publish.DefaultSpoolSegmentBytes)},
-		{"kafka.spool.full_policy", c.Kafka.Spool.FullPolicy, string(publish.FullDropNewest)},
+		{"kafka.spool.max_bytes", c.Kafka.Spool.MaxBytes, int64(spool.DefaultMaxBytes)},
+		{"kafka.spool.segment_bytes", c.Kafka.Spool.SegmentBytes, int64(spool.DefaultSegmentBytes)},
+		{"kafka.spool.full_policy", c.Kafka.Spool.FullPolicy, string(spool.FullDropNewest)},
 		{"kafka.spool.sync_interval", c.Kafka.Spool.SyncInterval, d.Spool.SyncInterval},
 		{"kafka.dead_letter_max_bytes", c.Kafka.DeadLetterMax, int64(publish.DefaultDeadLetterMaxBytes)},
 	} {

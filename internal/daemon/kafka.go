@@ -10,6 +10,7 @@ import (
 	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/metrics"
 	"github.com/auditns/auditns/internal/publish"
+	"github.com/auditns/auditns/internal/spool"
 )
 
 // KafkaOptions are the Kafka sink's options from the configuration (the
@@ -32,13 +33,13 @@ func KafkaOptions(cfg *config.Config, log *slog.Logger) publish.KafkaOptions {
 	o.WriteTimeout = k.WriteTimeout
 	o.TLS = k.TLS
 	o.SASL = k.SASL
-	o.Spool = publish.SpoolOptions{
+	o.Spool = spool.Options{
 		Dir:          k.Spool.Dir,
 		MaxBytes:     k.Spool.MaxBytes,
 		SegmentBytes: k.Spool.SegmentBytes,
-		Full:         publish.FullPolicy(k.Spool.FullPolicy),
+		Full:         spool.FullPolicy(k.Spool.FullPolicy),
 		SyncInterval: k.Spool.SyncInterval,
-		MemoryBytes:  publish.DefaultSpoolMemoryBytes,
+		MemoryBytes:  spool.DefaultMemoryBytes,
 		Logger:       log,
 	}
 	o.DeadLetterPath = k.DeadLetter

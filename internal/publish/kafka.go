@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/auditns/auditns/internal/spool"
 )
 
 // ErrSinkClosed is returned by Write after Close.
@@ -42,7 +44,7 @@ type Kafka struct {
 	opts  *KafkaOptions // == &cfg.opts
 	log   *slog.Logger
 	name  string
-	spool *Spool
+	spool *spool.Spool
 	dead  *deadLetterFile
 
 	addr        net.Addr
@@ -117,7 +119,7 @@ type KafkaStats struct {
 	// Failing is true while delivery is failing and the sink retries.
 	Failing bool
 	// Spool is the spool's own view: backlog, oldest unacked, drops.
-	Spool SpoolStats
+	Spool spool.Stats
 }
 
 // NewKafka validates opts, opens the spool, creates the topics if allowed
@@ -139,7 +141,7 @@ func NewKafka(ctx context.Context, opts KafkaOptions) (*Kafka, error) {
 		o.Spool.Logger = log
 	}
 
-	spool, err := OpenSpool(o.Spool)
+	sp, err := spool.Open(o.Spool)
 	if err != nil {
 		return nil, fmt.Errorf("kafka.spool: %w", err)
 	}
@@ -148,7 +150,7 @@ func NewKafka(ctx context.Context, opts KafkaOptions) (*Kafka, error) {
 		cfg:   cfg,
 		opts:  o,
 		log:   log,
-		spool: spool,
+		spool: sp,
 		dead:  newDeadLetterFile(o.DeadLetterPath, o.DeadLetterMaxBytes),
 		done:  make(chan struct{}),
 		acked: make(chan struct{}, 1),
@@ -170,7 +172,7 @@ func NewKafka(ctx context.Context, opts KafkaOptions) (*Kafka, error) {
 	}
 
 	go k.forward()
-	log.Info("kafka: sink started", "sink", k.name, "spool", o.Spool.Dir, "backlog", spool.Stats().Records)
+	log.Info("kafka: sink started", "sink", k.name, "spool", o.Spool.Dir, "backlog", sp.Stats().Records)
 	return k, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 
 	"github.com/auditns/auditns/internal/kafkaauth"
+	"github.com/auditns/auditns/internal/spool"
 )
 
 // Defaults of KafkaOptions. A zero field takes the default when NewKafka
@@ -127,8 +128,8 @@ type KafkaOptions struct {
 	// Spool configures the durable on-disk spool every message goes through
 	// (kafka.spool.*). Spool.Dir is required. A nil Spool.Logger gets
 	// Logger. Note that a zero Spool.SyncInterval makes every Write fsync;
-	// DefaultKafkaOptions sets DefaultSpoolSyncInterval.
-	Spool SpoolOptions
+	// DefaultKafkaOptions sets spool.DefaultSyncInterval.
+	Spool spool.Options
 
 	// DeadLetterPath is the JSON-lines file (mode 0600) that receives
 	// messages the broker refuses for good, with the reason
@@ -188,7 +189,7 @@ func (o KafkaOptions) LogValue() slog.Value {
 }
 
 // DefaultKafkaOptions returns the defaults, with CreateTopics true and the
-// spool's group fsync every DefaultSpoolSyncInterval; Brokers and Spool.Dir
+// spool's group fsync every spool.DefaultSyncInterval; Brokers and Spool.Dir
 // are left to the caller.
 func DefaultKafkaOptions() KafkaOptions {
 	return KafkaOptions{
@@ -203,7 +204,7 @@ func DefaultKafkaOptions() KafkaOptions {
 		BatchSize:         DefaultKafkaBatchSize,
 		BatchBytes:        DefaultKafkaBatchBytes,
 		WriteTimeout:      DefaultKafkaWriteTimeout,
-		Spool:             SpoolOptions{SyncInterval: DefaultSpoolSyncInterval},
+		Spool:             spool.Options{SyncInterval: spool.DefaultSyncInterval},
 	}
 }
 

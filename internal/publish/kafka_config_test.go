@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/auditns/auditns/internal/spool"
 )
 
 func validKafkaOptions(t *testing.T) KafkaOptions {
@@ -30,7 +32,7 @@ func validKafkaOptions(t *testing.T) KafkaOptions {
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestKafkaOptionsDefaults(t *testing.T) {
-	o := KafkaOptions{Brokers: []string{"kafka-1:9092", " kafka-2:9093 "}, Spool: SpoolOptions{Dir: "/var/lib/auditns/spool"}}
+	o := KafkaOptions{Brokers: []string{"kafka-1:9092", " kafka-2:9093 "}, Spool: spool.Options{Dir: "/var/lib/auditns/spool"}}
 	c, err := o.validate(discardLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -297,7 +299,7 @@ func TestKafkaCloseBrokerDown(t *testing.T) {
 		t.Errorf("Write after Close: %v", err)
 	}
 
-	s, err := OpenSpool(SpoolOptions{Dir: o.Spool.Dir, Logger: discardLogger()})
+	s, err := spool.Open(spool.Options{Dir: o.Spool.Dir, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

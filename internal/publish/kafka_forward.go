@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/auditns/auditns/internal/fifo"
+	"github.com/auditns/auditns/internal/spool"
 )
 
 // Delivery. A reader goroutine takes records from the spool in order and
@@ -59,7 +62,7 @@ var contentTypeJSON = []byte("application/json")
 // outMsg is one spool record on its way to Kafka. Its byte fields alias the
 // record's data, which the spool hands over for good.
 type outMsg struct {
-	pos                Pos
+	pos                spool.Pos
 	topic              Topic
 	key, value         []byte
 	id, schema, bootID []byte // the headers
@@ -86,7 +89,7 @@ type lane struct {
 	topic     Topic
 	name      string
 	partition int
-	q         queue[*outMsg] // in spool order; the first inflight are being sent
+	q         fifo.Queue[*outMsg] // in spool order; the first inflight are being sent
 	inflight  int
 	sending   []*outMsg // the request's messages (one request at a time)
 	chunk     int       // > 0: at most this many per request (isolating a refused record)
@@ -110,10 +113,10 @@ type laneResult struct {
 // forwarder is the forwarder goroutine's state.
 type forwarder struct {
 	k       *Kafka
-	lanes   [2][]*lane        // by Topic, then partition
-	pending [2]queue[*outMsg] // not yet given a partition (topic metadata missing)
-	window  queue[[]outMsg]   // read, not yet acknowledged, in spool order
-	head    int               // done prefix of window.front()
+	lanes   [2][]*lane             // by Topic, then partition
+	pending [2]fifo.Queue[*outMsg] // not yet given a partition (topic metadata missing)
+	window  fifo.Queue[[]outMsg]   // read, not yet acknowledged, in spool order
+	head    int                    // done prefix of window.Front()
 	winMsgs int
 	winSize int64
 	busy    int // requests in flight
@@ -207,7 +210,7 @@ func (k *Kafka) read(in chan<- []outMsg, done chan<- struct{}) {
 // goes to the dead-letter file at once, the rest waits for a partition.
 func (f *forwarder) admit(msgs []outMsg) {
 	k := f.k
-	f.window.pushBack(msgs)
+	f.window.PushBack(msgs)
 	var dead []DeadLetter
 	now := time.Now()
 	for i := range msgs {
@@ -223,7 +226,7 @@ func (f *forwarder) admit(msgs []outMsg) {
 			dead = append(dead, k.deadLetterOf(now, o, err))
 			o.done = true
 		default:
-			f.pending[o.topic].pushBack(o)
+			f.pending[o.topic].PushBack(o)
 		}
 	}
 	k.deadLetter(dead)
@@ -256,7 +259,7 @@ func (f *forwarder) assign(now time.Time) {
 	}
 	for t := range f.pending {
 		p := &f.pending[t]
-		if p.len() == 0 {
+		if p.Len() == 0 {
 			continue
 		}
 		if f.parts[t] == 0 {
@@ -276,13 +279,13 @@ func (f *forwarder) assign(now time.Time) {
 			}
 			f.parts[t] = n
 		}
-		for p.len() > 0 {
-			o := *p.front()
-			p.popFront()
+		for p.Len() > 0 {
+			o := *p.Front()
+			p.PopFront()
 			l := f.lane(Topic(t), k.partitionOf(o.key, f.parts[t]))
-			l.q.pushBack(o)
+			l.q.PushBack(o)
 			l.stat.queued.Add(1)
-			if l.q.len() == 1 {
+			if l.q.Len() == 1 {
 				l.stat.oldest.Store(o.evTime.UnixNano())
 			}
 		}
@@ -318,7 +321,7 @@ func (f *forwarder) dispatch(now time.Time) (next time.Time) {
 	}
 	for t := range f.lanes {
 		for _, l := range f.lanes[t] {
-			if l == nil || l.inflight > 0 || l.q.len() == 0 {
+			if l == nil || l.inflight > 0 || l.q.Len() == 0 {
 				continue
 			}
 			if now.Before(l.next) {
@@ -333,8 +336,8 @@ func (f *forwarder) dispatch(now time.Time) (next time.Time) {
 			}
 			var bytes int64
 			msgs := l.sending[:0]
-			for i := 0; i < l.q.len() && len(msgs) < limit; i++ {
-				o := *l.q.at(i)
+			for i := 0; i < l.q.Len() && len(msgs) < limit; i++ {
+				o := *l.q.At(i)
 				if len(msgs) > 0 && bytes+o.size > k.opts.BatchBytes {
 					break
 				}
@@ -350,7 +353,7 @@ func (f *forwarder) dispatch(now time.Time) (next time.Time) {
 			}()
 		}
 	}
-	if !f.nextSetup.IsZero() && (f.pending[0].len() > 0 || f.pending[1].len() > 0) &&
+	if !f.nextSetup.IsZero() && (f.pending[0].Len() > 0 || f.pending[1].Len() > 0) &&
 		(next.IsZero() || f.nextSetup.Before(next)) {
 		next = f.nextSetup
 	}
@@ -420,11 +423,11 @@ func (f *forwarder) finish(r laneResult) {
 // pop removes the first n (done) messages of l's queue.
 func (f *forwarder) pop(l *lane, n int) {
 	for range n {
-		l.q.popFront()
+		l.q.PopFront()
 	}
 	l.stat.queued.Add(int64(-n))
-	if l.q.len() > 0 {
-		l.stat.oldest.Store((*l.q.front()).evTime.UnixNano())
+	if l.q.Len() > 0 {
+		l.stat.oldest.Store((*l.q.Front()).evTime.UnixNano())
 	} else {
 		l.stat.oldest.Store(0)
 	}
@@ -434,11 +437,11 @@ func (f *forwarder) pop(l *lane, n int) {
 func (f *forwarder) advance() {
 	k := f.k
 	var (
-		last  Pos
+		last  spool.Pos
 		moved int
 	)
-	for f.window.len() > 0 {
-		w := *f.window.front()
+	for f.window.Len() > 0 {
+		w := *f.window.Front()
 		for f.head < len(w) && w[f.head].done {
 			f.winMsgs--
 			f.winSize -= w[f.head].size
@@ -450,7 +453,7 @@ func (f *forwarder) advance() {
 			break
 		}
 		clear(w) // let the GC have the batch
-		f.window.popFront()
+		f.window.PopFront()
 		f.head = 0
 	}
 	if moved == 0 {
@@ -497,7 +500,7 @@ func (f *forwarder) laneRecovered(l *lane, now time.Time) {
 	if l.warned {
 		k.log.Info("kafka: partition recovered", "sink", k.name, "topic", l.name, "partition", l.partition,
 			"broker", k.leaderOf(l.name, l.partition), "after", now.Sub(l.since).Round(time.Millisecond),
-			"retries", l.retries, "queued", l.q.len())
+			"retries", l.retries, "queued", l.q.Len())
 	}
 	l.since, l.err, l.retries, l.warned, l.next = time.Time{}, nil, 0, false, time.Time{}
 	l.stat.failing.Store(false)
@@ -519,7 +522,7 @@ func (f *forwarder) watch(now time.Time) {
 				l.warned = true
 				k.log.Warn("kafka: partition failing; its messages wait in the spool, the other partitions keep flowing",
 					"sink", k.name, "topic", l.name, "partition", l.partition, "broker", k.leaderOf(l.name, l.partition),
-					"err", l.err, "since", l.since.Format(time.RFC3339Nano), "queued", l.q.len())
+					"err", l.err, "since", l.since.Format(time.RFC3339Nano), "queued", l.q.Len())
 			}
 			failing = append(failing, fmt.Sprintf("%s/%d", l.name, l.partition))
 		}
@@ -589,7 +592,7 @@ func (k *Kafka) gather(carry []outMsg) []outMsg {
 
 // decode appends the spool records, as Kafka messages, to out. The messages
 // alias the records' data, which the spool hands over for good.
-func (k *Kafka) decode(out []outMsg, recs []Record) []outMsg {
+func (k *Kafka) decode(out []outMsg, recs []spool.Record) []outMsg {
 	n := len(out)
 	out = slices.Grow(out, len(recs))[:n+len(recs)]
 	for i := range recs {

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/auditns/auditns/internal/spool"
 )
 
 // When partitions acknowledge out of step, the spool is acknowledged only
@@ -12,7 +14,10 @@ import (
 // partition had not delivered is read again.
 func TestForwarderAcksTheDonePrefix(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := openTestSpool(t, SpoolOptions{Dir: dir})
+	s, err := spool.Open(spool.Options{Dir: dir, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	o := DefaultKafkaOptions()
 	o.EventsTopic, o.NamespacesTopic = "e", "n"
 	k := &Kafka{spool: s, opts: &o, log: slog.New(slog.DiscardHandler), acked: make(chan struct{}, 1)}
@@ -31,7 +36,7 @@ func TestForwarderAcksTheDonePrefix(t *testing.T) {
 	}
 	f := &forwarder{k: k}
 	f.admit(k.decode(nil, got))
-	msgs := *f.window.front()
+	msgs := *f.window.Front()
 
 	// Messages 1, 2 and 4 (other partitions) are acknowledged first:
 	// nothing can be acknowledged in the spool while 0 is pending.
@@ -53,7 +58,10 @@ func TestForwarderAcksTheDonePrefix(t *testing.T) {
 
 	// A restart reads 3, 4 and 5 again (4 is a duplicate; 3 and 5 had not
 	// been delivered).
-	s, _ = openTestSpool(t, SpoolOptions{Dir: dir})
+	s, err = spool.Open(spool.Options{Dir: dir, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer s.Close()
 	got, err = s.Next(context.Background(), 10, 1<<20)
 	if err != nil || len(got) != 3 {

@@ -1,4 +1,4 @@
-package publish
+package spool
 
 import (
 	"bytes"
@@ -22,11 +22,11 @@ func benchRecords() [][]byte {
 	return b
 }
 
-func benchSpool(b *testing.B, o SpoolOptions) *Spool {
+func benchSpool(b *testing.B, o Options) *Spool {
 	b.Helper()
 	o.Dir = b.TempDir()
 	o.Logger = slog.New(slog.DiscardHandler)
-	s, err := OpenSpool(o)
+	s, err := Open(o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -46,9 +46,9 @@ func BenchmarkSpoolAppend(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		sync time.Duration
-	}{{"group-fsync-50ms", DefaultSpoolSyncInterval}, {"fsync-every-append", 0}} {
+	}{{"group-fsync-50ms", DefaultSyncInterval}, {"fsync-every-append", 0}} {
 		b.Run(bc.name, func(b *testing.B) {
-			s := benchSpool(b, SpoolOptions{SyncInterval: bc.sync})
+			s := benchSpool(b, Options{SyncInterval: bc.sync})
 			recs := benchRecords()
 			b.SetBytes(benchBatch * benchRecLen)
 			b.ReportAllocs()
@@ -84,7 +84,7 @@ func BenchmarkSpoolAppendNext(b *testing.B) {
 		mem  int64
 	}{{"memory", 0}, {"disk", -1}} {
 		b.Run(bc.name, func(b *testing.B) {
-			s := benchSpool(b, SpoolOptions{SyncInterval: DefaultSpoolSyncInterval, MemoryBytes: bc.mem})
+			s := benchSpool(b, Options{SyncInterval: DefaultSyncInterval, MemoryBytes: bc.mem})
 			recs := benchRecords()
 			ctx := context.Background()
 			b.SetBytes(benchBatch * benchRecLen)
@@ -110,7 +110,7 @@ func BenchmarkSpoolAppendNext(b *testing.B) {
 		})
 	}
 	b.Run("concurrent", func(b *testing.B) {
-		s := benchSpool(b, SpoolOptions{SyncInterval: DefaultSpoolSyncInterval})
+		s := benchSpool(b, Options{SyncInterval: DefaultSyncInterval})
 		recs := benchRecords()
 		b.SetBytes(benchBatch * benchRecLen)
 		b.ReportAllocs()
@@ -153,7 +153,7 @@ func BenchmarkSpoolDrain(b *testing.B) {
 	b.SetBytes(batches * benchBatch * benchRecLen)
 	for b.Loop() {
 		b.StopTimer()
-		s := benchSpool(b, SpoolOptions{SyncInterval: time.Hour, MemoryBytes: -1})
+		s := benchSpool(b, Options{SyncInterval: time.Hour, MemoryBytes: -1})
 		for range batches {
 			s.Append(recs)
 		}

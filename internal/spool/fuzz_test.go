@@ -1,4 +1,4 @@
-package publish
+package spool
 
 import (
 	"bytes"
@@ -12,9 +12,9 @@ import (
 
 // fuzzSegment builds a valid segment holding recs.
 func fuzzSegment(recs ...string) []byte {
-	b := append([]byte(spoolSegMagic), 1, 0, 0, 0, 0, 0, 0, 0)
+	b := append([]byte(segMagic), 1, 0, 0, 0, 0, 0, 0, 0)
 	for i, r := range recs {
-		b = appendFrame(b, []byte(r), int64(i)*1e9)
+		b = appendFrame(b, []byte(r), int64(i)*1e9, false)
 	}
 	return b
 }
@@ -27,7 +27,7 @@ type fuzzRec struct {
 // parseSegmentForTest is an independent reading of the format: the records
 // of seg up to the first bad one.
 func parseSegmentForTest(seg []byte) []fuzzRec {
-	if len(seg) < 16 || string(seg[:8]) != spoolSegMagic || binary.LittleEndian.Uint32(seg[8:]) != 1 {
+	if len(seg) < 16 || string(seg[:8]) != segMagic || binary.LittleEndian.Uint32(seg[8:]) != 1 {
 		return nil
 	}
 	var out []fuzzRec
@@ -46,7 +46,7 @@ func parseSegmentForTest(seg []byte) []fuzzRec {
 }
 
 // FuzzSpoolRecover feeds arbitrary bytes as a segment file (and a checkpoint:
-// none, arbitrary bytes, or a valid one at an arbitrary offset). OpenSpool
+// none, arbitrary bytes, or a valid one at an arbitrary offset). Open
 // must neither fail nor panic, must deliver exactly the valid records after
 // the checkpoint, and must keep working.
 func FuzzSpoolRecover(f *testing.F) {
@@ -58,7 +58,7 @@ func FuzzSpoolRecover(f *testing.F) {
 	f.Add(valid, []byte(nil), int64(1<<40), uint8(2))
 	f.Add(valid, []byte("ANSCKPT1\x01\x00\x00\x00\x00\x00\x00\x00garbage....."), int64(0), uint8(1))
 	f.Add([]byte{}, []byte(nil), int64(0), uint8(0))
-	f.Add([]byte(spoolSegMagic), []byte(nil), int64(0), uint8(0))
+	f.Add([]byte(segMagic), []byte(nil), int64(0), uint8(0))
 	f.Add(fuzzSegment(), []byte(nil), int64(0), uint8(0))
 	f.Add(append(fuzzSegment("x"), 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), []byte(nil), int64(0), uint8(0))
 	f.Add(bytes.Repeat([]byte{0}, 100), []byte(nil), int64(0), uint8(0))
@@ -72,10 +72,10 @@ func FuzzSpoolRecover(f *testing.F) {
 		exact := true
 		switch mode % 3 {
 		case 1:
-			os.WriteFile(filepath.Join(dir, spoolCkptName), ckpt, 0o600)
+			os.WriteFile(filepath.Join(dir, ckptName), ckpt, 0o600)
 			exact = false
 		case 2:
-			w := &Spool{opts: SpoolOptions{Dir: dir}}
+			w := &Spool{opts: Options{Dir: dir}}
 			w.dir, _ = os.Open(dir)
 			if _, err := w.writeCheckpoint(Pos{1, ackOff}); err != nil {
 				t.Fatal(err)
@@ -88,10 +88,10 @@ func FuzzSpoolRecover(f *testing.F) {
 			}
 			want = want[k:]
 		}
-		o := SpoolOptions{Dir: dir, SegmentBytes: 4096, MemoryBytes: 1024, Logger: slog.New(slog.DiscardHandler)}
-		s, err := OpenSpool(o)
+		o := Options{Dir: dir, SegmentBytes: 4096, MemoryBytes: 1024, Logger: slog.New(slog.DiscardHandler)}
+		s, err := Open(o)
 		if err != nil {
-			t.Fatalf("OpenSpool on garbage: %v", err)
+			t.Fatalf("Open on garbage: %v", err)
 		}
 		check := func(s *Spool, extra ...string) {
 			got := drain(t, s, 3, 100)
@@ -137,9 +137,9 @@ func FuzzSpoolRecover(f *testing.F) {
 				t.Fatalf("segment is %d bytes, not truncated to its last valid record (%d)", fi.Size(), want[len(want)-1].end)
 			}
 		}
-		s, err = OpenSpool(o)
+		s, err = Open(o)
 		if err != nil {
-			t.Fatalf("second OpenSpool: %v", err)
+			t.Fatalf("second Open: %v", err)
 		}
 		defer s.Close()
 		check(s, "after")

@@ -1,4 +1,4 @@
-package publish
+package spool
 
 import (
 	"bytes"
@@ -16,27 +16,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/auditns/auditns/internal/testenv"
 )
 
 // ---- helpers ----
 
 // logBuf collects slog output for assertions.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuf struct{ testenv.Buffer }
 
 // lines returns the log lines at level (e.g. "WARN").
 func (l *logBuf) lines(level string) []string {
@@ -53,15 +40,15 @@ func (l *logBuf) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func openTestSpool(t testing.TB, o SpoolOptions) (*Spool, *logBuf) {
+func openTestSpool(t testing.TB, o Options) (*Spool, *logBuf) {
 	t.Helper()
 	lb := &logBuf{}
 	if o.Logger == nil {
 		o.Logger = lb.logger()
 	}
-	s, err := OpenSpool(o)
+	s, err := Open(o)
 	if err != nil {
-		t.Fatalf("OpenSpool: %v", err)
+		t.Fatalf("Open: %v", err)
 	}
 	return s, lb
 }
@@ -224,7 +211,7 @@ func TestSpoolRoundTripAcrossSegments(t *testing.T) {
 	for _, mem := range []int64{0, -1, 4 << 10} {
 		t.Run(fmt.Sprintf("memory=%d", mem), func(t *testing.T) {
 			dir := t.TempDir()
-			s, _ := openTestSpool(t, SpoolOptions{Dir: dir, SegmentBytes: 4096, MemoryBytes: mem, SyncInterval: time.Millisecond})
+			s, _ := openTestSpool(t, Options{Dir: dir, SegmentBytes: 4096, MemoryBytes: mem, SyncInterval: time.Millisecond})
 			defer s.Close()
 			rng := rand.New(rand.NewPCG(1, uint64(mem)))
 			const total = 600
@@ -277,7 +264,7 @@ func TestSpoolRoundTripAcrossSegments(t *testing.T) {
 
 func TestSpoolBigRecordAndEmptyRecord(t *testing.T) {
 	for _, mem := range []int64{0, -1} {
-		s, _ := openTestSpool(t, SpoolOptions{Dir: t.TempDir(), SegmentBytes: 1024, MemoryBytes: mem})
+		s, _ := openTestSpool(t, Options{Dir: t.TempDir(), SegmentBytes: 1024, MemoryBytes: mem})
 		big := bytes.Repeat([]byte("x"), 5000) // larger than a segment and than maxBytes
 		mustAppend(t, s, [][]byte{{}, big, []byte("after")})
 		recs := drain(t, s, 10, 100)
@@ -291,7 +278,7 @@ func TestSpoolBigRecordAndEmptyRecord(t *testing.T) {
 func TestSpoolReopenResumesAfterAck(t *testing.T) {
 	dir := t.TempDir()
 	// A long checkpoint interval: only Sync and Close write it.
-	o := SpoolOptions{Dir: dir, SegmentBytes: 2048, SyncInterval: 5 * time.Millisecond, CheckpointInterval: time.Hour}
+	o := Options{Dir: dir, SegmentBytes: 2048, SyncInterval: 5 * time.Millisecond, CheckpointInterval: time.Hour}
 	s, _ := openTestSpool(t, o)
 	appendEach(t, s, 0, 100, 3)
 	got := drain(t, s, 7, 1<<20)
@@ -311,7 +298,7 @@ func TestSpoolReopenResumesAfterAck(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Append(batch(100, 1)); !errors.Is(err, ErrSpoolClosed) {
+	if _, err := s.Append(batch(100, 1)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Append after Close: %v", err)
 	}
 
@@ -330,7 +317,7 @@ func TestSpoolReopenResumesAfterAck(t *testing.T) {
 
 func TestSpoolRedeliversUnackedAfterCrash(t *testing.T) {
 	dir := t.TempDir()
-	o := SpoolOptions{Dir: dir, SegmentBytes: 4096, SyncInterval: time.Hour, CheckpointInterval: time.Hour}
+	o := Options{Dir: dir, SegmentBytes: 4096, SyncInterval: time.Hour, CheckpointInterval: time.Hour}
 	s, _ := openTestSpool(t, o)
 	appendEach(t, s, 0, 50, 5)
 	got := drain(t, s, 10, 1<<20)
@@ -366,7 +353,7 @@ func TestSpoolTornTail(t *testing.T) {
 	// the record end positions.
 	setup := func(t *testing.T) (string, string, []Record) {
 		dir := t.TempDir()
-		s, _ := openTestSpool(t, SpoolOptions{Dir: dir})
+		s, _ := openTestSpool(t, Options{Dir: dir})
 		mustAppend(t, s, batch(0, 20))
 		recs := drain(t, s, 100, 1<<20)
 		if err := s.Close(); err != nil {
@@ -428,7 +415,7 @@ func TestSpoolTornTail(t *testing.T) {
 			}
 			wantCut := fi.Size() - recs[18].Pos.Offset
 
-			s, lb := openTestSpool(t, SpoolOptions{Dir: dir})
+			s, lb := openTestSpool(t, Options{Dir: dir})
 			defer s.Close()
 			warns := lb.lines("WARN")
 			if len(warns) != 1 {
@@ -449,7 +436,7 @@ func TestSpoolTornTail(t *testing.T) {
 			checkRun(t, drain(t, s, 7, 1<<20), 0, 23)
 			// And again after a clean reopen: nothing more to cut.
 			s.Close()
-			s2, lb2 := openTestSpool(t, SpoolOptions{Dir: dir})
+			s2, lb2 := openTestSpool(t, Options{Dir: dir})
 			defer s2.Close()
 			if w := lb2.lines("WARN"); len(w) != 0 {
 				t.Fatalf("second recovery warned: %v", w)
@@ -480,7 +467,7 @@ func flipByte(t *testing.T, path string, off int64) {
 // counted, and skipped to the end of the segment's written data.
 func TestSpoolCorruptOnRead(t *testing.T) {
 	dir := t.TempDir()
-	o := SpoolOptions{Dir: dir, SegmentBytes: 4096, MemoryBytes: -1}
+	o := Options{Dir: dir, SegmentBytes: 4096, MemoryBytes: -1}
 	s, lb := openTestSpool(t, o)
 	defer s.Close()
 	appendEach(t, s, 0, 30, 2)
@@ -509,7 +496,7 @@ func TestSpoolCorruptOnRead(t *testing.T) {
 
 func TestSpoolCorruptionInOlderSegment(t *testing.T) {
 	dir := t.TempDir()
-	o := SpoolOptions{Dir: dir, SegmentBytes: 2048}
+	o := Options{Dir: dir, SegmentBytes: 2048}
 	s, _ := openTestSpool(t, o)
 	appendEach(t, s, 0, 60, 3)
 	recs := drain(t, s, 100, 1<<20)
@@ -543,19 +530,19 @@ func TestSpoolCorruptionInOlderSegment(t *testing.T) {
 
 func TestSpoolGarbageSegments(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := openTestSpool(t, SpoolOptions{Dir: dir})
+	s, _ := openTestSpool(t, Options{Dir: dir})
 	mustAppend(t, s, batch(0, 5))
 	s.Close()
 	// A segment with a bad header, one of zero length (crash during
 	// creation), a header-only one, and files that are not segments.
 	os.WriteFile(filepath.Join(dir, segName(7)), []byte("not a spool segment at all"), 0o600)
 	os.WriteFile(filepath.Join(dir, segName(8)), nil, 0o600)
-	hdr := append([]byte(spoolSegMagic), 1, 0, 0, 0, 0, 0, 0, 0)
+	hdr := append([]byte(segMagic), 1, 0, 0, 0, 0, 0, 0, 0)
 	os.WriteFile(filepath.Join(dir, segName(9)), hdr, 0o600)
 	os.WriteFile(filepath.Join(dir, "00000000000000000abc.seg"), []byte("x"), 0o600)
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("x"), 0o600)
 
-	s, lb := openTestSpool(t, SpoolOptions{Dir: dir})
+	s, lb := openTestSpool(t, Options{Dir: dir})
 	w := lb.lines("WARN")
 	if len(w) != 1 || !strings.Contains(w[0], segName(7)) || !strings.Contains(w[0], "bad segment header") {
 		t.Fatalf("warnings: %v\n%s", w, lb)
@@ -576,7 +563,7 @@ func TestSpoolGarbageSegments(t *testing.T) {
 
 func TestSpoolFullDropNewest(t *testing.T) {
 	const dataLen = 100
-	frame := int64(spoolFrameHeaderSize + dataLen)
+	frame := int64(frameHeaderSize + dataLen)
 	rec := func(i int) []byte {
 		b := payload(i)
 		b = append(b, bytes.Repeat([]byte{'z'}, dataLen)...)
@@ -590,7 +577,7 @@ func TestSpoolFullDropNewest(t *testing.T) {
 		return out
 	}
 	dir := t.TempDir()
-	s, _ := openTestSpool(t, SpoolOptions{Dir: dir, SegmentBytes: 4 * frame, MaxBytes: 10 * frame, ReserveBytes: -1})
+	s, _ := openTestSpool(t, Options{Dir: dir, SegmentBytes: 4 * frame, MaxBytes: 10 * frame, ReserveBytes: -1})
 	defer s.Close()
 
 	if d, err := s.Append(recs(0, 15)); err != nil || d != 5 {
@@ -639,9 +626,9 @@ func TestSpoolFullDropNewest(t *testing.T) {
 // that says what was refused still fits, until the reserve is used up too.
 func TestSpoolFullKeepsRoomForReservedRecords(t *testing.T) {
 	const dataLen = 100
-	frame := int64(spoolFrameHeaderSize + dataLen)
+	frame := int64(frameHeaderSize + dataLen)
 	rec := func() []byte { return bytes.Repeat([]byte{'r'}, dataLen) }
-	s, _ := openTestSpool(t, SpoolOptions{Dir: t.TempDir(), MaxBytes: 10 * frame, ReserveBytes: 2 * frame})
+	s, _ := openTestSpool(t, Options{Dir: t.TempDir(), MaxBytes: 10 * frame, ReserveBytes: 2 * frame})
 	defer s.Close()
 	var batch [][]byte
 	for range 15 {
@@ -663,16 +650,16 @@ func TestSpoolFullKeepsRoomForReservedRecords(t *testing.T) {
 
 func TestSpoolFullDropOldest(t *testing.T) {
 	const dataLen = 100
-	frame := int64(spoolFrameHeaderSize + dataLen)
+	frame := int64(frameHeaderSize + dataLen)
 	rec := func(i int) []byte {
 		b := fmt.Appendf(nil, "r%07d|", i)
 		return append(b, bytes.Repeat([]byte{'z'}, dataLen-len(b))...)
 	}
 	num := func(d []byte) int { n, _ := strconv.Atoi(string(d[1:8])); return n }
 	dir := t.TempDir()
-	segBytes := spoolSegHeaderSize + 4*frame // 4 records per segment
+	segBytes := segHeaderSize + 4*frame // 4 records per segment
 	maxBytes := 12 * frame
-	s, lb := openTestSpool(t, SpoolOptions{Dir: dir, SegmentBytes: segBytes, MaxBytes: maxBytes, Full: FullDropOldest, MemoryBytes: -1})
+	s, lb := openTestSpool(t, Options{Dir: dir, SegmentBytes: segBytes, MaxBytes: maxBytes, Full: FullDropOldest, MemoryBytes: -1})
 	defer s.Close()
 
 	// The reader takes the first two records (in flight) before the spool
@@ -698,33 +685,35 @@ func TestSpoolFullDropOldest(t *testing.T) {
 		}
 	}
 	// 30 records, 4 per segment, at most 12 unacked: whole segments are
-	// deleted, oldest first.
+	// deleted, oldest first, except the one the reader has taken records
+	// of (they are being delivered): 0-3, then 24-27 and 28-29 survive.
 	got := drain(t, s, 100, 1<<20)
-	if len(got)+totalDropped != 30 {
-		t.Fatalf("kept %d + dropped %d != 30", len(got), totalDropped)
+	if len(inflight)+len(got)+totalDropped != 30 {
+		t.Fatalf("in flight %d + kept %d + dropped %d != 30", len(inflight), len(got), totalDropped)
 	}
-	if len(got) != 10 { // segments hold 0-3, 4-7, ...; 20-23, 24-27, 28-29 survive
-		t.Fatalf("kept %d records, want 10", len(got))
+	var nums []int
+	for _, r := range got {
+		nums = append(nums, num(r.Data))
 	}
-	for i, r := range got {
-		if num(r.Data) != 20+i {
-			t.Fatalf("record %d is %d, want %d (newest kept, in order)", i, num(r.Data), 20+i)
-		}
+	if want := []int{2, 3, 24, 25, 26, 27, 28, 29}; !slices.Equal(nums, want) {
+		t.Fatalf("read %v after the 2 in flight, want %v", nums, want)
 	}
 	if st := s.Stats(); int(st.Dropped) != totalDropped || st.Records != 10 {
 		t.Fatalf("stats %+v, dropped %d", st, totalDropped)
 	}
-	// Acknowledging the stale in-flight records is harmless.
 	if err := s.Ack(inflight[1].Pos); err != nil {
 		t.Fatal(err)
 	}
-	if st := s.Stats(); st.Records != 10 {
-		t.Fatalf("a stale ack changed the backlog: %+v", st)
+	if st := s.Stats(); st.Records != 8 {
+		t.Fatalf("after acknowledging the 2 in flight: %+v", st)
 	}
 	if len(lb.lines("WARN")) == 0 {
 		t.Fatal("dropping unacknowledged records was not logged")
 	}
 
+	// A batch larger than MaxBytes keeps its newest records, and deletes
+	// what is spooled and unread (Rewind: nothing is in flight).
+	s.Rewind()
 	// A batch larger than MaxBytes keeps its newest records.
 	d, err := s.Append(func() [][]byte {
 		var b [][]byte
@@ -733,8 +722,8 @@ func TestSpoolFullDropOldest(t *testing.T) {
 		}
 		return b
 	}())
-	if err != nil || d != 10+3 {
-		t.Fatalf("oversized batch: dropped %d (want 10 spooled + 3 of the batch), err %v", d, err)
+	if err != nil || d != 8+3 {
+		t.Fatalf("oversized batch: dropped %d (want 8 spooled + 3 of the batch), err %v", d, err)
 	}
 	got = drain(t, s, 100, 1<<20)
 	if len(got) != 12 || num(got[0].Data) != 103 || num(got[11].Data) != 114 {
@@ -744,7 +733,7 @@ func TestSpoolFullDropOldest(t *testing.T) {
 
 func readCkptForTest(t *testing.T, dir string) Pos {
 	t.Helper()
-	p, found, bad, err := readCheckpoint(filepath.Join(dir, spoolCkptName))
+	p, found, bad, err := readCheckpoint(filepath.Join(dir, ckptName))
 	if err != nil || !found || bad != "" {
 		t.Fatalf("checkpoint: found %v, bad %q, err %v", found, bad, err)
 	}
@@ -753,7 +742,7 @@ func readCkptForTest(t *testing.T, dir string) Pos {
 
 func TestSpoolAckDeletesSegmentsAndCheckpointSurvives(t *testing.T) {
 	dir := t.TempDir()
-	o := SpoolOptions{Dir: dir, SegmentBytes: 2048, CheckpointInterval: time.Hour}
+	o := Options{Dir: dir, SegmentBytes: 2048, CheckpointInterval: time.Hour}
 	s, _ := openTestSpool(t, o)
 	appendEach(t, s, 0, 60, 2)
 	recs := drain(t, s, 100, 1<<20)
@@ -813,7 +802,7 @@ func TestSpoolAckDeletesSegmentsAndCheckpointSurvives(t *testing.T) {
 
 func TestSpoolCheckpointWrittenInBackground(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := openTestSpool(t, SpoolOptions{Dir: dir, CheckpointInterval: 5 * time.Millisecond, SyncInterval: 5 * time.Millisecond})
+	s, _ := openTestSpool(t, Options{Dir: dir, CheckpointInterval: 5 * time.Millisecond, SyncInterval: 5 * time.Millisecond})
 	defer s.Close()
 	mustAppend(t, s, batch(0, 10))
 	recs := drain(t, s, 100, 1<<20)
@@ -824,7 +813,7 @@ func TestSpoolCheckpointWrittenInBackground(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		p, found, _, _ := readCheckpoint(filepath.Join(dir, spoolCkptName))
+		p, found, _, _ := readCheckpoint(filepath.Join(dir, ckptName))
 		if found && p == recs[9].Pos {
 			break
 		}
@@ -853,7 +842,7 @@ func TestSpoolCorruptCheckpoint(t *testing.T) {
 	// segments holding only records < 21 are deleted.
 	setup := func(t *testing.T) (string, []Record, int) {
 		dir := t.TempDir()
-		s, _ := openTestSpool(t, SpoolOptions{Dir: dir, SegmentBytes: 2048})
+		s, _ := openTestSpool(t, Options{Dir: dir, SegmentBytes: 2048})
 		appendEach(t, s, 0, 60, 1)
 		recs := drain(t, s, 100, 1<<20)
 		if err := s.Ack(recs[20].Pos); err != nil {
@@ -871,11 +860,11 @@ func TestSpoolCorruptCheckpoint(t *testing.T) {
 		}
 		return dir, recs, oldest
 	}
-	ckpt := func(dir string) string { return filepath.Join(dir, spoolCkptName) }
+	ckpt := func(dir string) string { return filepath.Join(dir, ckptName) }
 	t.Run("garbage", func(t *testing.T) {
 		dir, _, oldest := setup(t)
 		flipByte(t, ckpt(dir), 12)
-		s, lb := openTestSpool(t, SpoolOptions{Dir: dir, SegmentBytes: 2048})
+		s, lb := openTestSpool(t, Options{Dir: dir, SegmentBytes: 2048})
 		defer s.Close()
 		if w := lb.lines("WARN"); len(w) != 1 || !strings.Contains(w[0], "checkpoint unusable") || !strings.Contains(w[0], "CRC mismatch") {
 			t.Fatalf("warnings: %v", w)
@@ -888,7 +877,7 @@ func TestSpoolCorruptCheckpoint(t *testing.T) {
 	t.Run("truncated", func(t *testing.T) {
 		dir, _, oldest := setup(t)
 		os.Truncate(ckpt(dir), 5)
-		s, lb := openTestSpool(t, SpoolOptions{Dir: dir, SegmentBytes: 2048})
+		s, lb := openTestSpool(t, Options{Dir: dir, SegmentBytes: 2048})
 		defer s.Close()
 		if w := lb.lines("WARN"); len(w) != 1 || !strings.Contains(w[0], "checkpoint unusable") {
 			t.Fatalf("warnings: %v", w)
@@ -898,7 +887,7 @@ func TestSpoolCorruptCheckpoint(t *testing.T) {
 	t.Run("missing", func(t *testing.T) {
 		dir, _, oldest := setup(t)
 		os.Remove(ckpt(dir))
-		s, lb := openTestSpool(t, SpoolOptions{Dir: dir, SegmentBytes: 2048})
+		s, lb := openTestSpool(t, Options{Dir: dir, SegmentBytes: 2048})
 		defer s.Close()
 		if w := lb.lines("WARN"); len(w) != 0 {
 			t.Fatalf("warnings: %v", w)
@@ -907,14 +896,14 @@ func TestSpoolCorruptCheckpoint(t *testing.T) {
 	})
 	t.Run("not-a-boundary", func(t *testing.T) {
 		dir, recs, _ := setup(t)
-		s := &Spool{opts: SpoolOptions{Dir: dir}}
+		s := &Spool{opts: Options{Dir: dir}}
 		s.dir, _ = os.Open(dir)
 		if _, err := s.writeCheckpoint(Pos{recs[30].Pos.Segment, recs[30].Pos.Offset - 3}); err != nil {
 			t.Fatal(err)
 		}
 		s.dir.Close()
 		s.ckptFile.Close()
-		s2, lb := openTestSpool(t, SpoolOptions{Dir: dir, SegmentBytes: 2048})
+		s2, lb := openTestSpool(t, Options{Dir: dir, SegmentBytes: 2048})
 		defer s2.Close()
 		if w := lb.lines("WARN"); len(w) != 1 || !strings.Contains(w[0], "not at a record boundary") {
 			t.Fatalf("warnings: %v", w)
@@ -932,13 +921,13 @@ func TestSpoolCorruptCheckpoint(t *testing.T) {
 				last = r
 			}
 		}
-		s := &Spool{opts: SpoolOptions{Dir: dir}}
+		s := &Spool{opts: Options{Dir: dir}}
 		s.dir, _ = os.Open(dir)
 		s.writeCheckpoint(last.Pos)
 		s.dir.Close()
 		s.ckptFile.Close()
 		os.Truncate(filepath.Join(dir, segName(seg)), last.Pos.Offset-3)
-		s2, _ := openTestSpool(t, SpoolOptions{Dir: dir, SegmentBytes: 2048})
+		s2, _ := openTestSpool(t, Options{Dir: dir, SegmentBytes: 2048})
 		defer s2.Close()
 		first := slices.IndexFunc(recs, func(r Record) bool { return r.Pos.Segment > seg })
 		checkRun(t, drain(t, s2, 100, 1<<20), first, 59)
@@ -949,7 +938,7 @@ func TestSpoolCorruptCheckpoint(t *testing.T) {
 
 func TestSpoolRewind(t *testing.T) {
 	for _, mem := range []int64{0, -1} {
-		s, _ := openTestSpool(t, SpoolOptions{Dir: t.TempDir(), SegmentBytes: 2048, MemoryBytes: mem})
+		s, _ := openTestSpool(t, Options{Dir: t.TempDir(), SegmentBytes: 2048, MemoryBytes: mem})
 		appendEach(t, s, 0, 40, 4)
 		checkRun(t, nextN(t, s, 10), 0, 9)
 		s.Rewind() // nothing acknowledged: from the start
@@ -970,7 +959,7 @@ func TestSpoolRewind(t *testing.T) {
 }
 
 func TestSpoolRecordsCountWithPartialAcks(t *testing.T) {
-	s, _ := openTestSpool(t, SpoolOptions{Dir: t.TempDir(), SegmentBytes: 1024})
+	s, _ := openTestSpool(t, Options{Dir: t.TempDir(), SegmentBytes: 1024})
 	defer s.Close()
 	appendEach(t, s, 0, 50, 1)
 	recs := drain(t, s, 13, 1<<20)
@@ -985,7 +974,7 @@ func TestSpoolRecordsCountWithPartialAcks(t *testing.T) {
 }
 
 func TestSpoolNextBlocksAndWakes(t *testing.T) {
-	s, _ := openTestSpool(t, SpoolOptions{Dir: t.TempDir()})
+	s, _ := openTestSpool(t, Options{Dir: t.TempDir()})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -1017,7 +1006,7 @@ func TestSpoolNextBlocksAndWakes(t *testing.T) {
 	}
 	select {
 	case err := <-errc:
-		if !errors.Is(err, ErrSpoolClosed) {
+		if !errors.Is(err, ErrClosed) {
 			t.Fatalf("waiting Next after Close: %v", err)
 		}
 	case <-time.After(5 * time.Second):
@@ -1027,7 +1016,7 @@ func TestSpoolNextBlocksAndWakes(t *testing.T) {
 
 func TestSpoolStatsOldestUnacked(t *testing.T) {
 	dir := t.TempDir()
-	o := SpoolOptions{Dir: dir, SegmentBytes: 1024}
+	o := Options{Dir: dir, SegmentBytes: 1024}
 	s, _ := openTestSpool(t, o)
 	if st := s.Stats(); !st.OldestUnacked.IsZero() || st.Bytes != 0 || st.Records != 0 {
 		t.Fatalf("empty spool: %+v", st)
@@ -1070,15 +1059,15 @@ func TestSpoolStatsOldestUnacked(t *testing.T) {
 
 func TestSpoolPermissionsAndLock(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "spool")
-	s, _ := openTestSpool(t, SpoolOptions{Dir: dir})
+	s, _ := openTestSpool(t, Options{Dir: dir})
 	mustAppend(t, s, batch(0, 1))
 	recs := drain(t, s, 1, 0)
 	s.Ack(recs[0].Pos)
 	if err := s.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenSpool(SpoolOptions{Dir: dir, Logger: slog.New(slog.DiscardHandler)}); err == nil || !strings.Contains(err.Error(), "in use") {
-		t.Fatalf("second OpenSpool on the same directory: %v", err)
+	if _, err := Open(Options{Dir: dir, Logger: slog.New(slog.DiscardHandler)}); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second Open on the same directory: %v", err)
 	}
 	fi, _ := os.Stat(dir)
 	if fi.Mode().Perm() != 0o700 {
@@ -1095,7 +1084,7 @@ func TestSpoolPermissionsAndLock(t *testing.T) {
 		}
 	}
 	s.Close()
-	s, _ = openTestSpool(t, SpoolOptions{Dir: dir}) // the lock is released
+	s, _ = openTestSpool(t, Options{Dir: dir}) // the lock is released
 	s.Close()
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
@@ -1104,7 +1093,7 @@ func TestSpoolPermissionsAndLock(t *testing.T) {
 
 func TestSpoolOptionsValidation(t *testing.T) {
 	dir := t.TempDir()
-	for _, o := range []SpoolOptions{
+	for _, o := range []Options{
 		{},
 		{Dir: dir, Full: "drop_everything"},
 		{Dir: dir, SegmentBytes: 10},
@@ -1112,12 +1101,12 @@ func TestSpoolOptionsValidation(t *testing.T) {
 		{Dir: dir, SyncInterval: -1},
 		{Dir: dir, CheckpointInterval: -1},
 	} {
-		if s, err := OpenSpool(o); err == nil {
+		if s, err := Open(o); err == nil {
 			s.Close()
-			t.Fatalf("OpenSpool(%+v) accepted", o)
+			t.Fatalf("Open(%+v) accepted", o)
 		}
 	}
-	o, err := SpoolOptions{Dir: dir}.withDefaults()
+	o, err := Options{Dir: dir}.withDefaults()
 	if err != nil || o.SegmentBytes != 64<<20 || o.MaxBytes != 1<<30 || o.Full != FullDropNewest || o.MemoryBytes != 4<<20 || o.Logger == nil {
 		t.Fatalf("defaults: %+v %v", o, err)
 	}
@@ -1127,7 +1116,7 @@ func TestSpoolOptionsValidation(t *testing.T) {
 // it all as dropped, and the spool carries on in a new segment.
 func TestSpoolWriteError(t *testing.T) {
 	dir := t.TempDir()
-	s, lb := openTestSpool(t, SpoolOptions{Dir: dir, MemoryBytes: -1})
+	s, lb := openTestSpool(t, Options{Dir: dir, MemoryBytes: -1})
 	defer s.Close()
 	appendEach(t, s, 0, 10, 5)
 	s.active.Close() // the next write(2) fails
@@ -1151,7 +1140,7 @@ func TestSpoolWriteError(t *testing.T) {
 }
 
 func TestSpoolSyncEveryAppend(t *testing.T) {
-	s, _ := openTestSpool(t, SpoolOptions{Dir: t.TempDir(), SyncInterval: 0})
+	s, _ := openTestSpool(t, Options{Dir: t.TempDir(), SyncInterval: 0})
 	defer s.Close()
 	mustAppend(t, s, batch(0, 3))
 	s.mu.Lock()
@@ -1163,7 +1152,7 @@ func TestSpoolSyncEveryAppend(t *testing.T) {
 }
 
 func TestSpoolAppendAllocs(t *testing.T) {
-	s, _ := openTestSpool(t, SpoolOptions{Dir: t.TempDir(), SyncInterval: time.Hour, MaxBytes: 1 << 40})
+	s, _ := openTestSpool(t, Options{Dir: t.TempDir(), SyncInterval: time.Hour, MaxBytes: 1 << 40})
 	defer s.Close()
 	b := make([][]byte, 64)
 	for i := range b {
@@ -1184,7 +1173,7 @@ func TestSpoolAppendAllocs(t *testing.T) {
 // partly and rewinds at random, and checks order and completeness.
 func TestSpoolConcurrent(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := openTestSpool(t, SpoolOptions{Dir: dir, SegmentBytes: 16 << 10, MemoryBytes: 32 << 10, SyncInterval: time.Millisecond, CheckpointInterval: time.Millisecond})
+	s, _ := openTestSpool(t, Options{Dir: dir, SegmentBytes: 16 << 10, MemoryBytes: 32 << 10, SyncInterval: time.Millisecond, CheckpointInterval: time.Millisecond})
 	const total = 20000
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -1257,9 +1246,10 @@ func TestSpoolConcurrent(t *testing.T) {
 	}
 }
 
-// TestSpoolDropOldestWhileReading races drop_oldest against a reader.
+// TestSpoolDropOldestWhileReading races drop_oldest against a reader:
+// every record is read or counted dropped, once.
 func TestSpoolDropOldestWhileReading(t *testing.T) {
-	s, _ := openTestSpool(t, SpoolOptions{Dir: t.TempDir(), SegmentBytes: 4 << 10, MaxBytes: 16 << 10, Full: FullDropOldest, MemoryBytes: 8 << 10, SyncInterval: time.Millisecond})
+	s, _ := openTestSpool(t, Options{Dir: t.TempDir(), SegmentBytes: 4 << 10, MaxBytes: 16 << 10, Full: FullDropOldest, MemoryBytes: 8 << 10, SyncInterval: time.Millisecond})
 	const total = 20000
 	done := make(chan int)
 	go func() {
@@ -1273,7 +1263,7 @@ func TestSpoolDropOldestWhileReading(t *testing.T) {
 		}
 		done <- dropped
 	}()
-	last := -1
+	last, read := -1, 0
 	ctx := context.Background()
 	var dropped = -1
 	for {
@@ -1299,6 +1289,7 @@ func TestSpoolDropOldestWhileReading(t *testing.T) {
 			}
 			last = n
 		}
+		read += len(recs)
 		if err := s.Ack(recs[len(recs)-1].Pos); err != nil {
 			t.Fatal(err)
 		}
@@ -1310,13 +1301,16 @@ func TestSpoolDropOldestWhileReading(t *testing.T) {
 	if int(st.Dropped) != dropped {
 		t.Fatalf("Stats.Dropped %d, Append reported %d", st.Dropped, dropped)
 	}
+	if read+dropped != total {
+		t.Fatalf("read %d + dropped %d != %d appended", read, dropped, total)
+	}
 	t.Logf("dropped %d of %d", dropped, total)
 	s.Close()
 }
 
 func TestSpoolCheckpointFormat(t *testing.T) {
 	dir := t.TempDir()
-	s := &Spool{opts: SpoolOptions{Dir: dir}}
+	s := &Spool{opts: Options{Dir: dir}}
 	s.dir, _ = os.Open(dir)
 	defer s.dir.Close()
 	check := func(pos Pos, wantDirSynced bool) {
@@ -1328,11 +1322,11 @@ func TestSpoolCheckpointFormat(t *testing.T) {
 		if dirSynced != wantDirSynced {
 			t.Fatalf("dirSynced = %v, want %v (the first write renames, later ones write in place)", dirSynced, wantDirSynced)
 		}
-		b, _ := os.ReadFile(filepath.Join(dir, spoolCkptName))
+		b, _ := os.ReadFile(filepath.Join(dir, ckptName))
 		if len(b) != 28 || string(b[:8]) != "ANSCKPT1" || binary.LittleEndian.Uint64(b[8:]) != pos.Segment || binary.LittleEndian.Uint64(b[16:]) != uint64(pos.Offset) {
 			t.Fatalf("checkpoint bytes %x", b)
 		}
-		if got, found, bad, err := readCheckpoint(filepath.Join(dir, spoolCkptName)); got != pos || !found || bad != "" || err != nil {
+		if got, found, bad, err := readCheckpoint(filepath.Join(dir, ckptName)); got != pos || !found || bad != "" || err != nil {
 			t.Fatalf("readCheckpoint: %v %v %q %v, want %v", got, found, bad, err, pos)
 		}
 	}

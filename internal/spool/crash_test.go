@@ -1,4 +1,4 @@
-package publish
+package spool
 
 import (
 	"bufio"
@@ -19,8 +19,8 @@ const (
 	crashSlowEnv  = "AUDITNS_SPOOL_CRASH_SLOW"
 )
 
-func crashOpts(dir string) SpoolOptions {
-	return SpoolOptions{Dir: dir, SegmentBytes: 32 << 10, MemoryBytes: 64 << 10,
+func crashOpts(dir string) Options {
+	return Options{Dir: dir, SegmentBytes: 32 << 10, MemoryBytes: 64 << 10,
 		SyncInterval: 2 * time.Millisecond, CheckpointInterval: time.Millisecond}
 }
 
@@ -35,7 +35,7 @@ func TestSpoolCrashChild(t *testing.T) {
 	}
 	start, _ := strconv.Atoi(os.Getenv(crashStartEnv))
 	slow := os.Getenv(crashSlowEnv) == "1" // a forwarder that falls behind
-	s, err := OpenSpool(crashOpts(dir))
+	s, err := Open(crashOpts(dir))
 	if err != nil {
 		fmt.Printf("E open: %v\n", err)
 		os.Exit(2)
