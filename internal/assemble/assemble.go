@@ -23,6 +23,7 @@ package assemble
 import (
 	"bytes"
 	"log/slog"
+	"math"
 	"math/bits"
 	"slices"
 	"sync/atomic"
@@ -335,15 +336,27 @@ func (a *Assembler) FlushAt(now time.Time) {
 }
 
 // Close emits everything still held, in sequence order, and reports the
-// numbers still missing: nothing more will arrive. An EOE still due is not
-// counted missing (the connection closed before it could be read).
-func (a *Assembler) Close() {
+// numbers still missing: nothing more will arrive. Records still awaited
+// are not counted as cut: the connection closed before they could be read.
+func (a *Assembler) Close() { a.close(false) }
+
+// CloseDrained is Close for a connection read to its end (the kernel had
+// nothing more queued when reading stopped): the records still awaited did
+// not come because the kernel cut them, and they are counted so.
+func (a *Assembler) CloseDrained() { a.close(true) }
+
+func (a *Assembler) close(drained bool) {
 	for len(a.events) > 0 {
 		p := a.events[0]
 		copy(a.events, a.events[1:])
 		a.events[len(a.events)-1] = nil
 		a.events = a.events[:len(a.events)-1]
 		a.done(p)
+	}
+	if drained {
+		a.clock = math.MaxInt64
+		a.expireAwaiting()
+		a.expireDropped()
 	}
 	a.awaiting = queue[awaiting]{}
 	a.droppedEvents = queue[droppedEvent]{}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	libaudit "github.com/elastic/go-libaudit/v2"
 	"github.com/elastic/go-libaudit/v2/rule"
@@ -124,8 +125,11 @@ type Conn struct {
 	scratch []byte      // the reader's gathering buffer, reused
 	mm      *mmsgReader // the reader's receive slots, made on first use
 	added   [][]byte    // wire rules to delete on Close, in load order
-	closeMu sync.Mutex
-	closed  bool
+	// draining: the rules are gone and the reader waits for the pipeline
+	// rather than drop what is left (RemoveRules).
+	draining atomic.Bool
+	closeMu  sync.Mutex
+	closed   bool
 }
 
 // Open connects to the kernel. In unicast mode it becomes the audit daemon,
@@ -271,6 +275,43 @@ func (c *Conn) Status() (*libaudit.AuditStatus, error) {
 	return c.control.GetStatus()
 }
 
+// RemoveRules removes the rules Conn added while the reader goes on, so that
+// a clean stop can read what the kernel has queued to its end: no rule makes
+// new events meanwhile. It reports whether there is an end to wait for: in
+// multicast mode, and with immutable rules, there is none. Close removes
+// whatever rules are left.
+func (c *Conn) RemoveRules() (bool, error) {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed || c.opts.Mode != Unicast || c.client == nil || c.opts.Immutable {
+		return false, nil
+	}
+	// The reader stops dropping first: the kernel's records of the rules'
+	// removal are read too.
+	c.draining.Store(true)
+	err := c.removeRules()
+	return err == nil, err
+}
+
+// removeRules deletes the rules Conn added, newest first, on the control
+// socket: the event socket may be full of records whose replies would have
+// to be skipped. Its caller holds closeMu.
+func (c *Conn) removeRules() error {
+	var errs []error
+	var left [][]byte // rules not removed, for Close to try again
+	for i := len(c.added) - 1; i >= 0; i-- {
+		if err := c.control.DeleteRule(c.added[i]); err != nil {
+			errs = append(errs, fmt.Errorf("remove audit rule: %w", err))
+			left = append([][]byte{c.added[i]}, left...)
+		}
+	}
+	if len(c.added) > 0 {
+		c.log.Info("removed audit rules", "count", len(c.added)-len(errs))
+	}
+	c.added = left
+	return errors.Join(errs...)
+}
+
 // Close removes the rules Conn added, restores the enabled flag it found and
 // releases the audit pid. It is safe to call more than once and from any
 // goroutine, but the reader must have stopped first.
@@ -283,14 +324,9 @@ func (c *Conn) Close() error {
 	c.closed = true
 	var errs []error
 	if c.opts.Mode == Unicast && c.client != nil && !c.opts.Immutable {
-		// Rules are deleted on the control socket: the event socket may be
-		// full of records whose replies would have to be skipped.
-		for i := len(c.added) - 1; i >= 0; i-- {
-			if err := c.control.DeleteRule(c.added[i]); err != nil {
-				errs = append(errs, fmt.Errorf("remove audit rule: %w", err))
-			}
+		if err := c.removeRules(); err != nil {
+			errs = append(errs, err)
 		}
-		c.log.Info("removed audit rules", "count", len(c.added)-len(errs))
 		if c.initial.Enabled == 0 {
 			if err := c.control.SetEnabled(false, libaudit.WaitForReply); err != nil {
 				errs = append(errs, fmt.Errorf("restore audit enabled=0: %w", err))

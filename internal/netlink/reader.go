@@ -165,9 +165,11 @@ func (c *Conn) Run(ctx context.Context, out chan<- []Record, stats *ReaderStats)
 	}
 }
 
-// lossless reports whether Run waits for the pipeline instead of dropping.
+// lossless reports whether Run waits for the pipeline instead of dropping:
+// when the kernel waits too (backlog_wait_time), and in the drain of a clean
+// stop, where no rule makes new events and what is left is read whole.
 func (c *Conn) lossless() bool {
-	return c.opts.Mode == Unicast && c.opts.BacklogWaitTime > 0
+	return c.opts.Mode == Unicast && c.opts.BacklogWaitTime > 0 || c.draining.Load()
 }
 
 // drain reads what the socket holds, up to maxBatch records, a recvmmsg(2)

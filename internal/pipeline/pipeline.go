@@ -194,7 +194,8 @@ func (p *Pipeline) Report(kind, reason, msg string, count int) {
 // was read and returns. It does not close the sink or the connection.
 func (p *Pipeline) Run(ctx context.Context) error {
 	queue := make(chan []netlink.Record, p.o.QueueSize)
-	readCtx, stopReader := context.WithCancel(ctx)
+	// The reader outlives ctx by the drain of a clean stop.
+	readCtx, stopReader := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopReader()
 	readErr := make(chan error, 1)
 	go func() {
@@ -214,13 +215,45 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	statuses := make(chan *libaudit.AuditStatus, 1)
 	go p.pollStatus(readCtx, statuses)
 
+	stopping := ctx.Done()
+	var drainedC chan bool
+	var drainStart time.Time
+	drained := false
 	for {
 		select {
+		case <-stopping:
+			stopping = nil
+			// A clean stop: no rule makes new events, and what the
+			// kernel queued is read to its end, so that nothing it
+			// numbered is left unread and the records events still
+			// await are known to be cut.
+			if ok, err := p.o.Conn.RemoveRules(); err != nil {
+				p.log.Error("stopping", "error", err)
+				stopReader()
+			} else if !ok {
+				stopReader()
+			} else {
+				drainedC = make(chan bool, 1)
+				drainStart = time.Now()
+				go p.drain(queue, drainedC)
+			}
+		case drained = <-drainedC:
+			drainedC = nil
+			if drained {
+				p.log.Info("read the kernel's audit queue to its end", "took", time.Since(drainStart).Round(time.Millisecond))
+			} else {
+				p.log.Warn("stopping before the kernel's audit queue was read to its end", "waited", drainTimeout)
+			}
+			stopReader()
 		case batch, ok := <-queue:
 			if !ok {
 				// Reader finished: flush what is held and report, the
 				// kernel's lost counter read once more.
-				p.asm.Close()
+				if drained {
+					p.asm.CloseDrained()
+				} else {
+					p.asm.Close()
+				}
 				if st, err := p.o.Conn.Status(); err == nil {
 					p.observeStatus(st)
 				}
@@ -267,6 +300,36 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.flush()
 		}
 	}
+}
+
+// drainTimeout bounds the drain of a clean stop: rules that cannot be
+// removed (immutable) or other processes' messages may keep the kernel's
+// queue from ever being empty.
+const drainTimeout = 5 * time.Second
+
+// drain reports true once the kernel's queue has been read to its end: its
+// backlog empty, the reader's queue empty and nothing read, twice in a row
+// 20 ms apart (a record the kernel was handing over is then read); false
+// after drainTimeout. It asks the kernel on its own goroutine, as
+// pollStatus does.
+func (p *Pipeline) drain(queue chan []netlink.Record, done chan<- bool) {
+	deadline := time.Now().Add(drainTimeout)
+	last, idle := p.stats.Reader.Records.Load(), 0
+	for time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		st, err := p.o.Conn.Status()
+		n := p.stats.Reader.Records.Load()
+		if err == nil && st.Backlog == 0 && len(queue) == 0 && n == last {
+			if idle++; idle == 2 {
+				done <- true
+				return
+			}
+		} else {
+			idle = 0
+		}
+		last = n
+	}
+	done <- false
 }
 
 // onEvent is the assembler's callback: enrich, encode, queue. The records

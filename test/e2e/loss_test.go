@@ -197,6 +197,44 @@ func TestGetppidBurstLossIsAccounted(t *testing.T) {
 	}
 }
 
+// A clean stop right after a burst, with the kernel's queue still full:
+// auditns removes its rules, reads what the kernel queued to its end and
+// only then stops, so every event the burst made is in the output or in a
+// loss event's count, exactly, with nothing left unread.
+func TestCleanStopReadsTheKernelQueueToItsEnd(t *testing.T) {
+	requireKernel(t)
+	dir := t.TempDir()
+	key := fmt.Sprintf("auditns-e2e-stop-%x", rand.Uint32())
+	r := start(t, getppidRuleYAML(t, dir, key))
+	var gens []*generator
+	for range 4 {
+		gens = append(gens, newBurst(t, 15000, key))
+	}
+	for _, g := range gens {
+		g.Go()
+	}
+	generated := 0
+	for _, g := range gens {
+		generated += g.Wait(t)
+	}
+	backlog := r.d.Pipeline().Stats().Backlog.Load()
+	t0 := time.Now()
+	r.stop(t)
+	stopped := time.Since(t0)
+	ty := readTally(t, key, r.out)
+	t.Logf("generated %d, delivered %d, loss events %d summing %d %v; kernel backlog at the last status poll %d; stopped in %v; other events %v",
+		generated, len(ty.keyed), len(ty.loss), ty.lossSum, ty.byReason, backlog, stopped.Round(time.Millisecond), ty.others)
+	if ty.invalid != 0 || ty.duplicates != 0 {
+		t.Fatalf("%d invalid lines, %d duplicates", ty.invalid, ty.duplicates)
+	}
+	if f := ty.falseGaps(); len(f) > 0 {
+		t.Fatalf("%d numbers called missing are in the output: %v", len(f), f[:min(len(f), 10)])
+	}
+	if missing := generated - len(ty.keyed); ty.lossSum != uint64(missing) {
+		t.Fatalf("generated − delivered = %d, loss events sum to %d: %+v", missing, ty.lossSum, ty.loss)
+	}
+}
+
 // waitIdle waits until auditns has read every record the kernel queued
 // before it was called, then for the reassembly window and a status poll:
 // every event is out, every EOE that was coming has come, and the kernel's
