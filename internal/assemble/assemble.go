@@ -29,6 +29,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/elastic/go-libaudit/v2/auparse"
+
 	"github.com/auditns/auditns/internal/record"
 )
 
@@ -84,13 +86,13 @@ type Stats struct {
 	Late atomic.Uint64
 }
 
-// Record types that matter to grouping (linux/audit.h).
+// Record types that matter to grouping.
 const (
-	typeSyscall     = 1300
-	typeEOE         = 1320
-	typeProctitle   = 1327
-	lastDaemon      = 1299 // AUDIT_LAST_DAEMON: user-space and daemon messages are events of one record
-	firstAnomLogins = 2100 // AUDIT_ANOM_LOGIN_FAILURES and up: anomalies and responses, likewise
+	typeSyscall     = uint16(auparse.AUDIT_SYSCALL)
+	typeEOE         = uint16(auparse.AUDIT_EOE)
+	typeProctitle   = uint16(auparse.AUDIT_PROCTITLE)
+	lastDaemon      = uint16(auparse.AUDIT_LAST_DAEMON)         // AUDIT_LAST_DAEMON: user-space and daemon messages are events of one record
+	firstAnomLogins = uint16(auparse.AUDIT_ANOM_LOGIN_FAILURES) // AUDIT_ANOM_LOGIN_FAILURES and up: anomalies and responses, likewise
 )
 
 // Assembler turns records into events. It is not safe for concurrent use:

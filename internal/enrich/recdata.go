@@ -15,19 +15,19 @@ import (
 	"github.com/auditns/auditns/internal/record"
 )
 
-// Record types the enrichment treats apart (linux/audit.h).
+// Record types the enrichment treats apart.
 const (
-	typeUserCmd   = 1123
-	typeUserTTY   = 1124
-	typeUserLogin = 1112
-	typeSyscall   = 1300
-	typePath      = 1302
-	typeSockaddr  = 1306
-	typeExecve    = 1309
-	typeTTY       = 1319
-	typeEOE       = 1320
-	typeSeccomp   = 1326
-	typeProctitle = 1327
+	typeUserCmd   = uint16(auparse.AUDIT_USER_CMD)
+	typeUserTTY   = uint16(auparse.AUDIT_USER_TTY)
+	typeUserLogin = uint16(auparse.AUDIT_USER_LOGIN)
+	typeSyscall   = uint16(auparse.AUDIT_SYSCALL)
+	typePath      = uint16(auparse.AUDIT_PATH)
+	typeSockaddr  = uint16(auparse.AUDIT_SOCKADDR)
+	typeExecve    = uint16(auparse.AUDIT_EXECVE)
+	typeTTY       = uint16(auparse.AUDIT_TTY)
+	typeEOE       = uint16(auparse.AUDIT_EOE)
+	typeSeccomp   = uint16(auparse.AUDIT_SECCOMP)
+	typeProctitle = uint16(auparse.AUDIT_PROCTITLE)
 )
 
 // ent is one key and value of a record as go-libaudit's AuditMessage.Data

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/elastic/go-libaudit/v2/auparse"
 	"golang.org/x/sys/unix"
 
 	"github.com/auditns/auditns/internal/record"
@@ -15,8 +16,8 @@ import (
 
 // The record types below 1100 that are records, not control replies.
 const (
-	typeUser  = 1005 // AUDIT_USER
-	typeLogin = 1006 // AUDIT_LOGIN
+	typeUser  = uint16(auparse.AUDIT_USER)  // AUDIT_USER
+	typeLogin = uint16(auparse.AUDIT_LOGIN) // AUDIT_LOGIN
 )
 
 // Record is one audit record as the kernel sent it: its type (1100 and up,

@@ -3,6 +3,8 @@ package record
 import (
 	"bytes"
 	"regexp"
+
+	"github.com/elastic/go-libaudit/v2/auparse"
 )
 
 // Tokenize appends the key=value fields of body to fields and returns the
@@ -150,11 +152,11 @@ func quoteEnd(b []byte, v, to int, q byte) int {
 
 // Record types whose text go-libaudit rewrites before parsing.
 const (
-	typeLogin     = 1006
-	typeCredDisp  = 1104
-	typeUserStart = 1105
-	typeUserEnd   = 1106
-	typeAVC       = 1400
+	typeLogin     = uint16(auparse.AUDIT_LOGIN)
+	typeCredDisp  = uint16(auparse.AUDIT_CRED_DISP)
+	typeUserStart = uint16(auparse.AUDIT_USER_START)
+	typeUserEnd   = uint16(auparse.AUDIT_USER_END)
+	typeAVC       = uint16(auparse.AUDIT_AVC)
 )
 
 // selinuxAVC is go-libaudit's; it runs on AVC records only (SELinux
