@@ -91,8 +91,8 @@ const (
 	typeSyscall     = uint16(auparse.AUDIT_SYSCALL)
 	typeEOE         = uint16(auparse.AUDIT_EOE)
 	typeProctitle   = uint16(auparse.AUDIT_PROCTITLE)
-	lastDaemon      = uint16(auparse.AUDIT_LAST_DAEMON)         // AUDIT_LAST_DAEMON: user-space and daemon messages are events of one record
-	firstAnomLogins = uint16(auparse.AUDIT_ANOM_LOGIN_FAILURES) // AUDIT_ANOM_LOGIN_FAILURES and up: anomalies and responses, likewise
+	lastDaemon      = uint16(auparse.AUDIT_LAST_DAEMON)         // and below: user-space and daemon messages, events of one record
+	firstAnomLogins = uint16(auparse.AUDIT_ANOM_LOGIN_FAILURES) // and up: anomalies and responses, likewise
 )
 
 // Assembler turns records into events. It is not safe for concurrent use:
