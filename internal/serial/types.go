@@ -28,7 +28,7 @@ const (
 // NumTypes is the number of namespace types.
 const NumTypes = 8
 
-var typeNames = [NumTypes]string{"ipc", "uts", "user", "pid", "cgroup", "time", "net", "mnt"}
+var typeNames = event.NSTypes
 
 // Types lists every namespace type in order, for range loops.
 var Types = [NumTypes]Type{IPC, UTS, User, PID, Cgroup, Time, Net, Mnt}
@@ -146,12 +146,9 @@ const (
 	IDHeuristic IDSource = "heuristic"
 )
 
-// Ref is what an event carries for one namespace type.
-type Ref struct {
-	Serial uint64 // 0 = unknown
-	Inum   uint64
-	ID     uint64 // the kernel's namespace id; 0 where it has none
-}
+// Ref is what an event carries for one namespace type: the event schema's
+// own type (a zero Serial is unknown).
+type Ref = event.NSRef
 
 // Set is the namespaces of one process, indexed by Type.
 type Set [NumTypes]Ref
@@ -161,7 +158,7 @@ func (s *Set) NS() *event.NS {
 	var ns event.NS
 	any := false
 	for i, r := range s {
-		*ns.At(i) = event.NSRef{Serial: r.Serial, Inum: r.Inum, ID: r.ID}
+		*ns.At(i) = r
 		any = any || r.Serial != 0
 	}
 	if !any {
