@@ -127,6 +127,7 @@ type KafkaStats struct {
 // a broker that is down does not fail start-up, events are spooled), and
 // starts delivery. ctx bounds start-up only.
 func NewKafka(ctx context.Context, opts KafkaOptions) (*Kafka, error) {
+	installLz4()
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()

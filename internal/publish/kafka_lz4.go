@@ -21,11 +21,13 @@ import (
 // record batch has its own CRC-32C). Reading is unchanged: kafka-go's
 // reader, pierrec/lz4's, accepts both.
 //
-// The table is process-wide: installing the codec affects every kafka-go
-// client of the process, readers included, which is intended.
-func init() {
+// kafka-go looks codecs up in a process-wide table, so the codec is
+// installed there, once, when the first Kafka sink is made (not at import:
+// a program that only reads Kafka keeps kafka-go's). Readers of the same
+// process are unaffected: NewReader is kafka-go's own.
+var installLz4 = sync.OnceFunc(func() {
 	compress.Codecs[compress.Lz4] = &lz4Codec{}
-}
+})
 
 // lz4Options are the frame writer's: 64 KiB blocks, no content checksum,
 // no block checksums, one goroutine, the fast level.

@@ -25,8 +25,9 @@ func lz4Pattern(w io.Writer, n int) {
 var lz4Value = benchValue(1, 600)
 
 // The codec's frames decompress, with kafka-go's reader, to what was
-// written.
+// written; it is the one kafka-go uses once a sink installed it.
 func TestLz4CodecRoundTrip(t *testing.T) {
+	installLz4()
 	codec := compress.Compression(compress.Lz4).Codec()
 	if _, ok := codec.(*lz4Codec); !ok {
 		t.Fatalf("lz4 codec is %T, want *lz4Codec", codec)
