@@ -621,7 +621,8 @@ func (a *Assembler) done(p *pending) {
 }
 
 // accountRecords notes the records a SYSCALL event was emitted without:
-// every one ends with a PROCTITLE and an EOE. What the event lacks and
+// every one ends with a PROCTITLE and an EOE. What an event that left
+// early (on its PROCTITLE, or pushed out by the in-flight limit) lacks and
 // auditns did not drop is awaited for one window before it is counted as
 // cut by the kernel (expireAwaiting).
 func (a *Assembler) accountRecords(p *pending) {
@@ -638,7 +639,15 @@ func (a *Assembler) accountRecords(p *pending) {
 		a.came(p.seq, kinds)
 		return
 	}
-	if missing := (kindTitle | kindEOE) &^ kinds; missing != 0 {
+	missing := (kindTitle | kindEOE) &^ kinds
+	switch {
+	case missing == 0:
+	case !p.complete && a.clock > p.expire:
+		// It timed out: a window has passed since its first record,
+		// and the rest will not come. Counted now, it is in the run
+		// state that a kill -9 leaves.
+		a.partial(bits.OnesCount8(missing))
+	default:
 		a.awaiting.pushBack(awaiting{seq: p.seq, missing: missing, expire: a.clock + a.timeout})
 	}
 }
