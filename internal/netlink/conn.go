@@ -192,15 +192,21 @@ func (c *Conn) becomeDaemon() error {
 		return fmt.Errorf("%w: another audit daemon (pid %d%s) holds the kernel's audit pid; stop it, or %s",
 			ErrUnicastRefused, c.initial.PID, commOf(int(c.initial.PID)), useMulticast)
 	}
+	// The audit pid first, on the event socket (the kernel sends records to
+	// the socket that set it): the kernel numbers the records of the
+	// changes that follow, and with no daemon registered it would discard
+	// them. Everything else goes on the control socket: a reply awaited on
+	// the event socket skips the records that come before it, and those
+	// records (CONFIG_CHANGE of the settings and rules) would be lost.
 	steps := []struct {
 		what string
 		do   func() error
 	}{
-		{"set backlog_limit", func() error { return c.client.SetBacklogLimit(o.BacklogLimit, libaudit.WaitForReply) }},
-		{"set rate_limit", func() error { return c.client.SetRateLimit(o.RateLimit, libaudit.WaitForReply) }},
-		{"set backlog_wait_time", func() error { return c.client.SetBacklogWaitTime(o.BacklogWaitTime, libaudit.WaitForReply) }},
-		{"set failure_mode", func() error { return c.client.SetFailure(o.Failure, libaudit.WaitForReply) }},
 		{"become the audit daemon (set audit pid)", func() error { return c.client.SetPID(libaudit.WaitForReply) }},
+		{"set backlog_limit", func() error { return c.control.SetBacklogLimit(o.BacklogLimit, libaudit.WaitForReply) }},
+		{"set rate_limit", func() error { return c.control.SetRateLimit(o.RateLimit, libaudit.WaitForReply) }},
+		{"set backlog_wait_time", func() error { return c.control.SetBacklogWaitTime(o.BacklogWaitTime, libaudit.WaitForReply) }},
+		{"set failure_mode", func() error { return c.control.SetFailure(o.Failure, libaudit.WaitForReply) }},
 	}
 	for _, s := range steps {
 		if err := s.do(); err != nil {
@@ -217,7 +223,7 @@ func (c *Conn) becomeDaemon() error {
 	}
 	c.removeStaleSelfRules()
 	for _, r := range rules {
-		if err := c.client.AddRule(r.wire); err != nil {
+		if err := c.control.AddRule(r.wire); err != nil {
 			if err.Error() == "rule exists" {
 				// Left by an instance that died before it could clean up,
 				// or a duplicate line: adopt it so that Close removes it.
@@ -228,11 +234,11 @@ func (c *Conn) becomeDaemon() error {
 		}
 		c.added = append(c.added, r.wire)
 	}
-	if err := c.client.SetEnabled(true, libaudit.WaitForReply); err != nil {
+	if err := c.control.SetEnabled(true, libaudit.WaitForReply); err != nil {
 		return permissionHint(fmt.Errorf("enable auditing: %w", err))
 	}
 	if o.Immutable {
-		if err := c.client.SetImmutable(libaudit.WaitForReply); err != nil {
+		if err := c.control.SetImmutable(libaudit.WaitForReply); err != nil {
 			return fmt.Errorf("make audit configuration immutable: %w", err)
 		}
 	}
