@@ -185,6 +185,21 @@ func (p *Pipeline) writeLoss(final bool) {
 		return
 	}
 	l.lastEmit = time.Now()
+	if p.state != nil {
+		// The sinks write what they are given at once: the state is
+		// written first, as if the loss events below were all taken, so
+		// that a kill -9 between the writes loses their counts rather
+		// than counts them twice (the next run owing them again). What
+		// is not taken is in the state written at the end.
+		n := len(l.gaps)
+		if !final {
+			n = min(n, 256)
+		}
+		gaps, owed := l.gaps, l.owed
+		l.gaps, l.owed = l.gaps[n:], nil
+		p.persist(false)
+		l.gaps, l.owed = gaps, owed
+	}
 	written := 0
 	for len(l.gaps) > 0 {
 		g := l.gaps[0]

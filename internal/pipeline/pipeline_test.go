@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/auditns/auditns/internal/assemble"
 	"github.com/auditns/auditns/internal/enrich"
 	"github.com/auditns/auditns/internal/event"
 	"github.com/auditns/auditns/internal/publish"
@@ -227,5 +229,53 @@ func TestLossCountsCarryForwardUntilALossEventGetsThrough(t *testing.T) {
 	}
 	if sum != 7 || events != 2 || p.Health() != nil || p.Stats().LossOwed.Load() != 0 {
 		t.Fatalf("loss counts %d (want 7), events %d, health %v, owed %d", sum, events, p.Health(), p.Stats().LossOwed.Load())
+	}
+}
+
+// owedCheck is a sink that writes what it is given at once and records
+// what the state on disk owed at each write of a loss event.
+type owedCheck struct {
+	t     *testing.T
+	state string
+	owed  []uint64
+}
+
+func (s *owedCheck) Write(msgs []publish.Message) (int, error) {
+	for _, m := range msgs {
+		if !m.Reserved {
+			continue
+		}
+		st, err := loadState(s.state)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		var n uint64
+		for _, c := range st.Owed {
+			n += c
+		}
+		s.owed = append(s.owed, n)
+	}
+	return 0, nil
+}
+func (s *owedCheck) Close(context.Context) error { return nil }
+func (s *owedCheck) Name() string                { return "owed" }
+
+// A loss event is written under a state that no longer owes its count:
+// killed between the two writes, the next run must not count it again.
+func TestLossEventsAreWrittenUnderAStateThatNoLongerOwesThem(t *testing.T) {
+	e, err := enrich.New(enrich.Options{HostName: "h", BootID: "boot", Kernel: "6.18"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	sink := &owedCheck{t: t, state: filepath.Join(t.TempDir(), "state")}
+	p := New(Options{Enricher: e, Sink: sink, StateFile: sink.state, HostName: "h", BootID: "boot", Kernel: "6.18"})
+	p.batchForTest(getppidTypes, getppid(1, time.Now()), true)
+	p.ledger.owe(reasonQueueFull, 7, "")
+	p.ledger.gap(assemble.Gap{From: 3, To: 4}, false)
+	p.persist(false) // as the next batch's write does
+	p.writeLoss(true)
+	if len(sink.owed) != 2 || sink.owed[0] != 0 || sink.owed[1] != 0 {
+		t.Fatalf("the state owed %v at the loss events' writes, want [0 0]", sink.owed)
 	}
 }
