@@ -104,6 +104,7 @@ type Assembler struct {
 	timeout       int64
 	track         seqTracker
 	awaiting      queue[awaiting] // emitted SYSCALL events whose PROCTITLE or EOE is still due
+	pendingCut    int             // records awaited for events that timed out
 	droppedEvents queue[droppedEvent]
 	report        func(from, to uint32)
 	first         uint32 // the first number pushed
@@ -361,6 +362,7 @@ func (a *Assembler) close(drained bool) {
 		a.expireDropped()
 	}
 	a.awaiting = queue[awaiting]{}
+	a.pendingCut = 0
 	a.droppedEvents = queue[droppedEvent]{}
 	a.track.finish(a.report)
 }
@@ -546,9 +548,10 @@ func (a *Assembler) reportGap(from, to uint32) {
 // with the next batch). What has neither come nor been named dropped
 // within a window was cut by the kernel.
 type awaiting struct {
-	seq     uint32
-	missing uint8 // kinds
-	expire  int64
+	seq      uint32
+	missing  uint8 // kinds
+	timedOut bool  // the event left on its timeout (PendingCut)
+	expire   int64
 }
 
 // came takes note of records of kinds for seq, whose event was emitted
@@ -560,6 +563,9 @@ func (a *Assembler) came(seq uint32, kinds uint8) {
 	for i := len(items) - 1; i >= 0; i-- {
 		if items[i].seq != seq {
 			continue
+		}
+		if items[i].timedOut {
+			a.pendingCut -= bits.OnesCount8(items[i].missing & kinds)
 		}
 		if items[i].missing &^= kinds; items[i].missing == 0 {
 			copy(items[1:i+1], items[:i])
@@ -573,7 +579,11 @@ func (a *Assembler) came(seq uint32, kinds uint8) {
 func (a *Assembler) expireAwaiting() {
 	n := 0
 	for a.awaiting.len() > 0 && a.clock > a.awaiting.front().expire {
-		n += bits.OnesCount8(a.awaiting.front().missing)
+		w := a.awaiting.front()
+		n += bits.OnesCount8(w.missing)
+		if w.timedOut {
+			a.pendingCut -= bits.OnesCount8(w.missing)
+		}
 		a.awaiting.popFront()
 	}
 	a.partial(n)
@@ -621,10 +631,9 @@ func (a *Assembler) done(p *pending) {
 }
 
 // accountRecords notes the records a SYSCALL event was emitted without:
-// every one ends with a PROCTITLE and an EOE. What an event that left
-// early (on its PROCTITLE, or pushed out by the in-flight limit) lacks and
-// auditns did not drop is awaited for one window before it is counted as
-// cut by the kernel (expireAwaiting).
+// every one ends with a PROCTITLE and an EOE. What it lacks and auditns did
+// not drop is awaited for one window before it is counted as cut by the
+// kernel (expireAwaiting).
 func (a *Assembler) accountRecords(p *pending) {
 	kinds := p.dropped
 	for i := range p.recs {
@@ -640,14 +649,21 @@ func (a *Assembler) accountRecords(p *pending) {
 		return
 	}
 	missing := (kindTitle | kindEOE) &^ kinds
-	switch {
-	case missing == 0:
-	case !p.complete && a.clock > p.expire:
-		// It timed out: a window has passed since its first record,
-		// and the rest will not come. Counted now, it is in the run
-		// state that a kill -9 leaves.
-		a.partial(bits.OnesCount8(missing))
-	default:
-		a.awaiting.pushBack(awaiting{seq: p.seq, missing: missing, expire: a.clock + a.timeout})
+	if missing == 0 {
+		return
 	}
+	// An event that timed out lacks records the kernel almost surely cut
+	// (a window has passed since its first record), but a marker of the
+	// reader's drops may still name them: they are awaited too, and
+	// PendingCut offers them to the run state a kill -9 leaves.
+	timedOut := !p.complete && a.clock > p.expire
+	if timedOut {
+		a.pendingCut += bits.OnesCount8(missing)
+	}
+	a.awaiting.pushBack(awaiting{seq: p.seq, missing: missing, timedOut: timedOut, expire: a.clock + a.timeout})
 }
+
+// PendingCut is how many records events that timed out still lack: they
+// are counted as cut once their window ends, unless they come or are named
+// dropped first. A run state written now takes them for cut.
+func (a *Assembler) PendingCut() int { return a.pendingCut }

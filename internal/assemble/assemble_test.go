@@ -413,9 +413,8 @@ func TestDroppedRecordsCountEventsOnce(t *testing.T) {
 }
 
 // The records the kernel cut from SYSCALL events that arrived: a missing
-// PROCTITLE and EOE count 2 when the event times out, a missing EOE after
-// the PROCTITLE counts 1 once a window has passed after the event left; a
-// whole event 0.
+// PROCTITLE and EOE count 2, a missing EOE after the PROCTITLE counts 1,
+// each once a window has passed after the event left; a whole event 0.
 func TestPartialSyscallEventsCounted(t *testing.T) {
 	var partial int
 	a, _ := newCollect(Options{Timeout: time.Second, OnPartial: func(n int) { partial += n }})
@@ -427,13 +426,13 @@ func TestPartialSyscallEventsCounted(t *testing.T) {
 	push(a, 33, 1300, 1327) // EOE late, within the window
 	a.FlushAt(t0.Add(500 * time.Millisecond))
 	push(a, 33, 1320)
-	a.FlushAt(t0.Add(3 * time.Second)) // 31 and 32 time out: 2 for 31
-	if partial != 2 {
-		t.Fatalf("partial %d, want 2", partial)
+	a.FlushAt(t0.Add(3 * time.Second)) // 31 and 32 leave, their records due
+	if partial != 0 || a.PendingCut() != 2 {
+		t.Fatalf("partial %d, pending cut %d before the window after the events left, want 0 and 2 (31's)", partial, a.PendingCut())
 	}
 	a.FlushAt(t0.Add(5 * time.Second))
-	if partial != 3 {
-		t.Fatalf("partial %d, want 3", partial)
+	if partial != 3 || a.PendingCut() != 0 {
+		t.Fatalf("partial %d, pending cut %d, want 3 and 0", partial, a.PendingCut())
 	}
 }
 
@@ -458,6 +457,26 @@ func TestEventLeftEarlyIsNotCountedCut(t *testing.T) {
 	// 41: EOE; 42, 43, 44: PROCTITLE and EOE.
 	if partial != 7 {
 		t.Fatalf("partial %d, want 7 (events %d)", partial, len(c.events))
+	}
+}
+
+// An event that timed out while the reader's queue was full: the marker
+// that names its tail as dropped comes later, within the window, and takes
+// it back from what the kernel is taken to have cut.
+func TestTimedOutEventsTailNamedDroppedLaterIsNotCut(t *testing.T) {
+	var partial int
+	a, _ := newCollect(Options{Timeout: time.Second, OnPartial: func(n int) { partial += n }})
+	t0 := a.base.Add(time.Hour)
+	a.FlushAt(t0)
+	push(a, 50, 1300)
+	a.FlushAt(t0.Add(1500 * time.Millisecond)) // 50 times out
+	if a.PendingCut() != 2 {
+		t.Fatalf("pending cut %d, want 2", a.PendingCut())
+	}
+	a.Drop([]DroppedRecord{{50, 1327}, {50, 1320}})
+	a.FlushAt(t0.Add(5 * time.Second))
+	if partial != 0 || a.PendingCut() != 0 {
+		t.Fatalf("partial %d, pending cut %d, want 0 and 0", partial, a.PendingCut())
 	}
 }
 

@@ -123,7 +123,9 @@ func (p *Pipeline) persist(clean bool) {
 	for _, l := range p.ledger.lost {
 		st.Lost -= uint32(l.n) // not settled yet: counted again
 	}
-	st.Credits = 0
+	// Records that events which timed out still lack are taken for cut:
+	// after a kill -9 the next run cannot learn otherwise.
+	st.Credits = uint64(p.asm.PendingCut())
 	for _, c := range p.ledger.credits {
 		st.Credits += c.n
 	}
