@@ -124,6 +124,10 @@ type Pipeline struct {
 	stateBuf  runState
 	openBuf   []uint32
 	resumed   bool
+	// batchSeqs are the sequence numbers of the batch's events; doubt,
+	// while set, is the batch about to be written (runState.Doubt).
+	batchSeqs []uint32
+	doubt     *doubt
 	// stoppedCleanly: Run ended by itself; the state stays marked clean.
 	stoppedCleanly bool
 }
@@ -343,6 +347,9 @@ func (p *Pipeline) onEvent(recs []record.Record) {
 	p.takePending()
 	p.add(ev, publish.TopicEvents)
 	p.events++
+	if ev.Event.Sequence != 0 {
+		p.batchSeqs = append(p.batchSeqs, ev.Event.Sequence)
+	}
 }
 
 func (p *Pipeline) takePending() {
@@ -435,9 +442,13 @@ func (p *Pipeline) flush() {
 		return
 	}
 	// The state is written first: it takes the batch for written. Killed
-	// between the two writes, the next run counts a batch too few rather
-	// than numbers that are in the output.
+	// between the two writes, the next run would count a batch too few
+	// rather than numbers that are in the output; with a file sink the
+	// state names the batch and where it goes, and the next run looks.
+	p.doubt = p.doubtOf(p.batchSeqs)
 	p.persist(false)
+	p.doubt = nil
+	p.batchSeqs = p.batchSeqs[:0]
 	dropped, err := p.o.Sink.Write(p.batch)
 	if f, ok := p.o.Sink.(interface{ Flush() error }); ok && p.state != nil {
 		f.Flush() // a failure is the sink's to report (Write's error)

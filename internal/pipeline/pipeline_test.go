@@ -279,3 +279,53 @@ func TestLossEventsAreWrittenUnderAStateThatNoLongerOwesThem(t *testing.T) {
 		t.Fatalf("the state owed %v at the loss events' writes, want [0 0]", sink.owed)
 	}
 }
+
+// Killed between the state write and the file write: the next run reads
+// the file back and counts the batch's events that the file does not hold,
+// and none that it does.
+func TestBatchCutByAKillIsCountedByTheNextRun(t *testing.T) {
+	e, err := enrich.New(enrich.Options{HostName: "h", BootID: "boot", Kernel: "6.18"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	dir := t.TempDir()
+	out, state := filepath.Join(dir, "events.jsonl"), filepath.Join(dir, "state")
+	run := func() (*Pipeline, *publish.Lines) {
+		sink, err := publish.NewFile(out, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sink.Close(context.Background()) })
+		return New(Options{Enricher: e, Sink: sink, StateFile: state, HostName: "h", BootID: "boot", Kernel: "6.18"}), sink
+	}
+	open := func(p *Pipeline) map[uint32]bool {
+		_, open, _ := p.asm.Checkpoint(nil, 100)
+		m := map[uint32]bool{}
+		for _, n := range open {
+			m[n] = true
+		}
+		return m
+	}
+	now := time.Now()
+	p, sink := run()
+	p.batchForTest(getppidTypes, getppid(1, now), true)
+	// Events 2 and 3: the state is written as flush writes it, then the
+	// run dies before the file write.
+	p.batchForTest(append(getppidTypes, getppidTypes...), append(getppid(2, now), getppid(3, now)...), false)
+	p.doubt = p.doubtOf(p.batchSeqs)
+	p.persist(false)
+	sink.Close(context.Background())
+
+	p, _ = run()
+	if o := open(p); !o[2] || !o[3] || o[1] {
+		t.Fatalf("after a kill before the write, open %v: want 2 and 3, not 1", o)
+	}
+	// Event 4 written whole, the run dying after the write: its state
+	// still names the batch, which the file holds.
+	p.batchForTest(getppidTypes, getppid(4, now), true)
+	p, _ = run()
+	if o := open(p); o[4] {
+		t.Fatalf("after a kill after the write, open %v: 4 is in the file", o)
+	}
+}

@@ -1,11 +1,15 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"os"
 	"slices"
+	"strconv"
+
+	"github.com/auditns/auditns/internal/publish"
 )
 
 // runState is what a run leaves in the state directory after every write
@@ -26,6 +30,88 @@ type runState struct {
 	// Credits are records not to be counted in the kernel's growth that
 	// was not settled yet (and is counted again from Lost).
 	Credits uint64 `json:"credits,omitempty"`
+	// Doubt is the batch being written when the state was: taken for
+	// written above, looked for in the output by the next run.
+	Doubt *doubt `json:"doubt,omitempty"`
+}
+
+// doubt is a batch written to a file sink after the state that takes it
+// for written: its events' sequence numbers (runs, inclusive) and the mark
+// of the file where its lines go.
+type doubt struct {
+	Mark publish.Mark `json:"mark"`
+	Seqs [][2]uint32  `json:"seqs"`
+}
+
+// markedSink is a sink whose writes can be read back (a file).
+type markedSink interface {
+	Mark() (publish.Mark, bool)
+	LinesSince(publish.Mark, func(line []byte)) (bool, error)
+}
+
+// doubtOf describes a batch of events with these sequence numbers about to
+// be written, when the sink can be read back.
+func (p *Pipeline) doubtOf(seqs []uint32) *doubt {
+	ms, ok := p.o.Sink.(markedSink)
+	if !ok || p.state == nil || len(seqs) == 0 {
+		return nil
+	}
+	m, ok := ms.Mark()
+	if !ok {
+		return nil
+	}
+	d := &doubt{Mark: m}
+	for _, n := range seqs {
+		if k := len(d.Seqs); k > 0 && d.Seqs[k-1][1]+1 == n {
+			d.Seqs[k-1][1] = n
+			continue
+		}
+		d.Seqs = append(d.Seqs, [2]uint32{n, n})
+	}
+	return d
+}
+
+// unwritten returns the numbers of d's batch that the output does not hold:
+// the run was killed before (or in) the batch's write.
+func (p *Pipeline) unwritten(d *doubt) []uint32 {
+	ms, ok := p.o.Sink.(markedSink)
+	if !ok || d == nil {
+		return nil
+	}
+	in := map[uint32]bool{}
+	key := []byte(`"sequence":`)
+	ok, err := ms.LinesSince(d.Mark, func(line []byte) {
+		i := bytes.Index(line, key)
+		if i < 0 || !json.Valid(line) {
+			return
+		}
+		j := i + len(key)
+		k := j
+		for k < len(line) && line[k] >= '0' && line[k] <= '9' {
+			k++
+		}
+		if n, err := strconv.ParseUint(string(line[j:k]), 10, 32); err == nil {
+			in[uint32(n)] = true
+		}
+	})
+	if !ok {
+		if err != nil {
+			p.log.Warn("cannot read back the last run's last write; its events are taken for written", "error", err)
+		}
+		return nil
+	}
+	var out []uint32
+	for _, r := range d.Seqs {
+		for n := r[0]; ; n++ {
+			if !in[n] {
+				out = append(out, n)
+			}
+			if n == r[1] {
+				break
+			}
+		}
+	}
+	return out
 }
 
 // maxOpen bounds the open numbers looked at, maxRuns the runs of them kept.
@@ -90,6 +176,8 @@ func (p *Pipeline) resume() {
 			}
 		}
 	} // else count from top: what was open below it is not known
+	missed := p.unwritten(st.Doubt)
+	open = append(open, missed...)
 	p.asm.ResumeFrom(st.Top, open)
 	p.resumed = true
 	if st.Have {
@@ -104,7 +192,8 @@ func (p *Pipeline) resume() {
 		owed += n
 	}
 	p.log.Warn("the last run did not stop cleanly: counting what it had read and not written",
-		"next_sequence", st.Top, "open", len(st.Open), "open_complete", st.Whole, "kernel_lost_counted", st.Lost, "owed", owed)
+		"next_sequence", st.Top, "open", len(st.Open), "open_complete", st.Whole, "kernel_lost_counted", st.Lost, "owed", owed,
+		"last_write_missing", len(missed))
 }
 
 // persist records the run's state: the events emitted so far are taken
@@ -119,6 +208,7 @@ func (p *Pipeline) persist(clean bool) {
 	p.stoppedCleanly = clean
 	st := &p.stateBuf
 	st.Boot, st.Clean = p.o.BootID, clean
+	st.Doubt = p.doubt
 	st.Lost, st.Have = p.lastLost, p.haveLost
 	for _, l := range p.ledger.lost {
 		st.Lost -= uint32(l.n) // not settled yet: counted again

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -48,6 +49,63 @@ type Lines struct {
 	stopped  chan struct{}
 	closed   sync.Once
 	maxBytes int
+	mark     Mark // the file's identity and size, kept up to date (file only)
+}
+
+// Mark is a place in an output file: its device and inode, and a size. A
+// run records the mark before it writes a batch, so that the next run,
+// after a kill -9, can read what that write left (LinesSince).
+type Mark struct {
+	Dev  uint64 `json:"dev"`
+	Ino  uint64 `json:"ino"`
+	Size int64  `json:"size"`
+}
+
+// Mark returns where the lines written from now on will land; ok is false
+// for standard output and writers.
+func (l *Lines) Mark() (m Mark, ok bool) {
+	if l.f == nil {
+		return Mark{}, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mark, true
+}
+
+// LinesSince calls fn with each whole line the file holds past m, if the
+// file at l's path is still the one m names and no shorter; ok is false
+// otherwise (rotated, truncated, standard output).
+func (l *Lines) LinesSince(m Mark, fn func(line []byte)) (ok bool, err error) {
+	if l.f == nil {
+		return false, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mark.Dev != m.Dev || l.mark.Ino != m.Ino || l.mark.Size < m.Size {
+		return false, nil
+	}
+	b := make([]byte, l.mark.Size-m.Size)
+	if _, err := l.f.ReadAt(b, m.Size); err != nil {
+		return false, err
+	}
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			break // a cut line: not written whole
+		}
+		fn(b[:i])
+		b = b[i+1:]
+	}
+	return true, nil
+}
+
+// remark reads the file's identity and size again (open, truncate).
+func (l *Lines) remark() {
+	var st syscall.Stat_t
+	if l.f == nil || syscall.Fstat(int(l.f.Fd()), &st) != nil {
+		return
+	}
+	l.mark = Mark{Dev: uint64(st.Dev), Ino: st.Ino, Size: st.Size}
 }
 
 // NewStdout returns a sink that writes to standard output.
@@ -78,6 +136,7 @@ func NewFile(path string, flushInterval time.Duration) (*Lines, error) {
 	}
 	l := &Lines{f: f, w: f, path: path, name: "file:" + path, maxBytes: LinesBufferBytes,
 		stop: make(chan struct{}), stopped: make(chan struct{}), needNL: cutLine(f)}
+	l.remark()
 	go l.flusher(flushInterval)
 	return l, nil
 }
@@ -130,8 +189,10 @@ func (l *Lines) flushLocked() {
 			return
 		}
 		l.needNL = false
+		l.mark.Size++
 	}
 	n, err := l.w.Write(l.buf)
+	l.mark.Size += int64(n)
 	if err == nil && n == len(l.buf) {
 		l.failing = nil
 		// A pipeline batch (up to 512 events) fills a few hundred KiB:
@@ -155,6 +216,7 @@ func (l *Lines) flushLocked() {
 			if fi, serr := l.f.Stat(); serr == nil && l.f.Truncate(fi.Size()-int64(cut)) == nil {
 				l.needNL = false
 			}
+			l.remark()
 		}
 	}
 	l.buf = append(l.buf[:0], l.buf[whole:]...)
@@ -237,6 +299,7 @@ func (l *Lines) Reopen() error {
 	}
 	l.f.Close()
 	l.f, l.w, l.needNL = f, f, cutLine(f)
+	l.remark()
 	return nil
 }
 
