@@ -306,8 +306,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 }
 
-// drainTimeout bounds the drain of a clean stop: rules that cannot be
-// removed (immutable) or other processes' messages may keep the kernel's
+// drainTimeout bounds the drain of a clean stop: other processes' messages
+// (user space, BPF, rules that were not auditns's) may keep the kernel's
 // queue from ever being empty.
 const drainTimeout = 5 * time.Second
 
