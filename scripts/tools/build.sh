@@ -22,15 +22,21 @@ XTOOLS_VERSION=v0.52.0
 
 cache=${AUDITNS_TOOLS_DIR:-$PWD/.cache/tools}
 
+# install_tool NAME MODULE_PATH VERSION: go install MODULE_PATH@VERSION into
+# $cache/NAME-VERSION once, and print the binary's path.
+install_tool() {
+	dir=$cache/$1-$3
+	if [ ! -x "$dir/$1" ]; then
+		echo "building $1 $3 into $dir (once)" >&2
+		mkdir -p "$dir"
+		GOFLAGS=-trimpath GOBIN="$dir" go install "$2@$3" >&2
+	fi
+	echo "$dir/$1"
+}
+
 case "${1:-}" in
 promtool)
-	dir=$cache/promtool-$PROMETHEUS_MODULE_VERSION
-	if [ ! -x "$dir/promtool" ]; then
-		echo "building promtool $PROMETHEUS_MODULE_VERSION into $dir (once)" >&2
-		mkdir -p "$dir"
-		GOFLAGS=-trimpath GOBIN="$dir" go install "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_MODULE_VERSION" >&2
-	fi
-	echo "$dir/promtool"
+	install_tool promtool github.com/prometheus/prometheus/cmd/promtool "$PROMETHEUS_MODULE_VERSION"
 	;;
 compose)
 	# Compose's go.mod has exclude directives, so `go install pkg@version`
@@ -50,22 +56,10 @@ compose)
 	echo "$dir/docker-compose"
 	;;
 staticcheck)
-	dir=$cache/staticcheck-$STATICCHECK_VERSION
-	if [ ! -x "$dir/staticcheck" ]; then
-		echo "building staticcheck $STATICCHECK_VERSION into $dir (once)" >&2
-		mkdir -p "$dir"
-		GOFLAGS=-trimpath GOBIN="$dir" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" >&2
-	fi
-	echo "$dir/staticcheck"
+	install_tool staticcheck honnef.co/go/tools/cmd/staticcheck "$STATICCHECK_VERSION"
 	;;
 deadcode)
-	dir=$cache/deadcode-$XTOOLS_VERSION
-	if [ ! -x "$dir/deadcode" ]; then
-		echo "building deadcode $XTOOLS_VERSION into $dir (once)" >&2
-		mkdir -p "$dir"
-		GOFLAGS=-trimpath GOBIN="$dir" go install "golang.org/x/tools/cmd/deadcode@$XTOOLS_VERSION" >&2
-	fi
-	echo "$dir/deadcode"
+	install_tool deadcode golang.org/x/tools/cmd/deadcode "$XTOOLS_VERSION"
 	;;
 *)
 	echo "usage: $0 promtool|compose|staticcheck|deadcode" >&2
