@@ -57,16 +57,11 @@ func (b *bench) storm(w workload, kind string, profile bool, rep int) (*runResul
 		pprofOut = filepath.Join(b.tmp, "auditns-"+w.name+"-"+kind+".pprof")
 	}
 	logf("== %s storm (%d at %s), consumer %s, run %d", w.name, w.n, rateText(w.rate), kind, rep)
-	if kind == "kafka" {
-		unlock, err := flock(kafkaLockPath, "kafka")
-		if err != nil {
-			return nil, err
-		}
-		defer unlock()
-		if err := b.ensureKafka(); err != nil {
-			return nil, err
-		}
+	unlock, err := b.kafkaFor(kind)
+	if err != nil {
+		return nil, err
 	}
+	defer unlock()
 	res := &runResult{Workload: w.name, Consumer: consumerName(kind), Run: rep, Dropped: -1}
 	if profile {
 		res.Consumer += " (pprof)"
@@ -156,16 +151,11 @@ type latResult struct {
 func (b *bench) latencyRun(kind string, flush time.Duration, rep int) (*latResult, error) {
 	w := workload{"syscall", 0, "getppid", b.o.rate}
 	n := int(b.o.rate * b.o.latencyDur.Seconds())
-	if kind == "kafka" {
-		unlock, err := flock(kafkaLockPath, "kafka")
-		if err != nil {
-			return nil, err
-		}
-		defer unlock()
-		if err := b.ensureKafka(); err != nil {
-			return nil, err
-		}
+	unlock, err := b.kafkaFor(kind)
+	if err != nil {
+		return nil, err
 	}
+	defer unlock()
 	res := &latResult{Consumer: consumerName(kind), Run: rep}
 	name := fmt.Sprintf("latency-%s-%d", kind, rep)
 	if flush > 0 {
@@ -367,4 +357,21 @@ func rateText(r float64) string {
 		return "full speed"
 	}
 	return fmt.Sprintf("%.0f/s", r)
+}
+
+// kafkaFor takes the host-wide Kafka lock and makes sure a broker runs when
+// the consumer is the Kafka sink; the returned func releases the lock.
+func (b *bench) kafkaFor(kind string) (unlock func(), err error) {
+	if kind != "kafka" {
+		return func() {}, nil
+	}
+	unlock, err = flock(kafkaLockPath, "kafka")
+	if err != nil {
+		return nil, err
+	}
+	if err := b.ensureKafka(); err != nil {
+		unlock()
+		return nil, err
+	}
+	return unlock, nil
 }
