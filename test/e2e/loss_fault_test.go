@@ -77,14 +77,7 @@ func TestFileSinkDiskFullLossIsExact(t *testing.T) {
 	gen.Go()
 	time.Sleep(2 * time.Second)
 	filler := fill(t, disk)
-	full := time.Now()
-	degraded := false
-	for time.Since(full) < 9*time.Second {
-		if healthz(t, addr) != 200 {
-			degraded = true
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	degraded := degradedFor(t, addr, 9*time.Second, 250*time.Millisecond)
 	os.Remove(filler)
 	n := gen.Wait(t)
 	sent := waitIdle(t, r)

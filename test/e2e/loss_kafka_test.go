@@ -28,6 +28,19 @@ func healthz(t *testing.T, addr string) int {
 	return resp.StatusCode
 }
 
+// degradedFor polls /healthz every poll for d and reports whether it was
+// ever unhealthy (503): a fault shorter than poll can go unseen.
+func degradedFor(t *testing.T, addr string, d, poll time.Duration) bool {
+	t.Helper()
+	degraded := false
+	for start := time.Now(); time.Since(start) < d; time.Sleep(poll) {
+		if healthz(t, addr) != 200 {
+			degraded = true
+		}
+	}
+	return degraded
+}
+
 // Kafka sink, spool capped at 8 MiB, broker stopped for 20 s under 2,000
 // events/s: the spool fills and refuses events, and the topic's loss
 // events sum to exactly the number of events missing from it (the loss
@@ -49,13 +62,7 @@ func TestKafkaSpoolFullLossIsExact(t *testing.T) {
 	time.Sleep(4 * time.Second)
 	stopBroker(t, root)
 	down := time.Now()
-	degraded := false
-	for time.Since(down) < 20*time.Second {
-		if healthz(t, addr) != 200 {
-			degraded = true
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	degraded := degradedFor(t, addr, 20*time.Second, 250*time.Millisecond)
 	startBroker(t, root)
 	t.Logf("broker down for %v", time.Since(down).Round(time.Millisecond))
 	n := gen.Wait(t)
@@ -90,15 +97,8 @@ func TestKafkaSpoolDiskFullLossIsExact(t *testing.T) {
 	gen.Go()
 	time.Sleep(3 * time.Second)
 	filler := fill(t, disk)
-	full := time.Now()
-	degraded := false
-	for time.Since(full) < 6*time.Second {
-		if healthz(t, addr) != 200 {
-			degraded = true
-		}
-		// A short fill can degrade the sink for well under 200 ms.
-		time.Sleep(20 * time.Millisecond)
-	}
+	// A short fill can degrade the sink for well under 200 ms.
+	degraded := degradedFor(t, addr, 6*time.Second, 20*time.Millisecond)
 	os.Remove(filler)
 	n := gen.Wait(t)
 
