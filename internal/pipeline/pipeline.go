@@ -128,6 +128,7 @@ type Pipeline struct {
 	// while set, is the batch about to be written (runState.Doubt).
 	batchSeqs []uint32
 	doubt     *doubt
+	doubtBuf  doubt
 	// stoppedCleanly: Run ended by itself; the state stays marked clean.
 	stoppedCleanly bool
 }

@@ -60,7 +60,8 @@ func (p *Pipeline) doubtOf(seqs []uint32) *doubt {
 	if !ok {
 		return nil
 	}
-	d := &doubt{Mark: m}
+	d := &p.doubtBuf // one per pipeline: the state is written from it at once
+	d.Mark, d.Seqs = m, d.Seqs[:0]
 	for _, n := range seqs {
 		if k := len(d.Seqs); k > 0 && d.Seqs[k-1][1]+1 == n {
 			d.Seqs[k-1][1] = n
