@@ -170,6 +170,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Daemon
 		BootID:         bootID,
 		Kernel:         kernel,
 		Logger:         log,
+		OnDrained:      d.detachSubjects,
 	})
 	d.mu.Lock()
 	for _, m := range d.early {
@@ -373,6 +374,16 @@ func (d *Daemon) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 		err = cerr
 	}
 	return err
+}
+
+// detachSubjects unloads the kernel-side source's programs at a clean
+// stop, while auditns still reads the audit records their unloading makes.
+func (d *Daemon) detachSubjects() {
+	if k := d.kernelSubjects; k != nil {
+		if err := k.Detach(); err != nil {
+			d.log.Warn("unloading the BPF programs", "error", err)
+		}
+	}
 }
 
 // closeAll releases everything, kernel first: the host must not be left

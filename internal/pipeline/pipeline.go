@@ -64,6 +64,12 @@ type Options struct {
 	Logger    *slog.Logger
 	// OnEvent, if set, sees every event after it is encoded (metrics).
 	OnEvent func(ev *event.Event)
+	// OnDrained, if set, is called once in a clean stop, when the
+	// kernel's audit queue has been read to its end, on a goroutine of
+	// its own while events are still processed. What it makes the kernel
+	// write (the records of auditns's own BPF programs unloaded) is then
+	// read to its end too, before auditns stops being the audit daemon.
+	OnDrained func()
 }
 
 // Stats are the pipeline's counters, safe to read while it runs.
@@ -320,12 +326,17 @@ const drainTimeout = 5 * time.Second
 func (p *Pipeline) drain(queue chan []netlink.Record, done chan<- bool) {
 	deadline := time.Now().Add(drainTimeout)
 	last, idle := p.stats.Reader.Records.Load(), 0
+	hook := p.o.OnDrained
 	for time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 		st, err := p.o.Conn.Status()
 		n := p.stats.Reader.Records.Load()
 		if err == nil && st.Backlog == 0 && len(queue) == 0 && n == last {
-			if idle++; idle == 2 {
+			if idle++; idle == 2 && hook != nil {
+				hook()
+				hook, idle = nil, 0
+				n = p.stats.Reader.Records.Load()
+			} else if idle == 2 {
 				done <- true
 				return
 			}

@@ -193,6 +193,54 @@ func (k *Kernel) release() error {
 	return errors.Join(errs...)
 }
 
+// Detach unloads the programs and waits, at most a second, until the
+// kernel has freed them; the maps and the ring stay, so that what the
+// programs wrote is still read and joined. The kernel writes an audit
+// record for every program it frees (AUDIT_BPF, op=UNLOAD): auditns calls
+// Detach while it is still the audit daemon, so that its own records are
+// read rather than discarded unseen. Close does the rest; Detach must not
+// run concurrently with Close.
+func (k *Kernel) Detach() error {
+	progs := []*ebpf.Program{k.objs.AuditRecordFreed, k.objs.TaskExited}
+	var ids []ebpf.ProgramID
+	for _, p := range progs {
+		if p == nil {
+			continue
+		}
+		if info, err := p.Info(); err == nil {
+			if id, ok := info.ID(); ok {
+				ids = append(ids, id)
+			}
+		}
+	}
+	var errs []error
+	for _, l := range k.links {
+		errs = append(errs, l.Close())
+	}
+	k.links = nil
+	for _, p := range progs {
+		errs = append(errs, p.Close())
+	}
+	// A link's reference to its program may be dropped after an RCU grace
+	// period; the id is freed after the audit record is written.
+	deadline := time.Now().Add(time.Second)
+	for _, id := range ids {
+		for {
+			p, err := ebpf.NewProgramFromID(id)
+			if err != nil {
+				break
+			}
+			p.Close()
+			if time.Now().After(deadline) {
+				errs = append(errs, fmt.Errorf("subject: program %d still loaded after 1s", id))
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Close detaches the programs, frees their maps and closes the fallback.
 func (k *Kernel) Close() error {
 	return errors.Join(k.release(), k.opts.Fallback.Close())

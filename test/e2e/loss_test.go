@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/auditns/auditns/internal/event"
+	"github.com/auditns/auditns/internal/subject"
 )
 
 // tally is what an output holds: the events with the generators' key (by
@@ -195,6 +197,40 @@ func TestGetppidBurstLossIsAccounted(t *testing.T) {
 		t.Fatalf("generated − delivered = %d (and %d of %d sentinels missing), loss events sum to %d",
 			generated-delivered, sent-ty.sentinels, sent, ty.lossSum)
 	}
+}
+
+// auditns's own BPF programs make audit records when they are loaded and
+// when they are unloaded (AUDIT_BPF op=LOAD, op=UNLOAD). A clean stop
+// unloads them while auditns is still the audit daemon, so that those
+// records are read: every event auditns itself caused is in its output.
+func TestCleanStopReadsTheRecordsOfItsOwnBPFUnload(t *testing.T) {
+	requireKernel(t)
+	out := filepath.Join(t.TempDir(), "events.jsonl")
+	r := start(t, "output:\n  sink: file:"+out+"\n  raw: true\n")
+	r.out = out
+	loaded, err := subject.Loaded()
+	if err != nil || len(loaded) == 0 {
+		t.Fatalf("auditns's BPF programs: %v %v", loaded, err)
+	}
+	var ids []string
+	for _, l := range loaded {
+		// "name (id N)"
+		i := strings.LastIndex(l, "(id ")
+		ids = append(ids, strings.TrimSuffix(l[i+len("(id "):], ")"))
+	}
+	r.stop(t)
+	b, err := os.ReadFile(r.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		for _, op := range []string{"LOAD", "UNLOAD"} {
+			if !bytes.Contains(b, []byte("prog-id="+id+" op="+op)) {
+				t.Errorf("no audit record of BPF program %s op=%s in the output", id, op)
+			}
+		}
+	}
+	t.Logf("BPF programs %v", ids)
 }
 
 // A clean stop right after a burst, with the kernel's queue still full:
