@@ -315,6 +315,9 @@ func (d *Daemon) metricsSource() metrics.Source {
 			if err := d.pipe.Health(); err != nil {
 				return err
 			}
+			if err := d.pipe.StateHealth(); err != nil {
+				return err
+			}
 			if d.reg != nil {
 				if err := d.reg.Health(); err != nil {
 					return err
@@ -323,9 +326,11 @@ func (d *Daemon) metricsSource() metrics.Source {
 			return d.sinkHealth()
 		},
 	}
+	src.StateDirFailing = func() bool {
+		return d.pipe.StateHealth() != nil || (d.reg != nil && d.reg.Health() != nil)
+	}
 	if d.reg != nil {
 		src.Namespaces = func() int { return len(d.reg.Records()) }
-		src.StateDirFailing = func() bool { return d.reg.Health() != nil }
 	}
 	if k := d.kernelSubjects; k != nil {
 		src.SubjectJoined = func() uint64 { return k.Stats().Joined }

@@ -159,11 +159,14 @@ func New(o Options) *Pipeline {
 	p.asm = assemble.New(ao, p.onEvent, p.onGap)
 	if o.StateFile != "" {
 		p.resume()
-		f, err := os.OpenFile(o.StateFile, os.O_RDWR|os.O_CREATE, 0o600)
-		if err != nil {
+		p.state = &stateFile{path: o.StateFile}
+		if f, err := os.OpenFile(o.StateFile, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+			// Written when it can be (persist logs the failure).
+			p.state.err = err
+			p.state.failing.Store(&err)
 			p.log.Error("cannot open the loss accounting state; a kill -9 would go uncounted", "file", o.StateFile, "error", err)
 		} else {
-			p.state = &stateFile{f: f}
+			p.state.f = f
 		}
 	}
 	return p
@@ -306,6 +309,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 			p.flush()
 			p.writeLoss(false)
+			if p.state != nil && p.state.err != nil {
+				p.persist(false) // idle: learn when it can be written again
+			}
 		case st := <-statuses:
 			p.observeStatus(st)
 			p.flush()

@@ -5,9 +5,12 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strconv"
+	"sync/atomic"
+	"time"
 
 	"github.com/auditns/auditns/internal/publish"
 )
@@ -121,11 +124,20 @@ const (
 	maxRuns = 4096
 )
 
-// stateFile is the run state's file: a 4-byte length, then the JSON.
+// stateFile is the run state's file: a 4-byte length, then the JSON. It
+// is kept open and written in place; after a failed write it is opened
+// again by its path, at most once a second, so that a state directory
+// that was made writable again, or a file system mounted again in its
+// place, is written without a restart.
 type stateFile struct {
-	f   *os.File
-	buf []byte
-	err error // the last write error, logged once
+	path    string
+	f       *os.File
+	buf     []byte
+	err     error     // the last write error, logged once
+	retryAt time.Time // no open before this, after a failure
+	// failing holds the error while the state cannot be written, for
+	// Health on other goroutines.
+	failing atomic.Pointer[error]
 }
 
 func loadState(path string) (*runState, error) {
@@ -148,9 +160,21 @@ func (s *stateFile) write(st *runState) error {
 	if err != nil {
 		return err
 	}
+	if s.f == nil {
+		if time.Now().Before(s.retryAt) {
+			return s.err
+		}
+		if s.f, err = os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+			s.f, s.retryAt = nil, time.Now().Add(time.Second)
+			return err
+		}
+	}
 	s.buf = binary.LittleEndian.AppendUint32(s.buf[:0], uint32(len(j)))
 	s.buf = append(s.buf, j...)
-	_, err = s.f.WriteAt(s.buf, 0)
+	if _, err = s.f.WriteAt(s.buf, 0); err != nil {
+		s.f.Close()
+		s.f, s.retryAt = nil, time.Now().Add(time.Second)
+	}
 	return err
 }
 
@@ -251,8 +275,22 @@ func (p *Pipeline) persist(clean bool) {
 	err := s.write(st)
 	if err != nil && s.err == nil {
 		p.log.Error("cannot write the loss accounting state; a kill -9 now would go uncounted", "file", p.o.StateFile, "error", err)
+		s.failing.Store(&err)
 	} else if err == nil && s.err != nil {
 		p.log.Info("loss accounting state written again", "file", p.o.StateFile)
+		s.failing.Store(nil)
 	}
 	s.err = err
+}
+
+// StateHealth reports, while it lasts, that the loss accounting state
+// cannot be written: a kill -9 would then go uncounted.
+func (p *Pipeline) StateHealth() error {
+	if p.state == nil {
+		return nil
+	}
+	if err := p.state.failing.Load(); err != nil {
+		return fmt.Errorf("state_dir: the loss accounting state %s cannot be written (a kill -9 now would go uncounted): %v", p.o.StateFile, *err)
+	}
+	return nil
 }

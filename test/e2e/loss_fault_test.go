@@ -16,6 +16,7 @@ import (
 	"github.com/elastic/go-libaudit/v2/rule"
 
 	"github.com/auditns/auditns/internal/event"
+	"github.com/auditns/auditns/internal/testenv"
 )
 
 // tmpfs mounts a small tmpfs at a new directory and unmounts it at the end.
@@ -197,6 +198,109 @@ func TestStateDirFullWhileRunningRecovers(t *testing.T) {
 		return hasArg(e, m2) && e.Process.Name == "sh" && e.NS != nil && e.NS.Net.Serial > 8
 	})
 	t.Logf("after recovery: net serial %d", ev.NS.Net.Serial)
+}
+
+// mountExt4 makes a small ext4 file system (no journal, errors=remount-ro)
+// in an image and mounts it at dir, unmounted at the end. It returns the
+// loop device's name: writing to /sys/fs/ext4/<dev>/trigger_fs_error
+// makes the kernel take the file system for damaged and remount it
+// read-only, as it does when a disk fails under it, open files or not.
+func mountExt4(t *testing.T, dir string) string {
+	t.Helper()
+	if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		testenv.Missing(t, testenv.RequireKernelVar, "mkfs.ext4 (e2fsprogs) is not installed")
+	}
+	img := filepath.Join(t.TempDir(), "fs.img")
+	for _, c := range [][]string{
+		{"truncate", "-s", "16M", img},
+		{"mkfs.ext4", "-q", "-F", "-O", "^has_journal", img},
+		{"mount", "-o", "loop,errors=remount-ro", img, dir},
+	} {
+		if b, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v %s", strings.Join(c, " "), err, b)
+		}
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	b, err := exec.Command("findmnt", "-n", "-o", "SOURCE", "--mountpoint", dir).Output()
+	if err != nil {
+		t.Fatalf("findmnt %s: %v", dir, err)
+	}
+	return filepath.Base(strings.TrimSpace(string(b)))
+}
+
+// The state directory's file system turns read-only while auditns runs
+// (the kernel found it damaged: errors=remount-ro), and the operator then
+// mounts a repaired copy in its place: auditns says so in one line, counts
+// it in auditns_state_dir_failing, answers 503 on /healthz while it lasts,
+// loses no event, and writes its state to the new file system without a
+// restart.
+func TestStateDirTurningReadOnlyWhileRunningRecovers(t *testing.T) {
+	requireKernel(t)
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dev := mountExt4(t, state)
+	key := fmt.Sprintf("auditns-e2e-rostate-%x", rand.Uint32())
+	gen := newGenerator(t, 2000, 12*time.Second, key)
+	out := filepath.Join(dir, "events.jsonl")
+	r := start(t, generatorOnlyYAML(t, dir, gen)+"state_dir: "+state+"\noutput:\n  sink: file:"+out+"\n  flush_interval: 20ms\nmetrics:\n  listen: 127.0.0.1:0\n")
+	r.out = out
+	addr := r.d.Metrics().Addr()
+	gen.Go()
+	time.Sleep(2 * time.Second)
+	if err := os.WriteFile("/sys/fs/ext4/"+dev+"/trigger_fs_error", []byte("auditns e2e: state_dir turns read-only"), 0o200); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(state, "probe"), nil, 0o600); !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("the state directory did not turn read-only: %v", err)
+	}
+	degraded := degradedFor(t, addr, 3*time.Second, 100*time.Millisecond)
+	failing := scrape(t, addr)["auditns_state_dir_failing"]
+
+	// The repair: a new file system with the old one's files, mounted in
+	// its place (the damaged one is gone once auditns lets go of it).
+	fresh := filepath.Join(dir, "fresh")
+	if err := os.Mkdir(fresh, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	mountExt4(t, fresh)
+	for _, c := range [][]string{
+		{"cp", "-a", state + "/.", fresh},
+		{"umount", "-l", state},
+		{"mount", "--move", fresh, state},
+	} {
+		if b, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v %s", strings.Join(c, " "), err, b)
+		}
+	}
+	swapped := time.Now()
+	deadline := time.Now().Add(10 * time.Second)
+	for healthz(t, addr) != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("healthz did not recover once a writable file system was mounted on the state directory")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	recovered := scrape(t, addr)["auditns_state_dir_failing"]
+	n := gen.Wait(t)
+	sent := waitIdle(t, r)
+	fi, statErr := os.Stat(filepath.Join(state, "loss-state"))
+	r.stop(t)
+	ty := readTally(t, key, out)
+	t.Logf("generated %d, delivered %d, loss %d; degraded while read-only %v, state_dir_failing %v then %v",
+		n, len(ty.keyed), ty.lossSum, degraded, failing, recovered)
+	if !degraded || failing != 1 || recovered != 0 {
+		t.Fatalf("degraded while read-only %v, state_dir_failing %v while read-only and %v after", degraded, failing, recovered)
+	}
+	if statErr != nil || !fi.ModTime().After(swapped) {
+		t.Fatalf("the loss accounting state was not written on the new file system: %v", statErr)
+	}
+	if ty.invalid != 0 || ty.duplicates != 0 || n-len(ty.keyed)+sent-ty.sentinels != 0 || ty.lossSum != 0 {
+		t.Fatalf("%d invalid lines, %d duplicates, generated − delivered %d, loss %d: the state directory must not cost events",
+			ty.invalid, ty.duplicates, n-len(ty.keyed), ty.lossSum)
+	}
 }
 
 // waitFileStill waits until path has not grown for d.
