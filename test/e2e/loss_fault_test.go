@@ -3,10 +3,12 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -320,7 +322,8 @@ func waitFileStill(t *testing.T, path string, d time.Duration) {
 	}
 }
 
-// kill -9 while the kernel's backlog is full under a burst: the next run,
+// kill -9 while the kernel's backlog is full under a burst (the daemon is
+// stopped until it is, then killed): the next run,
 // on the same state directory, counts what the dead one had read and not
 // written (numbers it left open or never saw, losses it still owed, the
 // kernel's counter since it last counted), so that over both runs
@@ -347,7 +350,16 @@ func TestKill9UnderBurstIsCountedByTheNextRun(t *testing.T) {
 		g.Go()
 	}
 	time.Sleep(1500 * time.Millisecond)
+	progs := bpfPrograms(t, a.cmd.Process.Pid)
+	// Stopped, the daemon reads nothing: the kernel's backlog fills
+	// under the burst, and the kill comes with it full.
+	a.cmd.Process.Signal(syscall.SIGSTOP)
+	backlog, limit := waitBacklogFull(t, 3*time.Second)
 	a.stop(t, syscall.SIGKILL)
+	t.Logf("killed with the kernel's backlog at %d of %d", backlog, limit)
+	if backlog < limit {
+		t.Fatalf("the kernel's backlog did not fill (%d of %d)", backlog, limit)
+	}
 	// The new daemon is flooded with what the kernel held as soon as it
 	// registers; its rule load can then miss its reply (ENOBUFS): retry.
 	var b *process
@@ -381,20 +393,81 @@ func TestKill9UnderBurstIsCountedByTheNextRun(t *testing.T) {
 	if f := ty.falseGaps(); len(f) > 0 {
 		t.Fatalf("%d numbers called missing are in the output: %v", len(f), f[:min(len(f), 10)])
 	}
-	// Not exact (docs/LOSS.md; the issue on loss accounting stays open):
-	// measured from 8 to 14 too many in 300,000 calls, and too few by up to
-	// 7,701 of 175,881 missing (4.4 %, in CI): what the dead run had read
-	// and not written is not all counted yet. Held to at most 1 in 100 too
-	// many (loss is never invented beyond that) and 1 in 10 too few.
 	for _, line := range strings.Split(b.stderr.String(), "\n") {
 		if strings.Contains(line, "did not stop cleanly") {
 			t.Log(line)
 		}
 	}
-	missing := uint64(generated - len(ty.keyed))
-	if diff := int64(ty.lossSum) - int64(missing); diff < -int64(missing)/10 || diff > int64(generated)/100 {
-		t.Fatalf("generated − delivered = %d, loss events sum to %d", missing, ty.lossSum)
+	// The dead run's BPF programs are unloaded as it dies: the kernel
+	// writes an audit record for each, numbered, and discards it if no
+	// daemon is registered yet (the next run counts it in a gap: an event
+	// lost, which the generators' tally does not include), or hands it to
+	// the next run.
+	lostUnloads := 0
+	for _, id := range progs {
+		if !ty.unloaded[id] {
+			lostUnloads++
+		}
 	}
+	missing := uint64(generated - len(ty.keyed) + lostUnloads)
+	t.Logf("missing %d (with %d of the dead run's %d BPF unload records), counted %d: %+d", missing, lostUnloads, len(progs), ty.lossSum, int64(ty.lossSum)-int64(missing))
+	// Never too few. Too many by what the kernel does not say
+	// (docs/LOSS.md): records it cut from events it then discarded unread
+	// in the dead run's socket and queue are in its lost counter and
+	// their events in the gap. Measured 1 to 4 per kill with the backlog
+	// full; held to 1 in 1,000 of the calls.
+	if diff := int64(ty.lossSum) - int64(missing); diff < 0 || diff > int64(generated)/1000 {
+		t.Fatalf("generated − delivered = %d, loss events sum to %d (%+d)", missing, ty.lossSum, diff)
+	}
+}
+
+// waitBacklogFull waits, at most d, until the kernel's audit backlog is at
+// its limit, and returns both.
+func waitBacklogFull(t *testing.T, d time.Duration) (backlog, limit uint32) {
+	t.Helper()
+	c, err := libaudit.NewAuditClient(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
+		st, err := c.GetStatus()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Backlog >= st.BacklogLimit || time.Now().After(deadline) {
+			return st.Backlog, st.BacklogLimit
+		}
+	}
+}
+
+// bpfPrograms returns the ids of the BPF programs process pid holds.
+func bpfPrograms(t *testing.T, pid int) []string {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, fd := range fds {
+		if l, err := os.Readlink(filepath.Join(dir, fd.Name())); err != nil || l != "anon_inode:bpf-prog" {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if id, ok := strings.CutPrefix(line, "prog_id:"); ok {
+				ids[strings.TrimSpace(id)] = true
+			}
+		}
+	}
+	if len(ids) == 0 {
+		t.Fatalf("process %d holds no BPF program", pid)
+	}
+	return slices.Sorted(maps.Keys(ids))
 }
 
 // deleteRules removes the audit rules whose key is key.

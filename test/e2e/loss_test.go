@@ -33,13 +33,14 @@ type tally struct {
 	byReason   map[string]uint64
 	invalid    int
 	duplicates int
-	others     map[string]int // events without the key, by type
-	pids       map[int]bool   // if set, the processes whose keyed events count
-	sentinels  int            // waitIdle's user messages
+	others     map[string]int  // events without the key, by type
+	pids       map[int]bool    // if set, the processes whose keyed events count
+	sentinels  int             // waitIdle's user messages
+	unloaded   map[string]bool // BPF programs whose UNLOAD record is in the output, by id
 }
 
 func newTally() *tally {
-	return &tally{keyed: map[uint32]int{}, seqs: map[uint32]bool{}, byReason: map[string]uint64{}, others: map[string]int{}}
+	return &tally{keyed: map[uint32]int{}, seqs: map[uint32]bool{}, byReason: map[string]uint64{}, others: map[string]int{}, unloaded: map[string]bool{}}
 }
 
 // add reads JSON lines; a line that is not valid JSON is counted.
@@ -85,6 +86,20 @@ func (ty *tally) event(ev *event.Event, key string) {
 		}
 	} else if ev.Event.Kind != event.KindState {
 		ty.others[ev.MessageType()]++
+		if ev.MessageType() == "BPF" && ev.Auditd != nil {
+			var id, op string
+			for _, kv := range ev.Auditd.Data {
+				switch kv.Key {
+				case "prog-id":
+					id = kv.Value
+				case "op":
+					op = kv.Value
+				}
+			}
+			if op == "UNLOAD" {
+				ty.unloaded[id] = true
+			}
+		}
 		if os.Getenv("AUDITNS_E2E_SHOW_OTHERS") != "" {
 			b, _ := json.Marshal(ev)
 			fmt.Fprintf(os.Stderr, "other: %s\n", b)
