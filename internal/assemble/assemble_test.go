@@ -22,6 +22,7 @@ var execve21 = []struct {
 	{1309, `audit(1795868665.170:21): argc=3 a0="/bin/echo" a1=68C3A920227122 a2=1B5B33316D`},
 	{1307, `audit(1795868665.170:21): cwd="/tmp"`},
 	{1302, `audit(1795868665.170:21): item=0 name="/bin/echo" inode=247141 dev=fe:00 mode=0100755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0`},
+	{1302, `audit(1795868665.170:21): item=1 name="/lib64/ld-linux-x86-64.so.2" inode=262171 dev=fe:00 mode=0100755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0`},
 	{1327, `audit(1795868665.170:21): proctitle=2F62696E2F6563686F0068C3A920227122001B5B33316D`},
 	{1320, `audit(1795868665.170:21): `},
 }
@@ -59,7 +60,7 @@ func TestInterleavedOutOfOrderEventsAssembleInSequence(t *testing.T) {
 		t.Fatalf("events %d, first seq %d", len(c.events), c.events[0][0].Seq)
 	}
 	for _, ev := range c.events {
-		if len(ev) != 5 { // EOE is a marker, not a record of the event
+		if len(ev) != 6 { // EOE is a marker, not a record of the event
 			t.Fatalf("event %d has %d records", ev[0].Seq, len(ev))
 		}
 	}
@@ -345,6 +346,16 @@ func FuzzFieldsLikeParse(f *testing.F) {
 	})
 }
 
+// drops names records of event seq as the reader's marker does (a SYSCALL
+// record's items= not known).
+func drops(seq uint32, types ...uint16) []DroppedRecord {
+	var out []DroppedRecord
+	for _, t := range types {
+		out = append(out, DroppedRecord{Seq: seq, Type: t, Items: -1})
+	}
+	return out
+}
+
 // push sends every record of execve21 with sequence number seq.
 func push(a *Assembler, seq int, types ...uint16) {
 	for _, r := range execve21 {
@@ -396,15 +407,18 @@ func TestDroppedRecordsCountEventsOnce(t *testing.T) {
 	a.FlushAt(t0)
 	push(a, 20)
 	a.Push(execve21[0].typ, []byte(withSeq(execve21[0].text, 21))) // 21 started
-	a.Drop([]DroppedRecord{{21, 1327}, {21, 1320},                 // 21's tail
-		{22, 1300}, {22, 1309}, // 22 lost whole, its tail comes later
-		{23, 1300}, {23, 1327}, {23, 1320}, // 23 lost whole
-		{25, 1300}}) // 25 lost whole; the kernel cut its PROCTITLE and EOE
+	a.Drop(drops(21, 1309, 1307, 1302, 1302, 1327, 1320))          // 21's tail
+	a.Drop(drops(22, 1300, 1309))                                  // 22 lost whole, its tail comes later
+	a.Drop(drops(23, 1300, 1327, 1320))                            // 23 lost whole
+	a.Drop(drops(25, 1300))                                        // 25 lost whole; the kernel cut its PROCTITLE and EOE
+	// 26 lost whole, its SYSCALL with items=2; the kernel cut a PATH, its
+	// PROCTITLE and its EOE.
+	a.Drop(append([]DroppedRecord{{Seq: 26, Type: 1300, Items: 2}}, drops(26, 1309, 1307, 1302)...))
 	push(a, 22, 1327, 1320) // 22's tail: discarded
 	push(a, 24)
 	a.FlushAt(t0.Add(5 * time.Second))
 	a.Close()
-	if dropped != 3 || len(c.gaps) != 0 || partial != 2 {
+	if dropped != 4 || len(c.gaps) != 0 || partial != 5 {
 		t.Fatalf("dropped %d gaps %v partial %d", dropped, c.gaps, partial)
 	}
 	if len(c.events) != 3 || a.Stats().Discarded.Load() != 1 {
@@ -421,9 +435,9 @@ func TestPartialSyscallEventsCounted(t *testing.T) {
 	t0 := a.base.Add(time.Hour)
 	a.FlushAt(t0)
 	push(a, 30)
-	push(a, 31, 1300, 1309) // no PROCTITLE, no EOE
-	push(a, 32, 1300, 1327) // no EOE
-	push(a, 33, 1300, 1327) // EOE late, within the window
+	push(a, 31, 1300, 1309, 1307, 1302)       // no PROCTITLE, no EOE
+	push(a, 32, 1300, 1309, 1307, 1302, 1327) // no EOE
+	push(a, 33, 1300, 1309, 1307, 1302, 1327) // EOE late, within the window
 	a.FlushAt(t0.Add(500 * time.Millisecond))
 	push(a, 33, 1320)
 	a.FlushAt(t0.Add(3 * time.Second)) // 31 and 32 leave, their records due
@@ -445,18 +459,46 @@ func TestEventLeftEarlyIsNotCountedCut(t *testing.T) {
 	a, c := newCollect(Options{Timeout: time.Second, MaxInFlight: 2, OnPartial: func(n int) { partial += n }})
 	t0 := a.base.Add(time.Hour)
 	a.FlushAt(t0)
-	push(a, 40, 1300) // the reader dropped 40's tail
-	push(a, 41, 1300) // 41's PROCTITLE comes late; the kernel cut its EOE
-	push(a, 42, 1300) // the kernel cut 42's tail
-	push(a, 43, 1300) // three in flight: 40 leaves
-	push(a, 44, 1300) // 41 leaves
-	a.Drop([]DroppedRecord{{40, 1327}, {40, 1320}})
+	head := []uint16{1300, 1309, 1307, 1302}
+	push(a, 40, head...) // the reader dropped 40's tail
+	push(a, 41, head...) // 41's PROCTITLE comes late; the kernel cut its EOE
+	push(a, 42, head...) // the kernel cut 42's tail
+	push(a, 43, head...) // three in flight: 40 leaves
+	push(a, 44, head...) // 41 leaves
+	a.Drop(drops(40, 1327, 1320))
 	push(a, 41, 1327)
 	a.FlushAt(t0.Add(3 * time.Second)) // 42, 43 and 44 time out
 	a.FlushAt(t0.Add(5 * time.Second))
 	// 41: EOE; 42, 43, 44: PROCTITLE and EOE.
 	if partial != 7 {
 		t.Fatalf("partial %d, want 7 (events %d)", partial, len(c.events))
+	}
+}
+
+// The kernel can cut records from the middle of an event too. A SYSCALL
+// record's items= says how many PATH records follow, after a CWD record:
+// those the event lacks are cut, unless they come late or the reader
+// names them dropped.
+func TestMiddleRecordsCutAreCounted(t *testing.T) {
+	var partial int
+	a, c := newCollect(Options{Timeout: time.Second, OnPartial: func(n int) { partial += n }})
+	t0 := a.base.Add(time.Hour)
+	a.FlushAt(t0)
+	push(a, 60)                               // whole
+	push(a, 61, 1300, 1309, 1307, 1327, 1320) // both PATHs cut
+	push(a, 62, 1300, 1309, 1302, 1327, 1320) // CWD cut
+	// 63: one PATH dropped by the reader before its event left, the other
+	// named dropped after.
+	push(a, 63, 1300, 1309, 1307)
+	a.Drop(drops(63, 1302))
+	push(a, 63, 1327, 1320)
+	a.Drop(drops(63, 1302))
+	a.FlushAt(t0.Add(5 * time.Second))
+	if partial != 3 || len(c.events) != 4 {
+		t.Fatalf("partial %d, want 3 (61's two PATHs, 62's CWD); events %d", partial, len(c.events))
+	}
+	if n := len(c.events[1]); n != 4 { // SYSCALL, EXECVE, CWD, PROCTITLE
+		t.Fatalf("event 61 has %d records", n)
 	}
 }
 
@@ -468,12 +510,12 @@ func TestTimedOutEventsTailNamedDroppedLaterIsNotCut(t *testing.T) {
 	a, _ := newCollect(Options{Timeout: time.Second, OnPartial: func(n int) { partial += n }})
 	t0 := a.base.Add(time.Hour)
 	a.FlushAt(t0)
-	push(a, 50, 1300)
+	push(a, 50, 1300, 1309, 1307, 1302)
 	a.FlushAt(t0.Add(1500 * time.Millisecond)) // 50 times out
 	if a.PendingCut() != 2 {
 		t.Fatalf("pending cut %d, want 2", a.PendingCut())
 	}
-	a.Drop([]DroppedRecord{{50, 1327}, {50, 1320}})
+	a.Drop(drops(50, 1327, 1320))
 	a.FlushAt(t0.Add(5 * time.Second))
 	if partial != 0 || a.PendingCut() != 0 {
 		t.Fatalf("partial %d, pending cut %d, want 0 and 0", partial, a.PendingCut())

@@ -233,6 +233,10 @@ func burstThroughFullQueueNamed(t *testing.T, waitTime int32) (got int, dropped 
 				if r.Type == TypeDropped {
 					for _, d := range DroppedRecords(r.Data, nil) {
 						names[d.Seq] = true
+						// An exec looks up its file: items=2 or more.
+						if d.Type == 1300 && d.Items < 1 {
+							t.Errorf("dropped SYSCALL record %d named with items %d", d.Seq, d.Items)
+						}
 					}
 				}
 			}

@@ -16,8 +16,9 @@ import (
 
 // The record types below 1100 that are records, not control replies.
 const (
-	typeUser  = uint16(auparse.AUDIT_USER)  // AUDIT_USER
-	typeLogin = uint16(auparse.AUDIT_LOGIN) // AUDIT_LOGIN
+	typeUser    = uint16(auparse.AUDIT_USER)  // AUDIT_USER
+	typeLogin   = uint16(auparse.AUDIT_LOGIN) // AUDIT_LOGIN
+	typeSyscall = uint16(auparse.AUDIT_SYSCALL)
 )
 
 // Record is one audit record as the kernel sent it: its type (1100 and up,
@@ -42,8 +43,11 @@ type ReaderStats struct {
 // TypeDropped is the type of a marker record Run puts first in a batch
 // after it had to drop records: its Data holds, for each record dropped
 // since the last batch that got through, its audit sequence number
-// (little-endian uint32) and type (uint16), 8 bytes in all. Real records
-// are 1100 and up, and control messages never reach out.
+// (little-endian uint32), type (uint16) and, for a SYSCALL record, its
+// items= plus one (uint16; 0 for other records and when it has none), 8
+// bytes in all: what the pipeline needs to tell the records the kernel
+// cut from a dropped event. Real records are 1100 and up, and control
+// messages never reach out.
 const TypeDropped uint16 = 1
 
 // maxDropRecords bounds the records a marker names (4 MiB); past it they
@@ -54,12 +58,17 @@ const maxDropRecords = 1 << 19
 type Dropped struct {
 	Seq  uint32
 	Type uint16
+	// Items is a SYSCALL record's items= (the PATH records of its event),
+	// or -1.
+	Items int32
 }
 
 // DroppedRecords decodes a TypeDropped record's Data.
 func DroppedRecords(data []byte, into []Dropped) []Dropped {
 	for len(data) >= 8 {
-		into = append(into, Dropped{binary.LittleEndian.Uint32(data), binary.LittleEndian.Uint16(data[4:])})
+		d := Dropped{Seq: binary.LittleEndian.Uint32(data), Type: binary.LittleEndian.Uint16(data[4:])}
+		d.Items = int32(binary.LittleEndian.Uint16(data[6:])) - 1
+		into = append(into, d)
 		data = data[8:]
 	}
 	return into
@@ -113,9 +122,13 @@ func (c *Conn) Run(ctx context.Context, out chan<- []Record, stats *ReaderStats)
 			if err != nil || len(drops) >= 8*maxDropRecords {
 				continue
 			}
+			items := int32(-1)
+			if r.Type == typeSyscall {
+				items = record.Items(r.Data)
+			}
 			drops = binary.LittleEndian.AppendUint32(drops, h.Seq)
 			drops = binary.LittleEndian.AppendUint16(drops, r.Type)
-			drops = append(drops, 0, 0)
+			drops = binary.LittleEndian.AppendUint16(drops, uint16(items+1))
 		}
 	}
 	for {

@@ -506,7 +506,7 @@ func (p *Pipeline) dropRecords(marker []byte) {
 	p.drops = netlink.DroppedRecords(marker, p.drops[:0])
 	p.dropRecs = p.dropRecs[:0]
 	for _, d := range p.drops {
-		p.dropRecs = append(p.dropRecs, assemble.DroppedRecord{Seq: d.Seq, Type: d.Type})
+		p.dropRecs = append(p.dropRecs, assemble.DroppedRecord{Seq: d.Seq, Type: d.Type, Items: d.Items})
 	}
 	p.asm.Drop(p.dropRecs)
 }

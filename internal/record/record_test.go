@@ -337,3 +337,22 @@ func FuzzAppendUpperUnhex(f *testing.F) {
 		}
 	})
 }
+
+func TestItems(t *testing.T) {
+	for text, want := range map[string]int32{
+		`audit(1795868665.170:21): arch=c000003e syscall=59 success=yes exit=0 items=2 ppid=1 pid=2`: 2,
+		`audit(1795868665.170:21): arch=c000003e syscall=110 success=yes exit=1 items=0 ppid=1`:      0,
+		`audit(1795868665.170:21): arch=c000003e syscall=257 items=13`:                               13,
+		`audit(1795868665.170:21): arch=c000003e syscall=257 items=`:                                 -1,
+		`audit(1795868665.170:21): arch=c000003e syscall=257 items=123456`:                           -1,
+		`audit(1795868665.170:21): res=1`:                                                            -1,
+	} {
+		if got := Items([]byte(text)); got != want {
+			t.Errorf("Items(%q) = %d, want %d", text, got, want)
+		}
+		body := []byte(text[len("audit(1795868665.170:21):"):])
+		if got := FieldItems(body, Tokenize(body, nil)); got != want {
+			t.Errorf("FieldItems(%q) = %d, want %d", body, got, want)
+		}
+	}
+}

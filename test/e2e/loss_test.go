@@ -248,6 +248,58 @@ func TestCleanStopReadsTheRecordsOfItsOwnBPFUnload(t *testing.T) {
 	t.Logf("BPF programs %v", ids)
 }
 
+// The burst of TestGetppidBurstLossIsAccounted with opens mixed in: an
+// open's event has records in the middle (CWD, PATH) that the kernel can
+// cut as well as its first and last ones. Exact as well.
+func TestMixedBurstLossIsAccounted(t *testing.T) {
+	requireKernel(t)
+	dir := t.TempDir()
+	key := fmt.Sprintf("auditns-e2e-mixed-%x", rand.Uint32())
+	total := envInt("AUDITNS_E2E_BURST", 60000)
+	var gens []*generator
+	var rules []string
+	for i := range 4 {
+		g := newBurst(t, total/4, key)
+		if i%2 == 1 {
+			g = newOpenBurst(t, total/4, key)
+		}
+		gens = append(gens, g)
+		rules = append(rules, g.Rule)
+	}
+	rulesFile := filepath.Join(dir, "audit.rules")
+	if err := os.WriteFile(rulesFile, []byte(strings.Join(rules, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, "audit:\n  rules_file: "+rulesFile+"\nenrich:\n  ns_rules: false\n")
+	for _, g := range gens {
+		g.Go()
+	}
+	generated := 0
+	for _, g := range gens {
+		generated += g.Wait(t)
+	}
+	st := r.d.Pipeline().Stats()
+	sent := waitIdle(t, r)
+	asm := r.d.Pipeline().Assembler().Stats()
+	r.stop(t)
+	ty := readTally(t, key, r.out)
+	delivered := len(ty.keyed)
+	t.Logf("generated %d, delivered %d, loss events %d summing %d %v; kernel lost %d records, reader dropped %d records, partial records %d; others %v",
+		generated, delivered, len(ty.loss), ty.lossSum, ty.byReason,
+		st.KernelLost.Load(), st.Reader.Dropped.Load(), asm.Partial.Load(), ty.others)
+	if ty.invalid != 0 || ty.duplicates != 0 {
+		t.Fatalf("%d invalid lines, %d duplicates", ty.invalid, ty.duplicates)
+	}
+	if f := ty.falseGaps(); len(f) > 0 {
+		t.Fatalf("%d numbers called missing are in the output: %v", len(f), f[:min(len(f), 10)])
+	}
+	missing := generated - delivered + sent - ty.sentinels
+	if ty.lossSum != uint64(missing) {
+		t.Fatalf("generated − delivered = %d (and %d of %d sentinels missing), loss events sum to %d (%+d)",
+			generated-delivered, sent-ty.sentinels, sent, ty.lossSum, int64(ty.lossSum)-int64(missing))
+	}
+}
+
 // A clean stop right after a burst, with the kernel's queue still full:
 // auditns removes its rules, reads what the kernel queued to its end and
 // only then stops, so every event the burst made is in the output or in a

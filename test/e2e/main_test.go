@@ -59,13 +59,17 @@ func auditnsBinary(t *testing.T) string {
 // as fast as it can.
 func generate(spec string) {
 	rateS, durS, _ := strings.Cut(spec, ":")
-	if rateS == "burst" {
+	if rateS == "burst" || rateS == "openburst" {
 		n, _ := strconv.Atoi(durS)
 		runtime.LockOSThread()
 		buf := make([]byte, 1)
 		os.Stdin.Read(buf)
 		for range n {
-			syscall.Getppid()
+			if rateS == "burst" {
+				syscall.Getppid()
+			} else if fd, err := syscall.Open("/dev/null", syscall.O_RDONLY, 0); err == nil {
+				syscall.Close(fd)
+			}
 		}
 		fmt.Println(n)
 		return
@@ -106,6 +110,16 @@ func newGenerator(t *testing.T, rate int, dur time.Duration, key string) *genera
 func newBurst(t *testing.T, n int, key string) *generator {
 	t.Helper()
 	return newGeneratorSpec(t, fmt.Sprintf("burst:%d", n), key)
+}
+
+// newOpenBurst starts a generator of n opens of /dev/null (each closed) as
+// fast as it can: events with records in the middle (CWD, PATH). Its Rule
+// audits the opens (openat: the syscall open(2) is made with).
+func newOpenBurst(t *testing.T, n int, key string) *generator {
+	t.Helper()
+	g := newGeneratorSpec(t, fmt.Sprintf("openburst:%d", n), key)
+	g.Rule = fmt.Sprintf("-a always,exit -F arch=b64 -S openat -F pid=%d -F key=%s", g.cmd.Process.Pid, key)
+	return g
 }
 
 func newGeneratorSpec(t *testing.T, spec, key string) *generator {
