@@ -107,6 +107,31 @@ func (ty *tally) event(ev *event.Event, key string) {
 	}
 }
 
+// requireWhole fails t if the output has a line that is not JSON, an event
+// twice, or a loss event that calls missing a number that is in it.
+func (ty *tally) requireWhole(t *testing.T) {
+	t.Helper()
+	if ty.invalid != 0 || ty.duplicates != 0 {
+		t.Fatalf("%d invalid lines, %d duplicates", ty.invalid, ty.duplicates)
+	}
+	if f := ty.falseGaps(); len(f) > 0 {
+		t.Fatalf("%d numbers called missing are in the output: %v", len(f), f[:min(len(f), 10)])
+	}
+}
+
+// requireExact fails t unless every event missing is in one loss event's
+// count and no count is invented: generated − delivered, with the
+// sentinels of sent (waitIdle's) that are not in the output, is the sum of
+// the loss events' counts.
+func (ty *tally) requireExact(t *testing.T, generated, sent int) {
+	t.Helper()
+	missing := generated - len(ty.keyed) + sent - ty.sentinels
+	if ty.lossSum != uint64(missing) {
+		t.Fatalf("generated − delivered = %d (and %d of %d sentinels missing), loss events sum to %d (%+d): %v",
+			generated-len(ty.keyed), sent-ty.sentinels, sent, ty.lossSum, int64(ty.lossSum)-int64(missing), ty.byReason)
+	}
+}
+
 // falseGaps lists the sequence numbers that loss events call missing and
 // that are in the output.
 func (ty *tally) falseGaps() []uint32 {
@@ -198,20 +223,8 @@ func TestGetppidBurstLossIsAccounted(t *testing.T) {
 	t.Logf("generated %d in %v, delivered %d, loss events %d summing %d %v; kernel lost %d records, reader dropped %d records, partial records %d, events dropped by auditns %d, discarded %d, late %d",
 		generated, burst.Round(time.Millisecond), delivered, len(ty.loss), ty.lossSum, ty.byReason,
 		st.KernelLost.Load(), st.Reader.Dropped.Load(), asm.Partial.Load(), asm.Dropped.Load(), asm.Discarded.Load(), asm.Late.Load())
-	if ty.invalid != 0 || ty.duplicates != 0 {
-		t.Fatalf("%d invalid lines, %d duplicates", ty.invalid, ty.duplicates)
-	}
-	if f := ty.falseGaps(); len(f) > 0 {
-		t.Fatalf("%d numbers called missing are in the output: %v", len(f), f[:min(len(f), 10)])
-	}
-	// Exact: every event missing is in one loss event's count, and no
-	// count is invented. waitIdle's sentinels that the reader dropped are
-	// missing events too.
-	missing := generated - delivered + sent - ty.sentinels
-	if ty.lossSum != uint64(missing) {
-		t.Fatalf("generated − delivered = %d (and %d of %d sentinels missing), loss events sum to %d",
-			generated-delivered, sent-ty.sentinels, sent, ty.lossSum)
-	}
+	ty.requireWhole(t)
+	ty.requireExact(t, generated, sent)
 }
 
 // auditns's own BPF programs make audit records when they are loaded and
@@ -287,17 +300,8 @@ func TestMixedBurstLossIsAccounted(t *testing.T) {
 	t.Logf("generated %d, delivered %d, loss events %d summing %d %v; kernel lost %d records, reader dropped %d records, partial records %d; others %v",
 		generated, delivered, len(ty.loss), ty.lossSum, ty.byReason,
 		st.KernelLost.Load(), st.Reader.Dropped.Load(), asm.Partial.Load(), ty.others)
-	if ty.invalid != 0 || ty.duplicates != 0 {
-		t.Fatalf("%d invalid lines, %d duplicates", ty.invalid, ty.duplicates)
-	}
-	if f := ty.falseGaps(); len(f) > 0 {
-		t.Fatalf("%d numbers called missing are in the output: %v", len(f), f[:min(len(f), 10)])
-	}
-	missing := generated - delivered + sent - ty.sentinels
-	if ty.lossSum != uint64(missing) {
-		t.Fatalf("generated − delivered = %d (and %d of %d sentinels missing), loss events sum to %d (%+d)",
-			generated-delivered, sent-ty.sentinels, sent, ty.lossSum, int64(ty.lossSum)-int64(missing))
-	}
+	ty.requireWhole(t)
+	ty.requireExact(t, generated, sent)
 }
 
 // A clean stop right after a burst, with the kernel's queue still full:
@@ -327,15 +331,8 @@ func TestCleanStopReadsTheKernelQueueToItsEnd(t *testing.T) {
 	ty := readTally(t, key, r.out)
 	t.Logf("generated %d, delivered %d, loss events %d summing %d %v; kernel backlog at the last status poll %d; stopped in %v; other events %v",
 		generated, len(ty.keyed), len(ty.loss), ty.lossSum, ty.byReason, backlog, stopped.Round(time.Millisecond), ty.others)
-	if ty.invalid != 0 || ty.duplicates != 0 {
-		t.Fatalf("%d invalid lines, %d duplicates", ty.invalid, ty.duplicates)
-	}
-	if f := ty.falseGaps(); len(f) > 0 {
-		t.Fatalf("%d numbers called missing are in the output: %v", len(f), f[:min(len(f), 10)])
-	}
-	if missing := generated - len(ty.keyed); ty.lossSum != uint64(missing) {
-		t.Fatalf("generated − delivered = %d, loss events sum to %d: %+v", missing, ty.lossSum, ty.loss)
-	}
+	ty.requireWhole(t)
+	ty.requireExact(t, generated, 0)
 }
 
 // waitIdle waits until auditns has read every record the kernel queued
@@ -468,12 +465,7 @@ func TestNoFalseGapsUnderStorms(t *testing.T) {
 	ty.add(t, b, key)
 	t.Logf("%v: %d events in the output, getppid generated %d delivered %d; loss events %d summing %d %v; late records %d",
 		dur, len(ty.seqs), generated, len(ty.keyed), len(ty.loss), ty.lossSum, ty.byReason, asm.Late.Load())
-	if f := ty.falseGaps(); len(f) > 0 {
-		t.Fatalf("%d numbers called missing are in the output: %v", len(f), f[:min(len(f), 10)])
-	}
-	if ty.invalid != 0 || ty.duplicates != 0 {
-		t.Fatalf("%d invalid lines, %d duplicates", ty.invalid, ty.duplicates)
-	}
+	ty.requireWhole(t)
 	if uint64(generated-len(ty.keyed)) > ty.lossSum {
 		t.Fatalf("generated − delivered = %d, more than the loss events' %d", generated-len(ty.keyed), ty.lossSum)
 	}
