@@ -268,6 +268,8 @@ func TestStateDirTurningReadOnlyWhileRunningRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	mountExt4(t, fresh)
+	// Any write on the new file system comes after this.
+	swapped := time.Now()
 	for _, c := range [][]string{
 		{"cp", "-a", state + "/.", fresh},
 		{"umount", "-l", state},
@@ -277,7 +279,6 @@ func TestStateDirTurningReadOnlyWhileRunningRecovers(t *testing.T) {
 			t.Fatalf("%s: %v %s", strings.Join(c, " "), err, b)
 		}
 	}
-	swapped := time.Now()
 	deadline := time.Now().Add(10 * time.Second)
 	for healthz(t, addr) != 200 {
 		if time.Now().After(deadline) {
