@@ -116,13 +116,19 @@ func TestKernelSourceShortLivedNamespaces(t *testing.T) {
 		}
 	}
 	noLeftovers(t, r)
+	// Events the reader dropped (a loaded machine) are not there to
+	// check; they are counted in loss events, and so must every one be.
+	lost := readTally(t, "", r.out).lossSum
 	serials := map[uint64]string{}
-	wrong, missing := 0, 0
+	wrong, missing, absent := 0, 0, 0
 	for arg, ino := range want {
 		ev := got[arg]
 		switch {
 		case ev == nil:
-			t.Errorf("%s: no execve event", arg)
+			absent++
+			if lost == 0 {
+				t.Errorf("%s: no execve event", arg)
+			}
 		case ev.NS == nil || ev.NSSrc != "kernel":
 			missing++
 			t.Errorf("%s: ns %+v src %s", arg, ev.NS, ev.NSSrc)
@@ -143,8 +149,12 @@ func TestKernelSourceShortLivedNamespaces(t *testing.T) {
 			noCreator++
 		}
 	}
-	t.Logf("%d processes: %d events, %d without namespaces, %d wrong, %d distinct net serials, %d registry records without created_by", n, len(got), missing, wrong, len(serials), noCreator)
-	if noCreator > 0 {
+	t.Logf("%d processes: %d events, %d without namespaces, %d wrong, %d distinct net serials, %d registry records without created_by; loss events sum to %d",
+		n, len(got), missing, wrong, len(serials), noCreator, lost)
+	// An unshare event that was lost cannot name itself in the registry.
+	if lost > 0 && uint64(absent+noCreator) > lost {
+		t.Errorf("%d execve events missing and %d registry records without created_by, more than the %d events lost", absent, noCreator, lost)
+	} else if lost == 0 && noCreator > 0 {
 		t.Errorf("%d of %d new net namespaces have no registry record naming their unshare", noCreator, len(serials))
 	}
 }
