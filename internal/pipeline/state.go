@@ -136,7 +136,7 @@ type stateFile struct {
 	err     error     // the last write error, logged once
 	retryAt time.Time // no open before this, after a failure
 	// failing holds the error while the state cannot be written, for
-	// Health on other goroutines.
+	// StateHealth on other goroutines.
 	failing atomic.Pointer[error]
 }
 
