@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Buffer limits of a Lines sink: past LinesBufferBytes of lines not yet
@@ -49,7 +51,11 @@ type Lines struct {
 	stopped  chan struct{}
 	closed   sync.Once
 	maxBytes int
-	mark     Mark // the file's identity and size, kept up to date (file only)
+	// rd reads the file the lines go to, when they go to one: f, or
+	// standard output's file (NewStdout). mark is its identity and size,
+	// kept up to date.
+	rd   *os.File
+	mark Mark
 }
 
 // Mark is a place in an output file: its device and inode, and a size. A
@@ -62,9 +68,9 @@ type Mark struct {
 }
 
 // Mark returns where the lines written from now on will land; ok is false
-// for standard output and writers.
+// for writers and a standard output that is not a file.
 func (l *Lines) Mark() (m Mark, ok bool) {
-	if l.f == nil {
+	if l.rd == nil {
 		return Mark{}, false
 	}
 	l.mu.Lock()
@@ -76,7 +82,7 @@ func (l *Lines) Mark() (m Mark, ok bool) {
 // file at l's path is still the one m names and no shorter; ok is false
 // otherwise (rotated, truncated, standard output).
 func (l *Lines) LinesSince(m Mark, fn func(line []byte)) (ok bool, err error) {
-	if l.f == nil {
+	if l.rd == nil {
 		return false, nil
 	}
 	l.mu.Lock()
@@ -85,7 +91,7 @@ func (l *Lines) LinesSince(m Mark, fn func(line []byte)) (ok bool, err error) {
 		return false, nil
 	}
 	b := make([]byte, l.mark.Size-m.Size)
-	if _, err := l.f.ReadAt(b, m.Size); err != nil {
+	if _, err := l.rd.ReadAt(b, m.Size); err != nil {
 		return false, err
 	}
 	for len(b) > 0 {
@@ -102,15 +108,48 @@ func (l *Lines) LinesSince(m Mark, fn func(line []byte)) (ok bool, err error) {
 // remark reads the file's identity and size again (open, truncate).
 func (l *Lines) remark() {
 	var st syscall.Stat_t
-	if l.f == nil || syscall.Fstat(int(l.f.Fd()), &st) != nil {
+	if l.rd == nil || syscall.Fstat(int(l.rd.Fd()), &st) != nil {
 		return
 	}
 	l.mark = Mark{Dev: uint64(st.Dev), Ino: st.Ino, Size: st.Size}
 }
 
-// NewStdout returns a sink that writes to standard output.
-func NewStdout() *Lines {
-	return &Lines{w: os.Stdout, name: "stdout", eager: true, maxBytes: LinesBufferBytes}
+// NewStdout returns a sink that writes to standard output. When that is a
+// regular file written at its end (systemd's StandardOutput=append:, a
+// shell's >>), what a kill -9 leaves is handled as the file sink does: a
+// line the killed run cut is ended before the first new one, and the next
+// run reads back the batch the state names (Mark, LinesSince). SIGHUP does
+// not reopen it: the sink does not know its path.
+func NewStdout() *Lines { return newStdout(os.Stdout) }
+
+func newStdout(out *os.File) *Lines {
+	l := &Lines{w: out, name: "stdout", eager: true, maxBytes: LinesBufferBytes}
+	if rd := appendedFile(out); rd != nil {
+		l.rd, l.needNL = rd, cutLine(rd)
+		l.remark()
+	}
+	return l
+}
+
+// appendedFile opens for reading the regular file out writes to with
+// O_APPEND, or returns nil.
+func appendedFile(out *os.File) *os.File {
+	var st, rst syscall.Stat_t
+	if syscall.Fstat(int(out.Fd()), &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return nil
+	}
+	if fl, err := unix.FcntlInt(out.Fd(), unix.F_GETFL, 0); err != nil || fl&unix.O_APPEND == 0 {
+		return nil
+	}
+	rd, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", out.Fd()))
+	if err != nil {
+		return nil
+	}
+	if syscall.Fstat(int(rd.Fd()), &rst) != nil || rst.Dev != st.Dev || rst.Ino != st.Ino {
+		rd.Close()
+		return nil
+	}
+	return rd
 }
 
 // NewWriter returns a sink over any writer, written at the end of each
@@ -134,7 +173,7 @@ func NewFile(path string, flushInterval time.Duration) (*Lines, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lines{f: f, w: f, path: path, name: "file:" + path, maxBytes: LinesBufferBytes,
+	l := &Lines{f: f, w: f, rd: f, path: path, name: "file:" + path, maxBytes: LinesBufferBytes,
 		stop: make(chan struct{}), stopped: make(chan struct{}), needNL: cutLine(f)}
 	l.remark()
 	go l.flusher(flushInterval)
@@ -298,7 +337,7 @@ func (l *Lines) Reopen() error {
 		return err
 	}
 	l.f.Close()
-	l.f, l.w, l.needNL = f, f, cutLine(f)
+	l.f, l.w, l.rd, l.needNL = f, f, f, cutLine(f)
 	l.remark()
 	return nil
 }
@@ -331,6 +370,8 @@ func (l *Lines) close() error {
 		if cerr := l.f.Close(); err == nil {
 			err = cerr
 		}
+	} else if l.rd != nil {
+		l.rd.Close() // standard output's file, opened for reading
 	}
 	return err
 }

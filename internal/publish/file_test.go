@@ -117,3 +117,62 @@ func TestLinesDiskFullExactCount(t *testing.T) {
 	}
 	t.Logf("%d sent, %d refused, %d written", sent, dropped, whole)
 }
+
+// Standard output redirected to a file opened for appending (systemd's
+// StandardOutput=append:): a line a killed run cut is ended before the
+// first new one, and the next run reads back what a batch left (Mark,
+// LinesSince), as with the file sink. A pipe or a file not opened for
+// appending gets neither.
+func TestStdoutAppendedToAFileIsReadBack(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.jsonl")
+	if err := os.WriteFile(path, []byte("{\"a\":1}\n{\"cut"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open := func() *os.File {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	l := newStdout(open())
+	m, ok := l.Mark()
+	if !ok {
+		t.Fatal("no mark for a standard output appended to a file")
+	}
+	if _, err := l.Write([]Message{{Value: []byte(`{"a":2}`)}, {Value: []byte(`{"a":3}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close(context.Background())
+	if b, _ := os.ReadFile(path); string(b) != "{\"a\":1}\n{\"cut\n{\"a\":2}\n{\"a\":3}\n" {
+		t.Fatalf("file %q", b)
+	}
+	var got []string
+	next := newStdout(open()) // the next run, on the same file
+	if ok, err := next.LinesSince(m, func(line []byte) { got = append(got, string(line)) }); !ok || err != nil {
+		t.Fatalf("LinesSince: %v %v", ok, err)
+	}
+	// The mark was past the cut line, which the batch's write ended: its
+	// end reads back as an empty line.
+	if strings.Join(got, "|") != `|{"a":2}|{"a":3}` {
+		t.Fatalf("read back %q", got)
+	}
+
+	f, err := os.OpenFile(path, os.O_WRONLY, 0) // not appending
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	for name, out := range map[string]*os.File{"not appending": f, "pipe": w} {
+		if _, ok := newStdout(out).Mark(); ok {
+			t.Errorf("%s: a mark", name)
+		}
+	}
+}

@@ -324,25 +324,46 @@ func waitFileStill(t *testing.T, path string, d time.Duration) {
 }
 
 // kill -9 while the kernel's backlog is full under a burst (the daemon is
-// stopped until it is, then killed): the next run,
+// stopped until it is, then killed), with the file sink and with standard
+// output appended to a file (systemd's StandardOutput=append:): the next
+// run,
 // on the same state directory, counts what the dead one had read and not
 // written (numbers it left open or never saw, losses it still owed, the
 // kernel's counter since it last counted), so that over both runs
 // generated − delivered = Σ loss counts.
 func TestKill9UnderBurstIsCountedByTheNextRun(t *testing.T) {
 	requireKernel(t)
+	for _, sink := range []string{"file", "stdout"} {
+		t.Run(sink, func(t *testing.T) { kill9UnderBurst(t, sink) })
+	}
+}
+
+func kill9UnderBurst(t *testing.T, sink string) {
 	dir := t.TempDir()
 	key := fmt.Sprintf("auditns-e2e-kill-%x", rand.Uint32())
 	out := filepath.Join(dir, "events.jsonl")
 	cfg := filepath.Join(dir, "auditns.yaml")
 	yaml := getppidRuleYAML(t, dir, key) + "state_dir: " + filepath.Join(dir, "state") + "\noutput:\n  sink: file:" + out + "\n"
+	var stdout *os.File
+	if sink == "stdout" {
+		yaml = getppidRuleYAML(t, dir, key) + "state_dir: " + filepath.Join(dir, "state") + "\noutput:\n  sink: stdout\n"
+		f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		stdout = f
+	}
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// The killed run leaves its rule loaded; should the next one fail to
 	// start, nothing else would remove it.
 	t.Cleanup(func() { deleteRules(t, key) })
-	a := startProcess(t, "run", "--config", cfg)
+	a := tryStartProcess(t, stdout, "run", "--config", cfg)
+	if a == nil {
+		t.Fatal("auditns did not start")
+	}
 	var gens []*generator
 	for range 4 {
 		gens = append(gens, newGenerator(t, 15000, 5*time.Second, key))
@@ -365,7 +386,7 @@ func TestKill9UnderBurstIsCountedByTheNextRun(t *testing.T) {
 	// registers; its rule load can then miss its reply (ENOBUFS): retry.
 	var b *process
 	for try := 0; ; try++ {
-		if b = tryStartProcess(t, "run", "--config", cfg); b != nil || try == 4 {
+		if b = tryStartProcess(t, stdout, "run", "--config", cfg); b != nil || try == 4 {
 			break
 		}
 	}

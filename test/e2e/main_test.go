@@ -164,7 +164,7 @@ type process struct {
 
 func startProcess(t *testing.T, args ...string) *process {
 	t.Helper()
-	p, err := startProcessErr(t, args...)
+	p, err := startProcessErr(t, nil, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,10 +172,11 @@ func startProcess(t *testing.T, args ...string) *process {
 }
 
 // tryStartProcess is startProcess that returns nil, with a log line, when
-// auditns exits at start-up.
-func tryStartProcess(t *testing.T, args ...string) *process {
+// auditns exits at start-up; its standard output goes to stdout (nil:
+// /dev/null).
+func tryStartProcess(t *testing.T, stdout *os.File, args ...string) *process {
 	t.Helper()
-	p, err := startProcessErr(t, args...)
+	p, err := startProcessErr(t, stdout, args...)
 	if err != nil {
 		t.Log(err)
 		return nil
@@ -183,11 +184,14 @@ func tryStartProcess(t *testing.T, args ...string) *process {
 	return p
 }
 
-func startProcessErr(t *testing.T, args ...string) (*process, error) {
+func startProcessErr(t *testing.T, stdout *os.File, args ...string) (*process, error) {
 	t.Helper()
 	cmd := exec.Command(auditnsBinary(t), args...)
 	p := &process{cmd: cmd, stderr: &testenv.Buffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
