@@ -185,11 +185,17 @@ func (k *Kernel) release() error {
 		errs = append(errs, k.rd.Close())
 		k.rd = nil
 	}
+	errs = append(errs, k.closeLinks(), k.objs.Close())
+	return errors.Join(errs...)
+}
+
+// closeLinks detaches the programs from their hooks.
+func (k *Kernel) closeLinks() error {
+	var errs []error
 	for _, l := range k.links {
 		errs = append(errs, l.Close())
 	}
 	k.links = nil
-	errs = append(errs, k.objs.Close())
 	return errors.Join(errs...)
 }
 
@@ -213,11 +219,7 @@ func (k *Kernel) Detach() error {
 			}
 		}
 	}
-	var errs []error
-	for _, l := range k.links {
-		errs = append(errs, l.Close())
-	}
-	k.links = nil
+	errs := []error{k.closeLinks()}
 	for _, p := range progs {
 		errs = append(errs, p.Close())
 	}
